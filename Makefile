@@ -1,0 +1,70 @@
+# Two commands matter: `make demo` (the whole pipeline, locally) and `make test` (everything CI checks).
+# Each builds the virtual environments it needs on first use (see docs/contracts.md).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+VENV_TRAIN := .venv-training
+VENV_SAM := .venv-sam
+PY := $(VENV)/bin/python
+PY_TRAIN := $(VENV_TRAIN)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help venvs demo test test-training test-app lint template-check sam-build bench clean
+
+help:
+	@echo "make demo    run the whole event-driven pipeline locally (no AWS, no Docker)"
+	@echo "make test    lint, template checks, and every test suite"
+	@echo "make bench   the benchmarks in bench/"
+	@echo "make clean   remove build outputs and local cloud state (keeps the venvs)"
+
+$(VENV)/.stamp: requirements-dev.txt functions/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+$(VENV_TRAIN)/.stamp: training/requirements.txt training/requirements-dev.txt
+	test -x $(PY_TRAIN) || $(PYTHON) -m venv $(VENV_TRAIN)
+	$(PY_TRAIN) -m pip install -q --upgrade pip
+	$(PY_TRAIN) -m pip install -q -r training/requirements-dev.txt
+	touch $@
+
+$(VENV_SAM)/.stamp: requirements-sam.txt
+	test -x $(VENV_SAM)/bin/python || $(PYTHON) -m venv $(VENV_SAM)
+	$(VENV_SAM)/bin/python -m pip install -q -r requirements-sam.txt
+	touch $@
+
+venvs: $(VENV)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SAM)/.stamp
+
+demo: $(VENV)/.stamp $(VENV_TRAIN)/.stamp
+	$(PY) -m localcloud.demo $(if $(DATA),--data $(DATA),) $(DEMO_ARGS)
+
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+template-check: $(VENV)/.stamp $(VENV_SAM)/.stamp
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV_SAM)/bin/sam validate --lint --template template.yaml --region us-east-1
+
+test-training: $(VENV_TRAIN)/.stamp
+	$(PY_TRAIN) -m pytest tests/training $(PYTEST_ARGS)
+
+test-app: $(VENV)/.stamp $(VENV_TRAIN)/.stamp
+	$(PY) -m pytest tests --ignore=tests/training $(PYTEST_ARGS)
+
+test: lint template-check test-training test-app
+
+# sam build for the python3.13 runtime needs that interpreter first on PATH.
+sam-build: $(VENV_SAM)/.stamp
+	PATH="$$(pyenv prefix 3.13 2>/dev/null || echo /root/.pyenv/versions/3.13.0)/bin:$$PATH" \
+		$(VENV_SAM)/bin/sam build --template template.yaml
+
+bench: $(VENV)/.stamp $(VENV_TRAIN)/.stamp
+	$(PY_TRAIN) bench/bench_feature_cache.py
+	$(PY) bench/bench_ingest.py
+	$(PY) bench/bench_cold_start.py
+	$(PY) bench/bench_endpoint.py
+
+clean:
+	rm -rf .aws-sam build .localcloud .pytest_cache .ruff_cache .mypy_cache
