@@ -1,0 +1,1 @@
+"""Lambda functions of the dog breed pipeline: handlers are thin, logic lives in the modules here."""

@@ -1,0 +1,82 @@
+"""S3 access the pipeline needs: JSON documents, existence checks, uploads and ranged reads."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from botocore.exceptions import ClientError
+
+from pipeline.adapters.aws import client, error_code
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @classmethod
+    def parse(cls, uri: str) -> S3Location:
+        parsed = urlparse(uri)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ValueError(f"not an s3:// URI: {uri!r}")
+        return cls(parsed.netloc, parsed.path.lstrip("/"))
+
+
+class S3Store:
+    """Thin wrapper over the S3 client (one instance per process is enough)."""
+
+    def __init__(self, s3_client: Any | None = None) -> None:
+        self.client = s3_client or client("s3")
+
+    def exists(self, bucket: str, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error_code(error) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def size_and_etag(self, bucket: str, key: str, version_id: str | None = None) -> tuple[int, str]:
+        extra = {"VersionId": version_id} if version_id else {}
+        head = self.client.head_object(Bucket=bucket, Key=key, **extra)
+        return int(head["ContentLength"]), str(head["ETag"]).strip('"')
+
+    def get_bytes(self, bucket: str, key: str, max_bytes: int | None = None) -> bytes:
+        """Whole object; with max_bytes, refuses (ValueError) an object larger than that."""
+        response = self.client.get_object(Bucket=bucket, Key=key)
+        length = int(response.get("ContentLength", 0))
+        if max_bytes is not None and length > max_bytes:
+            response["Body"].close()
+            raise ObjectTooLargeError(f"s3://{bucket}/{key} is {length} bytes, the limit is {max_bytes}")
+        return response["Body"].read()
+
+    def get_range(
+        self, bucket: str, key: str, start: int, end_inclusive: int, version_id: str | None
+    ) -> bytes:
+        extra = {"VersionId": version_id} if version_id else {}
+        response = self.client.get_object(
+            Bucket=bucket, Key=key, Range=f"bytes={start}-{end_inclusive}", **extra
+        )
+        return response["Body"].read()
+
+    def get_json(self, bucket: str, key: str) -> Any:
+        return json.loads(self.get_bytes(bucket, key))
+
+    def put_bytes(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+
+    def put_json(self, bucket: str, key: str, document: Any) -> None:
+        body = json.dumps(document, indent=2, sort_keys=True, default=str).encode()
+        self.put_bytes(bucket, key, body, "application/json")
+
+
+class ObjectTooLargeError(ValueError):
+    """An object is larger than the caller accepts."""

@@ -1,0 +1,73 @@
+"""SageMaker control-plane calls, with "already exists" turned into a normal outcome.
+
+Job, model and config names are deterministic, so a second attempt to create the same thing is a
+duplicate delivery: it returns created=False instead of failing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pipeline.adapters.aws import client, error_code
+
+
+def _already_exists(error: ClientError) -> bool:
+    code = error_code(error)
+    message = str(error.response.get("Error", {}).get("Message", "")).lower()
+    return code == "ResourceInUse" or (code == "ValidationException" and "already exist" in message)
+
+
+def _not_found(error: ClientError) -> bool:
+    code = error_code(error)
+    message = str(error.response.get("Error", {}).get("Message", "")).lower()
+    return code in ("ResourceNotFound", "ValidationException") and (
+        "could not find" in message or "not found" in message or "does not exist" in message
+    )
+
+
+class SageMakerJobs:
+    def __init__(self, sagemaker_client: Any | None = None) -> None:
+        self.client = sagemaker_client or client("sagemaker")
+
+    def _create(self, operation: str, request: dict[str, Any]) -> bool:
+        try:
+            getattr(self.client, operation)(**request)
+        except ClientError as error:
+            if _already_exists(error):
+                return False
+            raise
+        return True
+
+    def create_tuning_job(self, request: dict[str, Any]) -> bool:
+        return self._create("create_hyper_parameter_tuning_job", request)
+
+    def describe_tuning_job(self, name: str) -> dict[str, Any]:
+        return self.client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+
+    def create_training_job(self, request: dict[str, Any]) -> bool:
+        return self._create("create_training_job", request)
+
+    def describe_training_job(self, name: str) -> dict[str, Any]:
+        return self.client.describe_training_job(TrainingJobName=name)
+
+    def create_model(self, request: dict[str, Any]) -> bool:
+        return self._create("create_model", request)
+
+    def create_endpoint_config(self, request: dict[str, Any]) -> bool:
+        return self._create("create_endpoint_config", request)
+
+    def describe_endpoint(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.client.describe_endpoint(EndpointName=name)
+        except ClientError as error:
+            if _not_found(error):
+                return None
+            raise
+
+    def create_endpoint(self, name: str, config_name: str) -> bool:
+        return self._create("create_endpoint", {"EndpointName": name, "EndpointConfigName": config_name})
+
+    def update_endpoint(self, request: dict[str, Any]) -> None:
+        self.client.update_endpoint(**request)

@@ -1,0 +1,1 @@
+"""One module per Lambda function: Powertools decorators plus one call into the logic."""

@@ -1,0 +1,33 @@
+"""Image under input/ of the inference bucket (S3 event), {"bucket","key"} or {"image": base64}
+-> top-k prediction from the endpoint (pipeline.classify). Writing the same result twice is harmless,
+so this function does not use the idempotency table."""
+
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pipeline.adapters.s3 import S3Store
+from pipeline.classify import Classifier, ClassifyError
+from pipeline.observability import logger, metrics, tracer
+from pipeline.settings import get_settings
+
+settings = get_settings()
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> Any:
+    classifier = Classifier(settings, S3Store())
+    if "Records" in event:
+        return [
+            classifier.classify_object(record.s3.bucket.name, unquote_plus(record.s3.get_object.key))
+            for record in S3Event(event).records
+        ]
+    if "bucket" in event and "key" in event:
+        return classifier.classify_object(event["bucket"], event["key"])
+    if "image" in event:
+        return classifier.classify_base64(event["image"])
+    raise ClassifyError("bad-request", 'expected an S3 event, {"bucket", "key"} or {"image": <base64>}')

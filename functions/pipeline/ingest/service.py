@@ -1,0 +1,121 @@
+"""Ingest one uploaded dataset zip: stream it into datasets/<id>/, write report.json and manifest.json.
+
+manifest.json is written last and only for an accepted dataset: its creation is what starts the
+tuning job (a separate function, so a failure to start tuning never re-extracts the archive).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from pipeline.adapters.notify import Notifier
+from pipeline.adapters.s3 import S3Store
+from pipeline.adapters.training_code import layout_module
+from pipeline.ingest.seekable import S3RangeReader
+from pipeline.ingest.unzip import ArchiveRejectedError, Limits, extract, open_archive
+from pipeline.observability import logger
+from pipeline.settings import Settings
+
+DATASETS_PREFIX = "datasets/"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded object, as the S3 event names it (key already URL-decoded)."""
+
+    bucket: str
+    key: str
+    etag: str = ""
+    version_id: str | None = None
+
+
+def dataset_id(upload: Upload) -> str:
+    """Deterministic id of an upload: readable stem + hash of bucket, key and ETag (version)."""
+    stem = re.sub(r"[^a-z0-9]+", "-", PurePosixPath(upload.key).stem.lower()).strip("-")[:40] or "dataset"
+    digest = hashlib.sha256(
+        f"{upload.bucket}/{upload.key}/{upload.etag}/{upload.version_id or ''}".encode()
+    ).hexdigest()[:12]
+    return f"{stem}-{digest}"
+
+
+class _S3Writer:
+    def __init__(self, store: S3Store, bucket: str) -> None:
+        self._store = store
+        self._bucket = bucket
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self._store.put_bytes(self._bucket, key, data, content_type)
+
+
+def ingest_upload(upload: Upload, settings: Settings, store: S3Store, notifier: Notifier) -> dict[str, Any]:
+    """Extract and validate one upload; returns the report (status accepted or rejected)."""
+    identifier = dataset_id(upload)
+    prefix = f"{DATASETS_PREFIX}{identifier}/"
+    bucket = settings.dataset_bucket
+    if store.exists(bucket, prefix + "report.json"):
+        # A redelivered event whose idempotency record has expired: the work is already done.
+        logger.info("dataset already ingested", extra={"dataset_id": identifier})
+        return store.get_json(bucket, prefix + "report.json")
+
+    started = time.perf_counter()
+    report: dict[str, Any] = {
+        "dataset_id": identifier,
+        "source": {"bucket": upload.bucket, "key": upload.key, "etag": upload.etag},
+        "prefix": f"s3://{bucket}/{prefix}",
+    }
+    size, etag = store.size_and_etag(upload.bucket, upload.key, upload.version_id)
+    report["source"]["etag"] = upload.etag or etag
+    report["archive_bytes"] = size
+    reader = S3RangeReader(
+        lambda start, end: store.get_range(upload.bucket, upload.key, start, end, upload.version_id), size
+    )
+    limits = Limits(
+        max_members=settings.ingest_max_members,
+        max_total_bytes=settings.ingest_max_total_bytes,
+        max_member_bytes=settings.ingest_max_member_bytes,
+        max_ratio=settings.ingest_max_ratio,
+        concurrency=settings.ingest_concurrency,
+    )
+    layout = layout_module(settings.training_code_dir)
+    try:
+        with open_archive(reader) as archive:
+            extraction, summary = extract(archive, _S3Writer(store, bucket), prefix, layout, limits)
+    except ArchiveRejectedError as error:
+        report.update(status="rejected", reason=str(error), seconds=round(time.perf_counter() - started, 3))
+        store.put_json(bucket, prefix + "report.json", report)
+        notifier.publish(f"Dataset rejected: {upload.key}", report)
+        logger.warning("dataset rejected", extra={"dataset_id": identifier, "reason": str(error)})
+        return report
+    finally:
+        reader.close()
+
+    report.update(status="accepted", extraction=extraction.to_dict(), layout=summary.to_dict())
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    manifest = {
+        "dataset_id": identifier,
+        "source": report["source"],
+        "bucket": bucket,
+        "prefix": prefix,
+        "channels": {split: f"s3://{bucket}/{prefix}{split}/" for split in layout.SPLITS},
+        "classes": summary.classes,
+        "class_dirs": summary.class_dirs,
+        "images": summary.to_dict()["images"],
+    }
+    store.put_json(bucket, prefix + "report.json", report)
+    store.put_json(bucket, prefix + "manifest.json", manifest)
+    skipped = extraction.to_dict()["skipped_total"]
+    notifier.publish(
+        f"Dataset accepted: {identifier}",
+        {
+            "dataset_id": identifier,
+            "images": manifest["images"],
+            "skipped": skipped,
+            "classes": len(summary.classes),
+        },
+    )
+    return report

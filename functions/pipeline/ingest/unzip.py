@@ -1,0 +1,264 @@
+"""Guarded, streaming extraction of a dataset zip into object storage.
+
+Members are read front to back in archive order through one seekable reader (see seekable.py) and
+uploaded by a bounded thread pool; the bytes in flight are capped by a budget, so memory stays flat
+whatever the archive size. Nothing is written outside ``prefix``: object keys are rebuilt from the
+layout parts (split/class/file), never from the raw member name.
+
+What happens to bad input:
+- the archive itself (not a zip, too many members, too large in total, layout invalid) -> rejected
+  with ArchiveRejectedError before anything is written;
+- one member (unsafe path, symlink, encrypted, too large, suspicious compression ratio, duplicate,
+  CRC/deflate error, not a decodable JPEG/PNG) -> skipped and counted in the report;
+- members outside the layout (``__MACOSX/``, ``.DS_Store``, README...) -> ignored and counted.
+"""
+
+from __future__ import annotations
+
+import stat
+import threading
+import time
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO, Any, Protocol
+
+from pipeline.ingest.images import image_problem, sniff_content_type
+
+MAX_EXAMPLES = 50
+
+
+class ArchiveRejectedError(ValueError):
+    """The archive as a whole is unusable; nothing was extracted."""
+
+
+class ObjectWriter(Protocol):
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_members: int = 100_000
+    max_total_bytes: int = 20 * 1024**3
+    max_member_bytes: int = 50 * 1024**2
+    max_ratio: float = 100.0
+    concurrency: int = 16
+    # Uncompressed bytes read but not yet uploaded, across all threads.
+    in_flight_bytes: int = 64 * 1024**2
+
+
+@dataclass
+class ExtractionReport:
+    members_total: int = 0
+    written: int = 0
+    bytes_written: int = 0
+    ignored: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    skipped_examples: list[dict[str, str]] = field(default_factory=list)
+    written_paths: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def skip(self, name: str, reason: str) -> None:
+        self.skipped[reason] += 1
+        if len(self.skipped_examples) < MAX_EXAMPLES:
+            self.skipped_examples.append({"member": name[:300], "reason": reason})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "members_total": self.members_total,
+            "written": self.written,
+            "bytes_written": self.bytes_written,
+            "ignored": self.ignored,
+            "skipped": dict(self.skipped),
+            "skipped_total": sum(self.skipped.values()),
+            "skipped_examples": self.skipped_examples,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class _ByteBudget:
+    """Blocks the reader while too many uncompressed bytes wait for upload."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._used = 0
+        self._condition = threading.Condition()
+
+    def acquire(self, amount: int) -> None:
+        amount = min(amount, self._capacity)  # one oversized member may still pass alone
+        with self._condition:
+            self._condition.wait_for(lambda: self._used + amount <= self._capacity)
+            self._used += amount
+
+    def release(self, amount: int) -> None:
+        amount = min(amount, self._capacity)
+        with self._condition:
+            self._used -= amount
+            self._condition.notify_all()
+
+
+def unsafe_path_reason(name: str) -> str | None:
+    """Why a member name must never be used as a path, or None."""
+    normalized = name.replace("\\", "/")
+    if normalized.startswith("/") or (len(normalized) > 1 and normalized[1] == ":"):
+        return "unsafe path (absolute)"
+    if any(part == ".." for part in normalized.split("/")):
+        return "unsafe path (parent traversal)"
+    if any(ord(char) < 32 for char in name):
+        return "unsafe path (control character)"
+    return None
+
+
+def member_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
+    """Why a member is skipped before reading it, or None (the archive-level checks come first)."""
+    reason = unsafe_path_reason(info.filename)
+    if reason:
+        return reason
+    mode = info.external_attr >> 16
+    if mode and stat.S_ISLNK(mode):
+        return "symlink"
+    if info.flag_bits & 0x1:
+        return "encrypted"
+    if info.file_size > limits.max_member_bytes:
+        return "too large"
+    if info.file_size > 0 and info.compress_size == 0:
+        return "suspicious compression ratio"
+    if info.compress_size and info.file_size / info.compress_size > limits.max_ratio:
+        return "suspicious compression ratio"
+    return None
+
+
+def open_archive(fileobj: IO[bytes]) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(fileobj)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as error:
+        raise ArchiveRejectedError(f"not a readable zip archive: {error}") from error
+
+
+def extract(
+    archive: zipfile.ZipFile,
+    writer: ObjectWriter,
+    prefix: str,
+    layout: Any,
+    limits: Limits,
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[ExtractionReport, Any]:
+    """Extract the images of ``archive`` under ``prefix``; returns the report and layout summary.
+
+    ``layout`` is the dogclf.layout module (locate, summarize, DatasetLayoutError).
+    """
+    started = time.perf_counter()
+    report = ExtractionReport()
+    infos = archive.infolist()
+    report.members_total = len(infos)
+    if len(infos) > limits.max_members:
+        raise ArchiveRejectedError(f"{len(infos)} members, the limit is {limits.max_members}")
+    total = sum(info.file_size for info in infos)
+    if total > limits.max_total_bytes:
+        raise ArchiveRejectedError(f"{total} bytes uncompressed, the limit is {limits.max_total_bytes}")
+
+    planned: list[tuple[zipfile.ZipInfo, str]] = []
+    candidates: list[str] = []
+    for info in infos:
+        problem = member_problem(info, limits)
+        if problem is None:
+            candidates.append(info.filename)
+    try:
+        layout.summarize(candidates)
+    except layout.DatasetLayoutError as error:
+        raise ArchiveRejectedError(f"invalid dataset layout: {error}") from error
+
+    seen_keys: set[str] = set()
+    for info in infos:
+        unsafe = unsafe_path_reason(info.filename)
+        if unsafe:  # reported even when the name is outside the layout: it is an attack sign
+            report.skip(info.filename, unsafe)
+            continue
+        member = layout.locate(info.filename)
+        if member is None:
+            if not info.is_dir():
+                report.ignored += 1
+            continue
+        problem = member_problem(info, limits)
+        if problem:
+            report.skip(info.filename, problem)
+            continue
+        relative = f"{member.split}/{member.class_dir}/{member.filename}"
+        if relative in seen_keys:
+            report.skip(info.filename, "duplicate name")
+            continue
+        seen_keys.add(relative)
+        planned.append((info, relative))
+
+    planned.sort(key=lambda item: item[0].header_offset)  # one forward pass over the archive
+    _extract_planned(archive, planned, writer, prefix, limits, report, on_progress)
+
+    try:
+        summary = layout.summarize(report.written_paths)
+    except layout.DatasetLayoutError as error:
+        report.seconds = time.perf_counter() - started
+        raise ArchiveRejectedError(f"invalid dataset after skipping bad members: {error}") from error
+    report.seconds = time.perf_counter() - started
+    return report, summary
+
+
+def _extract_planned(
+    archive: zipfile.ZipFile,
+    planned: Iterable[tuple[zipfile.ZipInfo, str]],
+    writer: ObjectWriter,
+    prefix: str,
+    limits: Limits,
+    report: ExtractionReport,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    budget = _ByteBudget(max(limits.in_flight_bytes, limits.max_member_bytes))
+    lock = threading.Lock()
+    futures: list[Future[None]] = []
+
+    def upload(relative: str, data: bytes, content_type: str) -> None:
+        try:
+            writer.put(prefix + relative, data, content_type)
+            with lock:
+                report.written += 1
+                report.bytes_written += len(data)
+                report.written_paths.append(relative)
+        finally:
+            budget.release(len(data))
+
+    with ThreadPoolExecutor(max_workers=limits.concurrency, thread_name_prefix="ingest-upload") as pool:
+        for index, (info, relative) in enumerate(planned):
+            try:
+                with archive.open(info) as member_file:
+                    data = member_file.read(limits.max_member_bytes + 1)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as error:
+                report.skip(info.filename, f"corrupt ({type(error).__name__}: {error})"[:200])
+                continue
+            if len(data) > limits.max_member_bytes:
+                report.skip(info.filename, "too large")
+                continue
+            problem = image_problem(data)
+            if problem:
+                report.skip(info.filename, f"not an image: {problem}")
+                continue
+            budget.acquire(len(data))
+            content_type = sniff_content_type(data) or "application/octet-stream"
+            futures.append(pool.submit(upload, relative, data, content_type))
+            if len(futures) >= 4 * limits.concurrency:
+                _drain(futures)
+            if on_progress and index % 500 == 0:
+                on_progress(index)
+        _drain(futures, everything=True)
+
+
+def _drain(futures: list[Future[None]], everything: bool = False) -> None:
+    """Collect finished uploads (re-raising their errors); with everything, wait for all."""
+    keep = []
+    for future in futures:
+        if everything or future.done():
+            future.result()
+        else:
+            keep.append(future)
+    futures[:] = keep

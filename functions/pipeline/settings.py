@@ -1,0 +1,98 @@
+"""Environment variables (declared in template.yaml) parsed into one typed settings model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+
+def _split(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return list(value)  # type: ignore[call-overload]
+
+
+class Settings(BaseModel):
+    """Everything the functions read from their environment; field name = lower-cased env var."""
+
+    aws_region: str = "us-east-1"
+    dataset_bucket: str
+    artifacts_bucket: str
+    inference_bucket: str
+    idempotency_table: str
+    notification_topic_arn: str
+    sagemaker_role_arn: str
+    job_name_prefix: str = Field(default="dogclf", pattern=r"^[a-z][a-z0-9]{1,9}$")
+    endpoint_name: str = "dogclf-endpoint"
+    training_code_dir: Path = Path("/opt")
+    framework_version: str = "2.6.0"
+    tuning_instance_type: str = "ml.g4dn.xlarge"
+    training_instance_type: str = "ml.g4dn.xlarge"
+    endpoint_instance_type: str = "ml.m5.large"
+    endpoint_mode: Literal["serverless", "instance"] = "serverless"
+    serverless_memory_mb: int = 3072
+    serverless_max_concurrency: int = 5
+    max_tuning_jobs: int = Field(default=4, ge=1)
+    max_parallel_tuning_jobs: int = Field(default=2, ge=1)
+    learning_rate_range: tuple[float, float] = (1e-4, 0.1)
+    batch_size_values: list[int] = Field(default_factory=lambda: [32, 64, 128])
+    epochs_range: tuple[int, int] = (2, 5)
+    pretrained_weights: str = "imagenet"
+    image_size: int = 224
+    training_max_runtime_seconds: int = 7200
+    accuracy_threshold: float = Field(default=0.6, ge=0, le=1)
+    gate_blocking_rules: list[str] = Field(
+        default_factory=lambda: ["VanishingGradient", "PoorWeightInitialization", "LossNotDecreasing"]
+    )
+    debugger_mode: Literal["builtin", "in-script"] = "builtin"
+    rollback_alarm_names: list[str] = Field(default_factory=list)
+    # ingest guards
+    ingest_concurrency: int = Field(default=16, ge=1, le=64)
+    ingest_max_members: int = 100_000
+    ingest_max_total_bytes: int = 20 * 1024**3
+    ingest_max_member_bytes: int = 50 * 1024**2
+    ingest_max_ratio: float = 100.0
+    # classify
+    classify_max_image_bytes: int = 6_000_000
+    classify_top_k: int = Field(default=5, ge=1)
+
+    @field_validator("learning_rate_range", "epochs_range", mode="before")
+    @classmethod
+    def _parse_pair(cls, value: object) -> object:
+        parts = _split(value)
+        if len(parts) != 2:
+            raise ValueError(f"expected 'min,max', got {value!r}")
+        return parts
+
+    @field_validator("learning_rate_range", "epochs_range")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] > value[1]:
+            raise ValueError(f"min {value[0]} is above max {value[1]}")
+        return value
+
+    @field_validator("batch_size_values", "gate_blocking_rules", "rollback_alarm_names", mode="before")
+    @classmethod
+    def _parse_list(cls, value: object) -> object:
+        return _split(value)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, str] = {
+            name: environ[name.upper()] for name in cls.model_fields if name.upper() in environ
+        }
+        if "aws_region" not in values and "AWS_DEFAULT_REGION" in environ:
+            values["aws_region"] = environ["AWS_DEFAULT_REGION"]
+        return cls.model_validate(values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process (cached: the environment of a Lambda sandbox does not change)."""
+    return Settings.from_env()

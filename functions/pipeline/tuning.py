@@ -1,0 +1,157 @@
+"""Build and start the hyperparameter tuning job (hpo.py) for an ingested dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pipeline.adapters.notify import Notifier
+from pipeline.adapters.s3 import S3Store
+from pipeline.adapters.sagemaker import SageMakerJobs
+from pipeline.adapters.training_code import metric_definitions
+from pipeline.images import pytorch_image_uri
+from pipeline.observability import logger
+from pipeline.settings import Settings
+from pipeline.training_code import ensure_uploaded
+
+TUNING_JOB_NAME_MAX = 32
+CHANNELS = ("train", "valid", "test")
+
+
+def tuning_job_name(prefix: str, dataset_id: str) -> str:
+    """<prefix>-hpo-<12 hex of the dataset id>: deterministic, within SageMaker's 32 characters."""
+    name = f"{prefix}-hpo-{hashlib.sha256(dataset_id.encode()).hexdigest()[:12]}"
+    assert len(name) <= TUNING_JOB_NAME_MAX, name
+    return name
+
+
+def sdk_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
+    """JSON-encode every value, as the SageMaker SDK's framework estimators do ("hpo.py" -> '"hpo.py"')."""
+    return {key: json.dumps(value) for key, value in values.items()}
+
+
+def script_mode_hyperparameters(
+    program: str, submit_directory: str, job_name: str, region: str, extra: dict[str, Any]
+) -> dict[str, str]:
+    """Static hyperparameters of a script-mode PyTorch job (what the SDK's PyTorch estimator sets)."""
+    return sdk_hyperparameters(
+        {
+            **extra,
+            "sagemaker_program": program,
+            "sagemaker_submit_directory": submit_directory,
+            "sagemaker_container_log_level": 20,
+            "sagemaker_job_name": job_name,
+            "sagemaker_region": region,
+            "sagemaker_estimator_class_name": "PyTorch",
+            "sagemaker_estimator_module": "sagemaker.pytorch.estimator",
+        }
+    )
+
+
+def build_tuning_request(
+    manifest: dict[str, Any], settings: Settings, submit_directory: str, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    name = tuning_job_name(settings.job_name_prefix, manifest["dataset_id"])
+    static = script_mode_hyperparameters(
+        "hpo.py",
+        submit_directory,
+        name,
+        settings.aws_region,
+        {"weights": settings.pretrained_weights, "image_size": settings.image_size},
+    )
+    learning_rate_min, learning_rate_max = settings.learning_rate_range
+    epochs_min, epochs_max = settings.epochs_range
+    channels = manifest["channels"]
+    return {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": metrics["HyperParameterTuningJobObjective"],
+            "ResourceLimits": {
+                "MaxNumberOfTrainingJobs": settings.max_tuning_jobs,
+                "MaxParallelTrainingJobs": min(settings.max_parallel_tuning_jobs, settings.max_tuning_jobs),
+            },
+            "ParameterRanges": {
+                "ContinuousParameterRanges": [
+                    {
+                        "Name": "learning_rate",
+                        "MinValue": str(learning_rate_min),
+                        "MaxValue": str(learning_rate_max),
+                        "ScalingType": "Logarithmic",
+                    }
+                ],
+                "IntegerParameterRanges": [
+                    {
+                        "Name": "epochs",
+                        "MinValue": str(epochs_min),
+                        "MaxValue": str(epochs_max),
+                        "ScalingType": "Auto",
+                    }
+                ],
+                # Categorical values are JSON-encoded like the SDK does for framework estimators.
+                "CategoricalParameterRanges": [
+                    {
+                        "Name": "batch_size",
+                        "Values": [json.dumps(value) for value in settings.batch_size_values],
+                    }
+                ],
+            },
+            "TrainingJobEarlyStoppingType": "Off",
+        },
+        "TrainingJobDefinition": {
+            "StaticHyperParameters": static,
+            "AlgorithmSpecification": {
+                "TrainingImage": pytorch_image_uri(
+                    settings.framework_version, settings.aws_region, "training", settings.tuning_instance_type
+                ),
+                "TrainingInputMode": "File",
+                "MetricDefinitions": metrics["MetricDefinitions"],
+            },
+            "RoleArn": settings.sagemaker_role_arn,
+            "InputDataConfig": [
+                {
+                    "ChannelName": channel,
+                    "DataSource": {
+                        "S3DataSource": {
+                            "S3DataType": "S3Prefix",
+                            "S3Uri": channels[channel],
+                            "S3DataDistributionType": "FullyReplicated",
+                        }
+                    },
+                }
+                for channel in CHANNELS
+            ],
+            "OutputDataConfig": {"S3OutputPath": f"s3://{settings.artifacts_bucket}/tuning/{name}/"},
+            "ResourceConfig": {
+                "InstanceType": settings.tuning_instance_type,
+                "InstanceCount": 1,
+                "VolumeSizeInGB": 30,
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": settings.training_max_runtime_seconds},
+        },
+        "Tags": [{"Key": "dataset-id", "Value": manifest["dataset_id"][:256]}],
+    }
+
+
+def start_tuning(
+    manifest_bucket: str,
+    manifest_key: str,
+    settings: Settings,
+    store: S3Store,
+    jobs: SageMakerJobs,
+    notifier: Notifier,
+) -> dict[str, Any]:
+    """Start the tuning job for the dataset whose manifest was just written."""
+    manifest = store.get_json(manifest_bucket, manifest_key)
+    metrics = metric_definitions(settings.training_code_dir)
+    submit_directory = ensure_uploaded(settings.training_code_dir, store, settings.artifacts_bucket)
+    request = build_tuning_request(manifest, settings, submit_directory, metrics)
+    name = request["HyperParameterTuningJobName"]
+    created = jobs.create_tuning_job(request)
+    result = {"tuning_job_name": name, "created": created, "dataset_id": manifest["dataset_id"]}
+    if created:
+        notifier.publish(f"Tuning started: {name}", {**result, "source_dir": submit_directory})
+    else:
+        logger.info("tuning job already exists", extra={"tuning": result})
+    return result

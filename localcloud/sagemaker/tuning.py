@@ -1,0 +1,373 @@
+"""Hyperparameter tuning: search strategies and the loop that runs trials as real training jobs.
+
+Strategies: Random (seeded ``random.Random``), Bayesian (Optuna's TPE sampler through ask/tell,
+seeded), Grid (every combination of the categorical ranges, as SageMaker's Grid allows only those).
+Hyperband is refused. ``TrainingJobEarlyStoppingType`` is accepted and ignored: every trial runs to
+its end. Each trial is a training job named ``<tuning job>-<NNN>-<8 hex>`` with ``TuningJobArn`` set;
+its objective is the last value of the objective metric in its ``FinalMetricDataList``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import random
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from localcloud.sagemaker.exceptions import ValidationException
+
+if TYPE_CHECKING:
+    from localcloud.sagemaker.models import SageMakerBackend, TuningJob
+
+logger = logging.getLogger("localcloud.sagemaker.tuning")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+POLL_SECONDS = 0.2
+# "Auto" scaling: SageMaker picks a scale itself; we pick logarithmic when the range spans at least
+# two orders of magnitude over positive values, linear otherwise.
+AUTO_LOG_RATIO = 100.0
+
+
+def objective_of(final_metrics: list[dict[str, Any]], metric_name: str) -> float | None:
+    for metric in final_metrics:
+        if metric["MetricName"] == metric_name:
+            value = float(metric["Value"])
+            return value if math.isfinite(value) else None
+    return None
+
+
+def _number(value: str, what: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as error:
+        raise ValidationException(f"{what} must be a number, got {value!r}.") from error
+
+
+def _scale(parameter: dict[str, Any], low: float, high: float) -> str:
+    scaling = parameter.get("ScalingType", "Auto")
+    if scaling == "Auto":
+        return "Logarithmic" if low > 0 and high / low >= AUTO_LOG_RATIO else "Linear"
+    return str(scaling)
+
+
+def validate_tuning_config(config: dict[str, Any], definition: dict[str, Any]) -> None:
+    """The checks SageMaker makes at CreateHyperParameterTuningJob, as ValidationException."""
+    strategy = config["Strategy"]
+    if strategy not in ("Random", "Bayesian", "Grid"):
+        raise ValidationException(
+            f"Strategy {strategy} is not supported by the local emulator (Random, Bayesian, Grid)."
+        )
+    ranges = config.get("ParameterRanges") or {}
+    names: list[str] = []
+    for parameter in ranges.get("ContinuousParameterRanges", []) + ranges.get("IntegerParameterRanges", []):
+        low = _number(parameter["MinValue"], f"MinValue of {parameter['Name']}")
+        high = _number(parameter["MaxValue"], f"MaxValue of {parameter['Name']}")
+        if low > high:
+            raise ValidationException(
+                f"MinValue must be less than or equal to MaxValue for {parameter['Name']}."
+            )
+        scaling = parameter.get("ScalingType", "Auto")
+        if scaling == "Logarithmic" and low <= 0:
+            raise ValidationException(f"Logarithmic scaling for {parameter['Name']} needs MinValue > 0.")
+        if scaling == "ReverseLogarithmic" and not (low >= 0 and high < 1):
+            raise ValidationException(
+                f"ReverseLogarithmic scaling for {parameter['Name']} needs 0 <= MinValue and MaxValue < 1."
+            )
+        names.append(parameter["Name"])
+    for parameter in ranges.get("IntegerParameterRanges", []):
+        for key in ("MinValue", "MaxValue"):
+            if not float(parameter[key]).is_integer():
+                raise ValidationException(f"{key} of integer range {parameter['Name']} must be an integer.")
+        if parameter.get("ScalingType") == "ReverseLogarithmic":
+            raise ValidationException("ReverseLogarithmic scaling is only valid for continuous ranges.")
+    for parameter in ranges.get("CategoricalParameterRanges", []):
+        if not parameter["Values"]:
+            raise ValidationException(f"Categorical range {parameter['Name']} needs at least one value.")
+        names.append(parameter["Name"])
+    if not names:
+        raise ValidationException("ParameterRanges must define at least one hyperparameter range.")
+    if len(names) != len(set(names)):
+        raise ValidationException("A hyperparameter appears in more than one parameter range.")
+    static = definition.get("StaticHyperParameters") or {}
+    overlap = sorted(set(names) & set(static))
+    if overlap:
+        raise ValidationException(f"Hyperparameters {overlap} are both tunable and static.")
+    if strategy == "Grid":
+        if ranges.get("ContinuousParameterRanges") or ranges.get("IntegerParameterRanges"):
+            raise ValidationException("Grid search supports only CategoricalParameterRanges.")
+    elif "MaxNumberOfTrainingJobs" not in config.get("ResourceLimits", {}):
+        raise ValidationException(
+            f"ResourceLimits.MaxNumberOfTrainingJobs is required for the {strategy} strategy."
+        )
+    if "ResourceConfig" not in definition:
+        raise ValidationException("TrainingJobDefinition.ResourceConfig is required.")
+    if definition["ResourceConfig"].get("InstanceCount", 1) != 1:
+        raise ValidationException(
+            "The local emulator runs single-instance training jobs only (InstanceCount 1)."
+        )
+    if definition["AlgorithmSpecification"].get("TrainingInputMode") == "Pipe":
+        raise ValidationException("TrainingInputMode Pipe is not supported by the local emulator.")
+    objective = config.get("HyperParameterTuningJobObjective")
+    if not objective:
+        raise ValidationException("HyperParameterTuningJobObjective is required.")
+    metric_names = {d["Name"] for d in definition["AlgorithmSpecification"].get("MetricDefinitions") or []}
+    if objective["MetricName"] not in metric_names:
+        raise ValidationException(
+            f"The objective metric {objective['MetricName']} is not defined in "
+            "AlgorithmSpecification.MetricDefinitions."
+        )
+
+
+class SearchStrategy:
+    """suggest() -> (handle, {name: value as string}); report(handle, objective or None)."""
+
+    def suggest(self) -> tuple[Any, dict[str, str]]:
+        raise NotImplementedError
+
+    def report(self, handle: Any, objective: float | None) -> None:
+        return None
+
+    def capacity(self) -> int | None:
+        """How many distinct suggestions exist (Grid), or None for unbounded."""
+        return None
+
+
+class RandomSearch(SearchStrategy):
+    def __init__(self, ranges: dict[str, Any], seed: int | None) -> None:
+        self.ranges = ranges
+        self.rng = random.Random(seed)
+
+    def _continuous(self, low: float, high: float, scaling: str) -> float:
+        if scaling == "Logarithmic":
+            return math.exp(self.rng.uniform(math.log(low), math.log(high)))
+        if scaling == "ReverseLogarithmic":
+            # 1 - x is log-uniform: dense sampling close to the upper bound (e.g. momentum near 1).
+            return 1.0 - math.exp(self.rng.uniform(math.log(1.0 - high), math.log(1.0 - low)))
+        return self.rng.uniform(low, high)
+
+    def suggest(self) -> tuple[Any, dict[str, str]]:
+        values: dict[str, str] = {}
+        for parameter in self.ranges.get("ContinuousParameterRanges", []):
+            low, high = float(parameter["MinValue"]), float(parameter["MaxValue"])
+            value = self._continuous(low, high, _scale(parameter, low, high))
+            values[parameter["Name"]] = repr(min(max(value, low), high))
+        for parameter in self.ranges.get("IntegerParameterRanges", []):
+            low, high = int(float(parameter["MinValue"])), int(float(parameter["MaxValue"]))
+            if _scale(parameter, low, high) == "Logarithmic":
+                # log-uniform over [low, high + 1), floored: each integer gets its log-width share
+                value = int(math.exp(self.rng.uniform(math.log(low), math.log(high + 1))))
+            else:
+                value = self.rng.randint(low, high)
+            values[parameter["Name"]] = str(min(max(value, low), high))
+        for parameter in self.ranges.get("CategoricalParameterRanges", []):
+            values[parameter["Name"]] = self.rng.choice(parameter["Values"])
+        return None, values
+
+
+class BayesianSearch(SearchStrategy):
+    """Optuna TPE through ask/tell: trials still running are pending, finished ones inform it."""
+
+    def __init__(self, ranges: dict[str, Any], seed: int | None, direction: str, max_jobs: int) -> None:
+        startup = max(2, min(10, max_jobs // 2))
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
+        self.study = optuna.create_study(
+            direction="maximize" if direction == "Maximize" else "minimize", sampler=sampler
+        )
+        self.distributions: dict[str, optuna.distributions.BaseDistribution] = {}
+        self.reverse_log: set[str] = set()
+        for parameter in ranges.get("ContinuousParameterRanges", []):
+            low, high = float(parameter["MinValue"]), float(parameter["MaxValue"])
+            scaling = _scale(parameter, low, high)
+            if scaling == "ReverseLogarithmic":
+                # Search 1 - x on a log scale, report x.
+                self.reverse_log.add(parameter["Name"])
+                self.distributions[parameter["Name"]] = optuna.distributions.FloatDistribution(
+                    1.0 - high, 1.0 - low, log=True
+                )
+            else:
+                self.distributions[parameter["Name"]] = optuna.distributions.FloatDistribution(
+                    low, high, log=scaling == "Logarithmic"
+                )
+        for parameter in ranges.get("IntegerParameterRanges", []):
+            low, high = int(float(parameter["MinValue"])), int(float(parameter["MaxValue"]))
+            self.distributions[parameter["Name"]] = optuna.distributions.IntDistribution(
+                low, high, log=_scale(parameter, low, high) == "Logarithmic"
+            )
+        for parameter in ranges.get("CategoricalParameterRanges", []):
+            self.distributions[parameter["Name"]] = optuna.distributions.CategoricalDistribution(
+                list(parameter["Values"])
+            )
+
+    def suggest(self) -> tuple[Any, dict[str, str]]:
+        trial = self.study.ask(self.distributions)
+        values: dict[str, str] = {}
+        for name, value in trial.params.items():
+            if name in self.reverse_log:
+                values[name] = repr(1.0 - value)
+            elif isinstance(value, float):
+                values[name] = repr(value)
+            else:
+                values[name] = str(value)
+        return trial, values
+
+    def report(self, handle: Any, objective: float | None) -> None:
+        if objective is None:
+            self.study.tell(handle, state=optuna.trial.TrialState.FAIL)
+        else:
+            self.study.tell(handle, objective)
+
+
+class GridSearch(SearchStrategy):
+    def __init__(self, ranges: dict[str, Any]) -> None:
+        categorical = ranges.get("CategoricalParameterRanges", [])
+        names = [parameter["Name"] for parameter in categorical]
+        self.points = [
+            dict(zip(names, combo, strict=True))
+            for combo in itertools.product(*(p["Values"] for p in categorical))
+        ]
+        self.next_index = 0
+
+    def suggest(self) -> tuple[Any, dict[str, str]]:
+        point = self.points[self.next_index]
+        self.next_index += 1
+        return None, point
+
+    def capacity(self) -> int | None:
+        return len(self.points)
+
+
+def build_strategy(config: dict[str, Any]) -> SearchStrategy:
+    ranges = config.get("ParameterRanges") or {}
+    seed = config.get("RandomSeed")
+    strategy = config["Strategy"]
+    if strategy == "Grid":
+        return GridSearch(ranges)
+    if strategy == "Bayesian":
+        max_jobs = config["ResourceLimits"]["MaxNumberOfTrainingJobs"]
+        return BayesianSearch(ranges, seed, config["HyperParameterTuningJobObjective"]["Type"], max_jobs)
+    return RandomSearch(ranges, seed)
+
+
+class TuningJobRunner:
+    def __init__(self, backend: SageMakerBackend, tuning_job: TuningJob) -> None:
+        self.backend = backend
+        self.tuning_job = tuning_job
+        self.config = tuning_job.desc["HyperParameterTuningJobConfig"]
+        self.definition = tuning_job.desc["TrainingJobDefinition"]
+        self.objective = self.config["HyperParameterTuningJobObjective"]
+
+    def run(self) -> None:
+        try:
+            self._search()
+        except Exception as error:  # the tuning job fails; the emulator keeps serving
+            logger.exception("tuning job %s crashed", self.tuning_job.name)
+            self._finish("Failed", f"InternalServerError: {type(error).__name__}: {error}")
+
+    def _search(self) -> None:
+        strategy = build_strategy(self.config)
+        limits = self.config["ResourceLimits"]
+        max_jobs = limits.get("MaxNumberOfTrainingJobs") or strategy.capacity() or 1
+        if strategy.capacity() is not None:
+            max_jobs = min(max_jobs, strategy.capacity() or 0)
+        max_parallel = limits["MaxParallelTrainingJobs"]
+        running: dict[str, Any] = {}  # trial name -> strategy handle
+        launched = 0
+        while True:
+            for name in [name for name in running if self.backend.training_jobs[name].done.is_set()]:
+                job = self.backend.training_jobs[name]
+                value = objective_of(job.final_metrics, self.objective["MetricName"])
+                if job.desc["TrainingJobStatus"] != "Completed":
+                    value = None
+                strategy.report(running.pop(name), value)
+            self._refresh()
+            stopping = self.tuning_job.stop_requested.is_set()
+            if not stopping and launched < max_jobs and len(running) < max_parallel:
+                handle, values = strategy.suggest()
+                launched += 1
+                running[self._launch(launched, values)] = handle
+                continue
+            if not running:
+                break
+            time.sleep(POLL_SECONDS)
+        self._refresh()
+        if self.tuning_job.stop_requested.is_set():
+            self._finish("Stopped")
+            return
+        counters = self.tuning_job.desc["TrainingJobStatusCounters"]
+        if counters["Completed"] == 0:
+            self._finish("Failed", "All training jobs failed. See the FailureReason of the training jobs.")
+        else:
+            self._finish("Completed")
+
+    def _launch(self, index: int, values: dict[str, str]) -> str:
+        name = f"{self.tuning_job.name}-{index:03d}-{uuid.uuid4().hex[:8]}"
+        hyperparameters = dict(self.definition.get("StaticHyperParameters") or {})
+        hyperparameters.update(values)
+        # SageMaker adds this to every trial; the toolkit keeps it out of the script's arguments.
+        hyperparameters["_tuning_objective_metric"] = f'"{self.objective["MetricName"]}"'
+        params: dict[str, Any] = {
+            "TrainingJobName": name,
+            "HyperParameters": hyperparameters,
+            "AlgorithmSpecification": self.definition["AlgorithmSpecification"],
+            "RoleArn": self.definition["RoleArn"],
+            "InputDataConfig": self.definition.get("InputDataConfig") or [],
+            "OutputDataConfig": self.definition["OutputDataConfig"],
+            "ResourceConfig": self.definition["ResourceConfig"],
+            "StoppingCondition": self.definition["StoppingCondition"],
+        }
+        for optional in ("Environment", "VpcConfig", "EnableNetworkIsolation", "CheckpointConfig"):
+            if optional in self.definition:
+                params[optional] = self.definition[optional]
+        with self.backend._lock:
+            self.tuning_job.tuned[name] = values
+        self.backend.create_training_job(
+            params, tuning_job_arn=self.tuning_job.desc["HyperParameterTuningJobArn"]
+        )
+        with self.backend._lock:  # listed only once the job exists
+            self.tuning_job.trial_names.append(name)
+        return name
+
+    def _refresh(self) -> None:
+        """Recompute counters and the best trial from the trials' current state (no event)."""
+        summaries = [
+            self.backend.trial_summary(self.tuning_job, name) for name in list(self.tuning_job.trial_names)
+        ]
+        status_counters = {
+            "Completed": 0,
+            "InProgress": 0,
+            "RetryableError": 0,
+            "NonRetryableError": 0,
+            "Stopped": 0,
+        }
+        objective_counters = {"Succeeded": 0, "Pending": 0, "Failed": 0}
+        for summary in summaries:
+            status = summary["TrainingJobStatus"]
+            key = {"Failed": "NonRetryableError", "Stopping": "InProgress"}.get(status, status)
+            status_counters[key] += 1
+            objective_counters[summary["ObjectiveStatus"]] += 1
+        scored = [s for s in summaries if s["ObjectiveStatus"] == "Succeeded"]
+        fields: dict[str, Any] = {
+            "TrainingJobStatusCounters": status_counters,
+            "ObjectiveStatusCounters": objective_counters,
+        }
+        if scored:
+            pick = max if self.objective["Type"] == "Maximize" else min
+            fields["BestTrainingJob"] = pick(
+                scored, key=lambda s: s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+            )
+        self.backend.update_tuning_job(self.tuning_job, emit=False, **fields)
+
+    def _finish(self, status: str, reason: str | None = None) -> None:
+        fields: dict[str, Any] = {
+            "HyperParameterTuningJobStatus": status,
+            "HyperParameterTuningEndTime": time.time(),
+        }
+        if reason:
+            fields["FailureReason"] = reason
+        self.backend.update_tuning_job(self.tuning_job, emit=True, **fields)
+        self.tuning_job.done.set()

@@ -1,0 +1,140 @@
+"""The whole local flow on a CI-sized dataset, through the demo's own code path, then the CLI
+against the still-running local cloud. Real training (4 trials, 2 at a time), real endpoint."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from localcloud.demo import EXIT_OK, DemoSettings, run_demo
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def run_cli(state_file: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", "--local", "--state-file", str(state_file), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(state_file.parent)},
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    state_dir = tmp_path_factory.mktemp("e2e") / "state"
+    settings = DemoSettings(
+        state_dir=state_dir,
+        num_classes=3,
+        train_per_class=12,
+        valid_per_class=4,
+        test_per_class=4,
+        image_size=32,
+        trials=4,
+        parallel=2,
+        epochs="1,2",
+        accuracy_threshold=0.4,
+        classify_images=2,
+        timeout_s=420,
+    )
+    checks: dict = {}
+
+    def after_run(cloud, result):
+        state_file = state_dir / "state.json"
+        s3 = cloud.client("s3")
+        outputs = cloud.outputs()
+        checks["results_in_s3"] = {
+            key: json.loads(s3.get_object(Bucket=outputs["InferenceBucketName"], Key=key)["Body"].read())
+            for key in result.predictions
+        }
+        checks["endpoint_status"] = cloud.client("sagemaker").describe_endpoint(
+            EndpointName=outputs["EndpointName"]
+        )["EndpointStatus"]
+        checks["status"] = run_cli(state_file, "status", "--json")
+        image = next(state_dir.glob("sample-*.zip"))
+        checks["zip"] = image
+        checks["classify_boto3"] = run_cli(state_file, "classify", str(extract_test_image(image, state_dir)))
+        checks["classify_sdk"] = run_cli(
+            state_file, "classify", str(extract_test_image(image, state_dir)), "--via", "sdk", timeout=240
+        )
+        checks["report"] = run_cli(state_file, "report", "--out", str(state_dir / "reports"))
+        checks["teardown"] = run_cli(state_file, "teardown", "--yes")
+        checks["endpoints_after_teardown"] = cloud.client("sagemaker").list_endpoints()["Endpoints"]
+
+    result = run_demo(settings, after_run=after_run)
+    return result, checks
+
+
+def extract_test_image(zip_path: Path, into: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(zip_path) as archive:
+        name = next(n for n in sorted(archive.namelist()) if "/test/" in n and n.endswith(".jpg"))
+        target = into / "probe.jpg"
+        target.write_bytes(archive.read(name))
+    return target
+
+
+def test_demo_succeeds_through_events_alone(demo):
+    result, _ = demo
+    assert result.exit_code == EXIT_OK, result.reason
+    counters = result.tuning_job["TrainingJobStatusCounters"]
+    assert counters["Completed"] == 4
+    assert result.tuning_job["BestTrainingJob"]["TunedHyperParameters"]
+    assert result.training_job["TrainingJobStatus"] == "Completed"
+    metrics = {m["MetricName"] for m in result.training_job["FinalMetricDataList"]}
+    assert "test:accuracy" in metrics
+
+
+def test_gate_decision_is_recorded_and_deployed(demo):
+    result, checks = demo
+    assert result.decision["deploy"] is True
+    assert result.decision["metric_name"] == "test:accuracy"
+    assert result.decision["metric_value"] >= 0.4
+    assert result.decision["rule_verdicts"], "the gate saw no rule verdicts"
+    assert checks["endpoint_status"] == "InService"
+
+
+def test_result_json_files_are_in_s3(demo):
+    result, checks = demo
+    assert len(checks["results_in_s3"]) == 2
+    for key, document in checks["results_in_s3"].items():
+        assert key.startswith("results/") and key.endswith(".json")
+        assert document == result.predictions[key]
+        assert "error" not in json.dumps(document).lower(), document
+
+
+def test_profiler_report_and_loss_plot_were_extracted(demo):
+    result, _ = demo
+    assert Path(result.artifacts["profiler-report.html"]).stat().st_size > 0
+    assert Path(result.artifacts["loss.png"]).read_bytes().startswith(b"\x89PNG")
+
+
+def test_stage_timings_cover_every_stage(demo):
+    result, _ = demo
+    for stage in ("dataset", "ingest", "tuning", "profiled training", "gate", "endpoint", "inference"):
+        assert stage in result.stage_seconds
+
+
+def test_cli_against_the_running_local_cloud(demo):
+    _, checks = demo
+    status = checks["status"]
+    assert status.returncode == 0, status.stderr
+    document = json.loads(status.stdout)
+    assert document["endpoint"]["status"] == "InService"
+    assert document["last_decision"]["deploy"] is True
+    assert document["training_jobs"][0]["status"] == "Completed"
+    for via in ("classify_boto3", "classify_sdk"):
+        completed = checks[via]
+        assert completed.returncode == 0, completed.stderr
+        assert json.loads(completed.stdout), completed.stdout
+    report = checks["report"]
+    assert report.returncode == 0, report.stderr
+    assert any(line.endswith("profiler-report.html") for line in report.stdout.splitlines())
+    assert checks["teardown"].returncode == 0, checks["teardown"].stderr
+    assert checks["endpoints_after_teardown"] == []

@@ -1,0 +1,26 @@
+"""The demo's failure paths: a clear reason and a non-zero exit, never a hang."""
+
+import time
+
+from localcloud.demo import EXIT_PIPELINE_FAILED, EXIT_TIMEOUT, DemoSettings, run_demo
+
+
+def test_a_corrupt_upload_stops_the_demo_with_the_reason(tmp_path):
+    corrupt = tmp_path / "broken.zip"
+    corrupt.write_bytes(b"this is not a zip archive" * 10)
+    started = time.monotonic()
+    result = run_demo(DemoSettings(data=corrupt, state_dir=tmp_path / "state", timeout_s=120))
+    assert result.exit_code == EXIT_PIPELINE_FAILED
+    assert "broken.zip" in result.reason
+    assert "rejected" in result.reason.lower()
+    assert time.monotonic() - started < 100  # decided by the notification, not by the timeout
+    assert not result.tuning_job
+
+
+def test_the_overall_timeout_is_a_clear_failure(tmp_path):
+    started = time.monotonic()
+    settings = DemoSettings(state_dir=tmp_path / "state", num_classes=2, image_size=32, timeout_s=8)
+    result = run_demo(settings)
+    assert result.exit_code == EXIT_TIMEOUT
+    assert "timed out after 8s waiting for" in result.reason
+    assert time.monotonic() - started < 60  # jobs in flight are stopped with the cloud

@@ -1,0 +1,31 @@
+"""Fixtures for the Lambda code tests (the helpers live in fn_support.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fn_support import FakeAws, FakeLambdaContext, fake_aws, sample_zip_bytes, set_test_environment
+
+
+@pytest.fixture(autouse=True)
+def _function_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoped to each test so the rest of the suite (local cloud, e2e) never sees it. Handler
+    modules read their settings when first imported, so tests import them inside fixtures."""
+    set_test_environment(monkeypatch)
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+@pytest.fixture
+def aws(_function_environment: None) -> Iterator[FakeAws]:
+    yield from fake_aws()
+
+
+@pytest.fixture
+def sample_zip(tmp_path: Path) -> bytes:
+    return sample_zip_bytes(tmp_path)

@@ -1,0 +1,60 @@
+"""The image URIs the functions derive equal what the SageMaker SDK (dev dependency) retrieves."""
+
+from __future__ import annotations
+
+import pytest
+from sagemaker.core import image_uris
+from sagemaker.core.debugger import get_rule_container_image_uri
+
+from pipeline.images import (
+    FRAMEWORK_VERSIONS,
+    SUPPORTED_REGIONS,
+    UnsupportedImageError,
+    debugger_rule_image_uri,
+    pytorch_image_uri,
+)
+from pipeline.settings import Settings
+
+INSTANCE_TYPES = ("ml.g4dn.xlarge", "ml.m5.large")  # one GPU family, one CPU family
+DEFAULT_VERSION = Settings.model_fields["framework_version"].default
+# Every version in one region, every region for the default version (the SDK lookup is slow).
+CASES = [(version, "us-east-1") for version in FRAMEWORK_VERSIONS] + [
+    (DEFAULT_VERSION, region) for region in SUPPORTED_REGIONS if region != "us-east-1"
+]
+
+
+@pytest.mark.parametrize(("version", "region"), CASES)
+def test_pytorch_images_match_the_sdk(version: str, region: str) -> None:
+    for scope in ("training", "inference"):
+        for instance_type in INSTANCE_TYPES:
+            expected = image_uris.retrieve(
+                "pytorch", region, version=version, instance_type=instance_type, image_scope=scope
+            )
+            assert pytorch_image_uri(version, region, scope, instance_type) == expected
+    # Serverless endpoints: no instance type, CPU image.
+    assert pytorch_image_uri(version, region, "inference", None) == pytorch_image_uri(
+        version, region, "inference", "ml.m5.large"
+    )
+
+
+@pytest.mark.parametrize("region", SUPPORTED_REGIONS)
+def test_debugger_rule_image_matches_the_sdk(region: str) -> None:
+    assert debugger_rule_image_uri(region) == get_rule_container_image_uri(None, region)
+
+
+def test_template_defaults_resolve_to_sdk_images() -> None:
+    defaults = Settings.model_fields
+    version = defaults["framework_version"].default
+    region = "us-east-1"
+    assert pytorch_image_uri(version, region, "training", defaults["tuning_instance_type"].default) == (
+        image_uris.retrieve(
+            "pytorch", region, version=version, instance_type="ml.g4dn.xlarge", image_scope="training"
+        )
+    )
+
+
+def test_unknown_region_or_version_is_a_clear_error() -> None:
+    with pytest.raises(UnsupportedImageError, match="region mars-north-1"):
+        pytorch_image_uri("2.6.0", "mars-north-1", "training", "ml.m5.large")
+    with pytest.raises(UnsupportedImageError, match=r"framework version .1\.0."):
+        pytorch_image_uri("1.0", "us-east-1", "training", "ml.m5.large")

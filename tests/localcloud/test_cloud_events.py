@@ -1,0 +1,267 @@
+"""The local cloud end to end on a tiny template: real moto S3 notifications, EventBridge routing,
+handler-written objects notifying in turn, URL-encoded keys, and the on-failure queue."""
+
+import json
+import textwrap
+import time
+
+import pytest
+
+from localcloud.cloud import LocalCloud, LocalCloudConfig
+
+TEMPLATE = textwrap.dedent(
+    """
+    Transform: AWS::Serverless-2016-10-31
+    Parameters:
+      Prefix: {Type: String, Default: job}
+    Globals:
+      Function:
+        CodeUri: code/
+        Timeout: 20
+        Environment:
+          Variables:
+            BUCKET: !Ref Data
+            LAYER_DIR: /opt/extra
+            PREFIX: !Ref Prefix
+    Resources:
+      Data:
+        Type: AWS::S3::Bucket
+        Properties:
+          BucketName: !Sub "${AWS::StackName}-data-${AWS::AccountId}"
+      Failed:
+        Type: AWS::SQS::Queue
+      Table:
+        Type: AWS::DynamoDB::Table
+        Properties:
+          BillingMode: PAY_PER_REQUEST
+          AttributeDefinitions: [{AttributeName: id, AttributeType: S}]
+          KeySchema: [{AttributeName: id, KeyType: HASH}]
+      Layer:
+        Type: AWS::Serverless::LayerVersion
+        Properties:
+          ContentUri: layer/
+      Ingest:
+        Type: AWS::Serverless::Function
+        Properties:
+          Handler: app.ingest
+          Layers: [!Ref Layer]
+          Events:
+            Zip:
+              Type: S3
+              Properties:
+                Bucket: !Ref Data
+                Events: s3:ObjectCreated:*
+                Filter:
+                  S3Key:
+                    Rules:
+                      - {Name: prefix, Value: uploads/}
+                      - {Name: Suffix, Value: .zip}
+      Ready:
+        Type: AWS::Serverless::Function
+        Properties:
+          Handler: app.ready
+          Events:
+            Manifest:
+              Type: S3
+              Properties:
+                Bucket: !Ref Data
+                Events: [s3:ObjectCreated:*]
+                Filter:
+                  S3Key:
+                    Rules: [{Name: prefix, Value: datasets/}, {Name: suffix, Value: /manifest.json}]
+      OnJob:
+        Type: AWS::Serverless::Function
+        Properties:
+          Handler: app.on_job
+          EventInvokeConfig:
+            MaximumRetryAttempts: 2
+            DestinationConfig:
+              OnFailure: {Type: SQS, Destination: !GetAtt Failed.Arn}
+          Events:
+            Done:
+              Type: EventBridgeRule
+              Properties:
+                Pattern:
+                  source: [aws.sagemaker]
+                  detail-type: [SageMaker Training Job State Change]
+                  detail:
+                    TrainingJobStatus: [Completed, Failed]
+                    TrainingJobName: [{prefix: !Sub "${Prefix}-train-"}]
+    Outputs:
+      BucketName: {Value: !Ref Data}
+      FailedUrl: {Value: !Ref Failed}
+    """
+)
+
+APP = textwrap.dedent(
+    """
+    import json, os, urllib.parse
+    import boto3
+
+    s3 = boto3.client("s3")  # endpoint from AWS_ENDPOINT_URL_S3, like the real handlers
+
+    def ingest(event, context):
+        record = event["Records"][0]
+        key = urllib.parse.unquote_plus(record["s3"]["object"]["key"])
+        name = key.split("/")[-1]
+        s3.put_object(Bucket=os.environ["BUCKET"], Key=f"seen/{name}.json", Body=json.dumps({
+            "raw_key": record["s3"]["object"]["key"],
+            "layer_dir": os.environ["LAYER_DIR"],
+            "event_name": record["eventName"],
+            "function": context.function_name,
+        }))
+        # A handler's own write notifies like any upload: this triggers Ready.
+        s3.put_object(Bucket=os.environ["BUCKET"], Key=f"datasets/{name}/manifest.json", Body=b"{}")
+
+    def ready(event, context):
+        key = urllib.parse.unquote_plus(event["Records"][0]["s3"]["object"]["key"])
+        s3.put_object(Bucket=os.environ["BUCKET"], Key="ready/" + key.replace("/", "_"), Body=b"ok")
+
+    def on_job(event, context):
+        if event["detail"]["TrainingJobStatus"] == "Failed":
+            raise RuntimeError("job failed: " + event["detail"]["TrainingJobName"])
+        s3.put_object(Bucket=os.environ["BUCKET"], Key="jobs/" + event["detail"]["TrainingJobName"], Body=b"")
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stack")
+    (root / "template.yaml").write_text(TEMPLATE)
+    (root / "code").mkdir()
+    (root / "code" / "app.py").write_text(APP)
+    (root / "layer").mkdir()
+    config = LocalCloudConfig(
+        template=root / "template.yaml",
+        state_dir=root / "state",
+        stack_name="test",
+        start_sagemaker=False,
+        retry_delays_s=(0.05, 0.05),
+    )
+    with LocalCloud(config) as running:
+        yield running
+
+
+def wait_for_key(s3, bucket, key, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", [])
+        if any(item["Key"] == key for item in listed):
+            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        time.sleep(0.1)
+    raise AssertionError(f"s3://{bucket}/{key} never appeared")
+
+
+def test_resources_exist_with_resolved_names(cloud):
+    outputs = cloud.outputs()
+    assert outputs["BucketName"] == "test-data-123456789012"
+    cloud.client("s3").head_bucket(Bucket=outputs["BucketName"])
+    assert cloud.client("dynamodb").describe_table(TableName="test-table")["Table"]["TableStatus"] == "ACTIVE"
+    cloud.client("sqs").get_queue_attributes(QueueUrl=outputs["FailedUrl"], AttributeNames=["All"])
+
+
+def test_s3_upload_triggers_the_chain_with_url_encoded_keys(cloud):
+    s3, bucket = cloud.client("s3"), cloud.outputs()["BucketName"]
+    s3.put_object(Bucket=bucket, Key="uploads/my dogs+(1).zip", Body=b"PK")
+    seen = json.loads(wait_for_key(s3, bucket, "seen/my dogs+(1).zip.json"))
+    assert seen["raw_key"] == "uploads/my+dogs%2B%281%29.zip"  # what S3 puts in the event
+    assert seen["event_name"] == "ObjectCreated:Put"
+    assert seen["function"] == "test-ingest"
+    assert seen["layer_dir"] == str(cloud.config.template.parent / "layer" / "extra")
+    # Written by the handler, so it must have notified Ready in turn.
+    wait_for_key(s3, bucket, "ready/datasets_my dogs+(1).zip_manifest.json")
+
+
+def test_filters_keep_other_keys_away(cloud):
+    s3, bucket = cloud.client("s3"), cloud.outputs()["BucketName"]
+    before = len(cloud.runner.records)
+    s3.put_object(Bucket=bucket, Key="uploads/notes.txt", Body=b"x")  # wrong suffix
+    s3.put_object(Bucket=bucket, Key="elsewhere/a.zip", Body=b"x")  # wrong prefix
+    s3.put_object(Bucket=bucket, Key="datasets/x/manifest.json.bak", Body=b"x")  # suffix must be at the end
+    s3.put_object(Bucket=bucket, Key="uploads/marker.zip", Body=b"PK")  # this one matches
+    wait_for_key(s3, bucket, "seen/marker.zip.json")
+    assert cloud.runner.wait_idle(30)
+    summaries = [r.summary for r in cloud.runner.records[before:]]
+    assert not any("notes.txt" in s or "elsewhere/" in s or ".bak" in s for s in summaries), summaries
+
+
+def test_eventbridge_rule_routes_matching_events_only(cloud):
+    s3, bucket = cloud.client("s3"), cloud.outputs()["BucketName"]
+    detail_type = "SageMaker Training Job State Change"
+    assert (
+        cloud.put_event(
+            {
+                "source": "aws.sagemaker",
+                "detail-type": detail_type,
+                "detail": {"TrainingJobName": "job-hpo-1"},
+            }
+        )
+        == []
+    )
+    assert (
+        cloud.put_event(
+            {
+                "source": "aws.sagemaker",
+                "detail-type": detail_type,
+                "detail": {"TrainingJobName": "job-train-1", "TrainingJobStatus": "InProgress"},
+            }
+        )
+        == []
+    )
+    targets = cloud.put_event(
+        {
+            "source": "aws.sagemaker",
+            "detail-type": detail_type,
+            "detail": {"TrainingJobName": "job-train-1", "TrainingJobStatus": "Completed"},
+        }
+    )
+    assert targets == ["test-onjob"]
+    wait_for_key(s3, bucket, "jobs/job-train-1")
+
+
+def test_failing_invocation_lands_in_the_on_failure_queue(cloud):
+    sqs = cloud.client("sqs")
+    cloud.put_event(
+        {
+            "source": "aws.sagemaker",
+            "detail-type": "SageMaker Training Job State Change",
+            "detail": {"TrainingJobName": "job-train-bad", "TrainingJobStatus": "Failed"},
+        }
+    )
+    assert cloud.runner.wait_idle(30)
+    messages = sqs.receive_message(QueueUrl=cloud.outputs()["FailedUrl"], MaxNumberOfMessages=10)["Messages"]
+    records = [json.loads(m["Body"]) for m in messages]
+    (record,) = [r for r in records if r["requestPayload"]["detail"]["TrainingJobName"] == "job-train-bad"]
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert record["responsePayload"]["errorMessage"] == "job failed: job-train-bad"
+    assert record["requestPayload"]["source"] == "aws.sagemaker"
+
+
+def test_lambda_environment_points_only_at_localhost(cloud):
+    spec = cloud.runner.function("Ingest")
+    endpoints = {k: v for k, v in spec.environment.items() if k.startswith("AWS_ENDPOINT_URL")}
+    assert {"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS"} <= set(endpoints)
+    assert all(v.startswith("http://127.0.0.1:") for v in endpoints.values())
+    assert spec.environment["AWS_LAMBDA_FUNCTION_NAME"] == "test-ingest"
+    assert spec.environment["PREFIX"] == "job"
+
+
+def test_a_second_cloud_in_the_same_process_starts_empty(tmp_path):
+    (tmp_path / "template.yaml").write_text(
+        "Resources:\n  Data: {Type: AWS::S3::Bucket}\n"
+        "  Table:\n    Type: AWS::DynamoDB::Table\n    Properties:\n"
+        "      AttributeDefinitions: [{AttributeName: id, AttributeType: S}]\n"
+        "      KeySchema: [{AttributeName: id, KeyType: HASH}]\n"
+    )
+    config = LocalCloudConfig(
+        template=tmp_path / "template.yaml",
+        state_dir=tmp_path / "state",
+        stack_name="again",
+        start_sagemaker=False,
+    )
+    with LocalCloud(config) as first:
+        first.client("s3").put_object(Bucket="again-data", Key="left-over", Body=b"x")
+    with LocalCloud(config) as second:  # would fail with "table already exists" without a reset
+        assert second.client("s3").list_objects_v2(Bucket="again-data").get("KeyCount") == 0

@@ -1,0 +1,174 @@
+"""EventBridge pattern matching: patterns that must and must not match, per AWS's documented rules."""
+
+import pytest
+
+from localcloud.patterns import PatternError, matches_event_pattern
+
+TRAINING_EVENT = {
+    "version": "0",
+    "id": "0c9c5a3a-1111-2222-3333-444455556666",
+    "detail-type": "SageMaker Training Job State Change",
+    "source": "aws.sagemaker",
+    "account": "123456789012",
+    "time": "2026-01-01T00:00:00Z",
+    "region": "us-east-1",
+    "resources": ["arn:aws:sagemaker:us-east-1:123456789012:training-job/dogclf-train-abc"],
+    "detail": {
+        "TrainingJobName": "dogclf-train-abc",
+        "TrainingJobStatus": "Completed",
+        "SecondaryStatus": "Completed",
+        "BillableTimeInSeconds": 42,
+        "Tags": {"pipeline": "dogclf"},
+        "HyperParameters": {"epochs": "2"},
+    },
+}
+
+# The template's own rule for the profiled training job.
+TEMPLATE_RULE = {
+    "source": ["aws.sagemaker"],
+    "detail-type": ["SageMaker Training Job State Change"],
+    "detail": {
+        "TrainingJobStatus": ["Completed", "Failed", "Stopped"],
+        "TrainingJobName": [{"prefix": "dogclf-train-"}],
+    },
+}
+
+
+def with_detail(**changes):
+    return {**TRAINING_EVENT, "detail": {**TRAINING_EVENT["detail"], **changes}}
+
+
+def test_template_rule_matches_the_profiled_job():
+    assert matches_event_pattern(TEMPLATE_RULE, TRAINING_EVENT)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        with_detail(TrainingJobName="dogclf-hpo-abc-001-1234"),  # a tuning trial
+        with_detail(TrainingJobStatus="InProgress"),
+        {**TRAINING_EVENT, "source": "aws.s3"},
+        {**TRAINING_EVENT, "detail-type": "SageMaker HyperParameter Tuning Job State Change"},
+        {k: v for k, v in TRAINING_EVENT.items() if k != "detail"},
+    ],
+)
+def test_template_rule_rejects(event):
+    assert not matches_event_pattern(TEMPLATE_RULE, event)
+
+
+def test_prefix_is_case_sensitive_and_equals_ignore_case_is_not():
+    assert not matches_event_pattern({"detail": {"TrainingJobName": [{"prefix": "DOGCLF"}]}}, TRAINING_EVENT)
+    assert matches_event_pattern(
+        {"detail": {"TrainingJobName": [{"equals-ignore-case": "DOGCLF-TRAIN-ABC"}]}}, TRAINING_EVENT
+    )
+    assert matches_event_pattern(
+        {"detail": {"TrainingJobName": [{"prefix": {"equals-ignore-case": "DOGCLF-T"}}]}}, TRAINING_EVENT
+    )
+
+
+def test_suffix():
+    assert matches_event_pattern({"detail": {"TrainingJobName": [{"suffix": "-abc"}]}}, TRAINING_EVENT)
+    assert not matches_event_pattern({"detail": {"TrainingJobName": [{"suffix": "-xyz"}]}}, TRAINING_EVENT)
+
+
+@pytest.mark.parametrize(
+    ("anything_but", "expected"),
+    [
+        ("Failed", True),
+        ("Completed", False),
+        (["Failed", "Stopped"], True),
+        (["Failed", "Completed"], False),
+        ({"prefix": "Comp"}, False),
+        ({"prefix": "Fail"}, True),
+        ({"suffix": "ted"}, False),
+        ({"equals-ignore-case": ["COMPLETED"]}, False),
+    ],
+)
+def test_anything_but(anything_but, expected):
+    pattern = {"detail": {"TrainingJobStatus": [{"anything-but": anything_but}]}}
+    assert matches_event_pattern(pattern, TRAINING_EVENT) is expected
+
+
+def test_anything_but_does_not_match_a_missing_field():
+    assert not matches_event_pattern({"detail": {"FailureReason": [{"anything-but": "x"}]}}, TRAINING_EVENT)
+
+
+def test_anything_but_numbers_do_not_exclude_strings():
+    assert matches_event_pattern(
+        {"detail": {"BillableTimeInSeconds": [{"anything-but": 41}]}}, TRAINING_EVENT
+    )
+    assert not matches_event_pattern(
+        {"detail": {"BillableTimeInSeconds": [{"anything-but": 42}]}}, TRAINING_EVENT
+    )
+
+
+def test_exists():
+    assert matches_event_pattern({"detail": {"TrainingJobName": [{"exists": True}]}}, TRAINING_EVENT)
+    assert not matches_event_pattern({"detail": {"FailureReason": [{"exists": True}]}}, TRAINING_EVENT)
+    assert matches_event_pattern({"detail": {"FailureReason": [{"exists": False}]}}, TRAINING_EVENT)
+    assert not matches_event_pattern({"detail": {"TrainingJobName": [{"exists": False}]}}, TRAINING_EVENT)
+
+
+def test_exists_false_or_a_value():
+    pattern = {"detail": {"FailureReason": [{"exists": False}, "OOM"]}}
+    assert matches_event_pattern(pattern, TRAINING_EVENT)
+    assert matches_event_pattern(pattern, with_detail(FailureReason="OOM"))
+    assert not matches_event_pattern(pattern, with_detail(FailureReason="other"))
+
+
+@pytest.mark.parametrize(
+    ("numeric", "expected"),
+    [
+        ([">", 0], True),
+        ([">", 0, "<=", 42], True),
+        ([">", 0, "<", 42], False),
+        (["=", 42], True),
+        ([">=", 43], False),
+    ],
+)
+def test_numeric(numeric, expected):
+    pattern = {"detail": {"BillableTimeInSeconds": [{"numeric": numeric}]}}
+    assert matches_event_pattern(pattern, TRAINING_EVENT) is expected
+
+
+def test_numeric_never_matches_strings():
+    assert not matches_event_pattern({"detail": {"TrainingJobName": [{"numeric": [">", 0]}]}}, TRAINING_EVENT)
+
+
+def test_literal_types_are_strict():
+    assert not matches_event_pattern({"detail": {"BillableTimeInSeconds": ["42"]}}, TRAINING_EVENT)
+    assert matches_event_pattern({"detail": {"BillableTimeInSeconds": [42]}}, TRAINING_EVENT)
+
+
+def test_array_values_match_if_any_element_matches():
+    assert matches_event_pattern({"resources": [{"suffix": "dogclf-train-abc"}]}, TRAINING_EVENT)
+    assert not matches_event_pattern({"resources": ["arn:other"]}, TRAINING_EVENT)
+
+
+def test_nested_objects_and_wildcard():
+    assert matches_event_pattern({"detail": {"Tags": {"pipeline": ["dogclf"]}}}, TRAINING_EVENT)
+    assert not matches_event_pattern({"detail": {"Tags": {"pipeline": ["other"]}}}, TRAINING_EVENT)
+    assert matches_event_pattern(
+        {"detail": {"TrainingJobName": [{"wildcard": "dogclf-*-abc"}]}}, TRAINING_EVENT
+    )
+    assert not matches_event_pattern(
+        {"detail": {"TrainingJobName": [{"wildcard": "dogclf-*-x"}]}}, TRAINING_EVENT
+    )
+
+
+def test_or():
+    pattern = {
+        "source": ["aws.sagemaker"],
+        "$or": [
+            {"detail": {"TrainingJobStatus": ["Failed"]}},
+            {"detail": {"SecondaryStatus": ["Completed"]}},
+        ],
+    }
+    assert matches_event_pattern(pattern, TRAINING_EVENT)
+    pattern["$or"][1] = {"detail": {"SecondaryStatus": ["Stopping"]}}
+    assert not matches_event_pattern(pattern, TRAINING_EVENT)
+
+
+def test_a_scalar_pattern_value_is_an_error():
+    with pytest.raises(PatternError):
+        matches_event_pattern({"source": "aws.sagemaker"}, TRAINING_EVENT)

@@ -1,0 +1,230 @@
+"""Static checks of template.yaml that cfn-lint cannot know: it must agree with the function code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from template_loader import REPO
+
+from pipeline import classify
+from pipeline.settings import Settings
+from pipeline.training import training_job_name
+from pipeline.tuning import tuning_job_name
+
+ALLOWED_WILDCARD_RESOURCE_ACTIONS = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
+
+
+def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: resource["Properties"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, properties in functions(template).items():
+        for policy in properties.get("Policies", []):
+            for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+                yield name, statement
+    for name, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::IAM::Role":
+            for policy in resource["Properties"].get("Policies", []):
+                for statement in policy["PolicyDocument"]["Statement"]:
+                    yield name, statement
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_globals_runtime_architecture_tracing(template):
+    function_globals = template["Globals"]["Function"]
+    assert function_globals["Runtime"] == "python3.13"
+    assert function_globals["Architectures"] == ["arm64"]
+    assert function_globals["Tracing"] == "Active"
+    assert function_globals["Environment"]["Variables"]["TRAINING_CODE_DIR"] == "/opt"
+
+
+def test_every_setting_is_declared_in_the_template(template):
+    declared = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    for properties in functions(template).values():
+        declared |= set(properties.get("Environment", {}).get("Variables", {}))
+    wanted = {name.upper() for name in Settings.model_fields} - {"AWS_REGION"}  # set by Lambda itself
+    assert wanted - declared == set()
+
+
+def test_handlers_exist(template):
+    for name, properties in functions(template).items():
+        module, attribute = properties["Handler"].rsplit(".", 1)
+        path = REPO / "functions" / (module.replace(".", "/") + ".py")
+        assert path.is_file(), f"{name}: {path} missing"
+        assert f"def {attribute}(" in path.read_text()
+
+
+def test_no_wildcard_permissions(template):
+    for owner, statement in statements(template):
+        if statement["Effect"] != "Allow":
+            continue
+        actions = as_list(statement["Action"])
+        assert not any(action == "*" or action.endswith(":*") for action in actions), (owner, actions)
+        if "*" in as_list(statement["Resource"]):
+            assert set(actions) <= ALLOWED_WILDCARD_RESOURCE_ACTIONS, (owner, actions)
+
+
+def test_pass_role_only_for_the_sagemaker_role_to_sagemaker(template):
+    passes = [(owner, s) for owner, s in statements(template) if "iam:PassRole" in as_list(s["Action"])]
+    assert {owner for owner, _ in passes} == {
+        "StartTuningFunction",
+        "TuningCompletedFunction",
+        "TrainingCompletedFunction",
+    }
+    for _, statement in passes:
+        assert statement["Action"] == "iam:PassRole"
+        assert statement["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_buckets_are_private_encrypted_and_tls_only(template):
+    resources = template["Resources"]
+    buckets = [name for name, r in resources.items() if r["Type"] == "AWS::S3::Bucket"]
+    assert sorted(buckets) == ["ArtifactsBucket", "DatasetBucket", "InferenceBucket"]
+    policies = {
+        r["Properties"]["Bucket"]["Ref"]: r["Properties"]["PolicyDocument"]
+        for r in resources.values()
+        if r["Type"] == "AWS::S3::BucketPolicy"
+    }
+    for name in buckets:
+        properties = resources[name]["Properties"]
+        assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert all(properties["PublicAccessBlockConfiguration"].values())
+        assert properties["LifecycleConfiguration"]["Rules"]
+        [deny] = policies[name]["Statement"]
+        assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_function_policies_name_buckets_by_string_not_reference(template):
+    """A !Ref/!GetAtt to a bucket that triggers the function would make a circular dependency."""
+    bucket_names = {"DatasetBucket", "ArtifactsBucket", "InferenceBucket"}
+
+    def references(value: Any) -> Iterator[str]:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if key == "Ref" and isinstance(inner, str):
+                    yield inner
+                elif key == "Fn::GetAtt":
+                    yield inner[0]
+                else:
+                    yield from references(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                yield from references(inner)
+
+    for properties in functions(template).values():
+        assert not set(references(properties.get("Policies", []))) & bucket_names
+        assert not set(references(properties.get("Environment", {}))) & bucket_names
+    assert not set(references(template["Globals"])) & bucket_names
+
+
+def s3_filters(properties: dict[str, Any]) -> list[dict[str, str]]:
+    return [
+        {rule["Name"]: rule["Value"] for rule in event["Properties"]["Filter"]["S3Key"]["Rules"]}
+        for event in properties["Events"].values()
+        if event["Type"] == "S3"
+    ]
+
+
+def test_s3_triggers_match_the_code(template):
+    fns = functions(template)
+    assert s3_filters(fns["IngestFunction"]) == [{"prefix": "uploads/", "suffix": ".zip"}]
+    # The ingest writes datasets/<id>/manifest.json last; that object starts tuning.
+    assert s3_filters(fns["StartTuningFunction"]) == [{"prefix": "datasets/", "suffix": "/manifest.json"}]
+    classify_filters = s3_filters(fns["ClassifyFunction"])
+    assert {f["prefix"] for f in classify_filters} == {classify.INPUT_PREFIX}
+    assert sorted(f["suffix"] for f in classify_filters) == [".jpeg", ".jpg", ".png"]
+
+
+def event_pattern(properties: dict[str, Any]) -> dict[str, Any]:
+    [event] = [e for e in properties["Events"].values() if e["Type"] == "EventBridgeRule"]
+    return event["Properties"]["Pattern"]
+
+
+def resolve_prefix(value: dict[str, Any], prefix: str) -> str:
+    return value["prefix"]["Fn::Sub"].replace("${JobNamePrefix}", prefix)
+
+
+def test_eventbridge_patterns_match_the_job_names(template):
+    prefix = template["Parameters"]["JobNamePrefix"]["Default"]
+    tuning = event_pattern(functions(template)["TuningCompletedFunction"])
+    assert tuning["source"] == ["aws.sagemaker"]
+    assert tuning["detail-type"] == ["SageMaker HyperParameter Tuning Job State Change"]
+    assert tuning["detail"]["HyperParameterTuningJobStatus"] == ["Completed", "Failed", "Stopped"]
+    tuning_name = tuning_job_name(prefix, "any-dataset")
+    assert tuning_name.startswith(resolve_prefix(tuning["detail"]["HyperParameterTuningJobName"][0], prefix))
+
+    training = event_pattern(functions(template)["TrainingCompletedFunction"])
+    assert training["detail-type"] == ["SageMaker Training Job State Change"]
+    training_prefix = resolve_prefix(training["detail"]["TrainingJobName"][0], prefix)
+    assert training_job_name(prefix, tuning_name).startswith(training_prefix)
+    # SageMaker names tuning trials <tuning job>-NNN-<hash>: they must not match.
+    assert not f"{tuning_name}-001-1a2b3c4d".startswith(training_prefix)
+
+
+def test_reliability_wiring(template):
+    fns = functions(template)
+    for name, properties in fns.items():
+        on_failure = properties["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
+        assert on_failure == {"Type": "SQS", "Destination": {"Fn::GetAtt": ["FailedEventsQueue", "Arn"]}}, (
+            name
+        )
+        alarms = [
+            r
+            for r in template["Resources"].values()
+            if r["Type"] == "AWS::CloudWatch::Alarm"
+            and r["Properties"].get("Dimensions") == [{"Name": "FunctionName", "Value": {"Ref": name}}]
+        ]
+        assert len(alarms) == 1, name
+    for name in (
+        "IngestFunction",
+        "StartTuningFunction",
+        "TuningCompletedFunction",
+        "TrainingCompletedFunction",
+    ):
+        tables = [p["DynamoDBCrudPolicy"] for p in fns[name]["Policies"] if "DynamoDBCrudPolicy" in p]
+        assert tables == [{"TableName": {"Ref": "IdempotencyTable"}}], name
+
+
+def test_outputs(template):
+    assert {
+        "DatasetBucketName",
+        "ArtifactsBucketName",
+        "InferenceBucketName",
+        "EndpointName",
+        "NotificationTopicArn",
+    } <= set(template["Outputs"])
+
+
+def test_rollback_alarms_are_the_ones_the_deploy_uses(template):
+    prefix = template["Parameters"]["JobNamePrefix"]["Default"]
+    names = {
+        r["Properties"]["AlarmName"]["Fn::Sub"].replace("${JobNamePrefix}", prefix)
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and "AlarmName" in r["Properties"]
+    }
+    configured = template["Globals"]["Function"]["Environment"]["Variables"]["ROLLBACK_ALARM_NAMES"][
+        "Fn::Sub"
+    ]
+    assert set(configured.replace("${JobNamePrefix}", prefix).split(",")) == names
+
+
+def test_functions_that_read_the_training_code_have_its_layer(template):
+    """ingest (layout rule), start-tuning (code, metrics), tuning/training-completed (metrics, gate)."""
+    for name, properties in functions(template).items():
+        layers = properties.get("Layers", [])
+        if name == "ClassifyFunction":
+            assert layers == [], name
+        else:
+            assert layers == [{"Ref": "TrainingCodeLayer"}], name
+    layer = template["Resources"]["TrainingCodeLayer"]["Properties"]
+    assert layer["ContentUri"] == "training/"

@@ -1,0 +1,38 @@
+"""Turning expected failures into one clear error line and a non-zero exit (no traceback noise)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from dogclf.data import BadImagesError
+from dogclf.layout import DatasetLayoutError
+from dogclf.model import WeightsUnavailableError
+
+EXPECTED_ERRORS = (DatasetLayoutError, BadImagesError, WeightsUnavailableError)
+
+
+def run_main(main: Callable[[], int]) -> int:
+    try:
+        return main()
+    except EXPECTED_ERRORS as error:
+        # SageMaker shows the job's last log lines and /opt/ml/output/failure as the failure reason.
+        message = f"{type(error).__name__}: {error}"
+        print(f"ERROR: {message}", file=sys.stderr, flush=True)
+        _write_failure(message)
+        return 2
+    except Exception:
+        _write_failure(traceback.format_exc(limit=5))
+        raise
+
+
+def _write_failure(message: str) -> None:
+    """SageMaker reports the contents of <base>/output/failure as the job's FailureReason."""
+    base = Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
+    output = base / "output"
+    if "SAGEMAKER_BASE_DIR" in os.environ or output.is_dir():
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "failure").write_text(message[:1024])
