@@ -65,6 +65,7 @@ bench: $(VENV)/.stamp $(VENV_TRAIN)/.stamp
 	$(PY) bench/bench_ingest.py
 	$(PY) bench/bench_cold_start.py
 	$(PY) bench/bench_endpoint.py
+	$(PY) bench/bench_demo.py
 
 clean:
 	rm -rf .aws-sam build .localcloud .pytest_cache .ruff_cache .mypy_cache

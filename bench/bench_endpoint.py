@@ -5,10 +5,12 @@ training/inference.py as code/), deploys it on the local SageMaker emulator (mot
 model server process), and times sequential InvokeEndpoint calls through boto3's sagemaker-runtime
 client. The baseline runs in one training-interpreter process: the same model loaded by the same
 model_fn, timing ``model(x)`` on the preprocessed 1x3x224x224 tensor (and, for the breakdown, the
-whole input_fn -> predict_fn -> output_fn pipeline). Prints p50/p99 and the ratio endpoint/bare
-(target <= 1.3x).
+whole input_fn -> predict_fn -> output_fn pipeline), in small batches alternating with the endpoint
+calls so background load hits every path alike. A no-op model's endpoint gives the transport cost
+alone. Both paths use the same torch thread count (--threads, default 1). Prints p50/p99 and the
+ratio endpoint/bare (target <= 1.3x).
 
-    .venv/bin/python bench/bench_endpoint.py [--requests 60] [--warmup 10]
+    .venv/bin/python bench/bench_endpoint.py [--requests 60] [--warmup 10] [--threads 1]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -91,12 +94,13 @@ for line in sys.stdin:
 
 
 class BaselineWorker:
-    def __init__(self, python: Path, model_dir: Path, image_path: Path) -> None:
+    def __init__(self, python: Path, model_dir: Path, image_path: Path, threads: int) -> None:
         self.process = subprocess.Popen(
             [str(python), "-c", BASELINE, str(model_dir), str(image_path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            env={**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)},
         )
         self.threads = json.loads(self._read())["threads"]
 
@@ -209,6 +213,13 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads for both paths (OMP_NUM_THREADS); 2 threads on a busy 2-core box "
+        "makes OpenMP spin-wait and the timings meaningless",
+    )
     args = parser.parse_args()
     python = default_training_python()
 
@@ -234,7 +245,14 @@ def main() -> None:
                 sm.create_model(
                     ModelName="bench",
                     ExecutionRoleArn=ROLE_ARN,
-                    PrimaryContainer={"Image": "local", "ModelDataUrl": "s3://bench/model/model.tar.gz"},
+                    PrimaryContainer={
+                        "Image": "local",
+                        "ModelDataUrl": "s3://bench/model/model.tar.gz",
+                        "Environment": {
+                            "OMP_NUM_THREADS": str(args.threads),
+                            "MKL_NUM_THREADS": str(args.threads),
+                        },
+                    },
                 )
                 sm.create_endpoint_config(
                     EndpointConfigName="bench",
@@ -254,7 +272,7 @@ def main() -> None:
                 )
                 startup = time.perf_counter() - started
                 runtime = client("sagemaker-runtime", server.url)
-                worker = BaselineWorker(python, model_dir, image_path)
+                worker = BaselineWorker(python, model_dir, image_path, args.threads)
 
                 def invoke_batch(count: int) -> list[float]:
                     timings = []

@@ -131,6 +131,7 @@ class SageMakerBackend:
         )
         self._event_thread.start()
         self._s3_local = threading.local()
+        self._tags: dict[str, dict[str, str]] = {}  # resource ARN -> tags given at creation
 
     # == helpers ====================================================================================
 
@@ -158,6 +159,10 @@ class SageMakerBackend:
             self._threads.append(thread)
         thread.start()
 
+    def _remember_tags(self, arn: str, params: dict[str, Any]) -> None:
+        with self._lock:
+            self._tags[arn] = {tag["Key"]: tag.get("Value", "") for tag in params.get("Tags") or []}
+
     def job_log_line(self, job_name: str, line: str) -> None:
         logger.debug("[%s] %s", job_name, line)
         if self.on_log:
@@ -178,7 +183,10 @@ class SageMakerBackend:
             "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "region": self.region,
             "resources": [resource_arn],
-            "detail": _times_to_millis(copy.deepcopy(detail)),
+            # AWS's state-change events carry the resource's tags as a map next to the Describe fields.
+            "detail": _times_to_millis(
+                {**copy.deepcopy(detail), "Tags": dict(self._tags.get(resource_arn, {}))}
+            ),
         }
         self._events.put(event)
 
@@ -286,6 +294,7 @@ class SageMakerBackend:
                 )
             self.training_jobs[name] = job
             snapshot = self._training_detail(job)
+        self._remember_tags(arn, params)
         self.emit("SageMaker Training Job State Change", arn, snapshot)
         self._spawn(job.runner.run, f"train-{name}")
         return {"TrainingJobArn": arn}
@@ -410,7 +419,7 @@ class SageMakerBackend:
 
     def list_training_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
-            rows = [
+            rows: list[dict[str, Any]] = [
                 {
                     key: job.desc[key]
                     for key in (
@@ -478,6 +487,7 @@ class SageMakerBackend:
                 raise ResourceInUse(f"Hyperparameter tuning job {name} already exists ({arn}).")
             self.tuning_jobs[name] = tuning_job
             snapshot = copy.deepcopy(desc)
+        self._remember_tags(arn, params)
         self.emit("SageMaker HyperParameter Tuning Job State Change", arn, snapshot)
         runner = TuningJobRunner(self, tuning_job)
         self._spawn(runner.run, f"tune-{name}")
@@ -718,6 +728,7 @@ class SageMakerBackend:
             )
             self.endpoints[name] = endpoint
             snapshot = self._endpoint_detail(endpoint)
+        self._remember_tags(arn, params)
         self.emit("SageMaker Endpoint State Change", arn, snapshot)
         self._spawn(lambda: self._deploy(endpoint, config, updating=False), f"deploy-{name}")
         return {"EndpointArn": arn}
@@ -776,7 +787,13 @@ class SageMakerBackend:
             )
             server.start()
             server.wait_ready(self.endpoint_start_timeout)
-        except (ModelServerStartError, *self.s3_errors, tarfile.TarError, OSError) as error:
+        except (
+            ModelServerStartError,
+            botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError,
+            tarfile.TarError,
+            OSError,
+        ) as error:
             if server:
                 server.stop()
             reason = f"{type(error).__name__}: {error}"[:1024]
@@ -794,6 +811,7 @@ class SageMakerBackend:
                 snapshot = self._endpoint_detail(endpoint)
             self.emit("SageMaker Endpoint State Change", endpoint.desc["EndpointArn"], snapshot)
             return
+        old: ModelServerProcess | None
         with self._lock:
             if self.endpoints.get(endpoint.name) is not endpoint:  # deleted while starting
                 old = server

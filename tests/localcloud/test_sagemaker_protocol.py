@@ -40,7 +40,7 @@ def sm(server: SageMakerServer) -> Any:
 
 def raw_post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
     parsed = urlparse(url)
-    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
+    connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=10)
     connection.request("POST", "/", body=body, headers=headers)
     response = connection.getresponse()
     return response.status, json.loads(response.read())

@@ -212,7 +212,7 @@ def test_max_runtime_stops_the_job(cloud: dict[str, Any]) -> None:
 
 def test_events_follow_every_status_change_with_describe_shape(cloud: dict[str, Any]) -> None:
     sm, server, events = cloud["sm"], cloud["server"], cloud["events"]
-    sm.create_training_job(**request("evented-job"))
+    sm.create_training_job(**request("evented-job", Tags=[{"Key": "team", "Value": "dogs"}]))
     wait_done(sm, "evented-job")
     server.wait_for_events()
     seen = events.of("SageMaker Training Job State Change", "TrainingJobName", "evented-job")
@@ -225,6 +225,7 @@ def test_events_follow_every_status_change_with_describe_shape(cloud: dict[str, 
     ]
     last = seen[-1]
     assert last["source"] == "aws.sagemaker"
+    assert last["detail"]["Tags"] == {"team": "dogs"}
     assert last["account"] == "123456789012"
     assert last["resources"] == [last["detail"]["TrainingJobArn"]]
     assert last["detail"]["ModelArtifacts"]["S3ModelArtifacts"].endswith("/evented-job/output/model.tar.gz")

@@ -328,3 +328,24 @@ def test_reverse_log_and_bayesian_sampler_respect_bounds() -> None:
         assert 0.5 <= float(values["momentum"]) <= 0.999 and 1 <= int(values["width"]) <= 1024
         bayes.report(handle, -abs(math.log2(int(values["width"])) - 5))
     assert len(bayes.study.trials) == 12
+
+
+def test_grid_search_enumerates_categorical_combinations_once() -> None:
+    from localcloud.sagemaker.exceptions import ValidationException
+    from localcloud.sagemaker.tuning import GridSearch, validate_tuning_config
+
+    ranges = {
+        "CategoricalParameterRanges": [
+            {"Name": "optimizer", "Values": ["sgd", "adam"]},
+            {"Name": "augment", "Values": ["true", "false", "auto"]},
+        ]
+    }
+    grid = GridSearch(ranges)
+    assert grid.capacity() == 6
+    points = [grid.suggest()[1] for _ in range(6)]
+    assert len({tuple(sorted(p.items())) for p in points}) == 6
+    definition = tuning_request("g", "Grid", "Maximize", 1, 1)["TrainingJobDefinition"]
+    with pytest.raises(ValidationException, match="only CategoricalParameterRanges"):
+        validate_tuning_config(
+            {"Strategy": "Grid", "ParameterRanges": RANGES, "ResourceLimits": {}}, definition
+        )

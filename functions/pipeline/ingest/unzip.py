@@ -15,6 +15,7 @@ What happens to bad input:
 
 from __future__ import annotations
 
+import io
 import stat
 import threading
 import time
@@ -24,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 from pipeline.ingest.images import image_problem, sniff_content_type
 
@@ -131,9 +132,9 @@ def member_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
     return None
 
 
-def open_archive(fileobj: IO[bytes]) -> zipfile.ZipFile:
+def open_archive(fileobj: IO[bytes] | io.RawIOBase) -> zipfile.ZipFile:
     try:
-        return zipfile.ZipFile(fileobj)
+        return zipfile.ZipFile(cast(IO[bytes], fileobj))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as error:
         raise ArchiveRejectedError(f"not a readable zip archive: {error}") from error
 
