@@ -11,14 +11,16 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from pipeline.adapters.aws import client, error_code
 from pipeline.adapters.s3 import ObjectTooLargeError, S3Store
 from pipeline.ingest.images import image_problem, sniff_content_type
-from pipeline.settings import Settings
+
+if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
+    from pipeline.settings import Settings
 
 INPUT_PREFIX = "input/"
 RESULTS_PREFIX = "results/"

@@ -16,7 +16,7 @@ import io
 import json
 import tarfile
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Location, S3Store
@@ -24,7 +24,9 @@ from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.adapters.training_code import metric_definitions
 from pipeline.images import pytorch_image_uri
 from pipeline.observability import logger
-from pipeline.settings import Settings
+
+if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
+    from pipeline.settings import Settings
 
 VERDICTS_FILE = "rule_verdicts.json"
 MAX_OUTPUT_ARCHIVE_BYTES = 512 * 1024 * 1024

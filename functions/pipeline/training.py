@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.images import debugger_rule_image_uri, pytorch_image_uri
 from pipeline.observability import logger
-from pipeline.settings import Settings
+
+if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
+    from pipeline.settings import Settings
 
 TRAINING_JOB_NAME_MAX = 63
 # Built-in Debugger rules of the profiled job: rule_to_invoke value -> RuleConfigurationName.

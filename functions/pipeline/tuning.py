@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
@@ -12,8 +12,10 @@ from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.adapters.training_code import metric_definitions
 from pipeline.images import pytorch_image_uri
 from pipeline.observability import logger
-from pipeline.settings import Settings
 from pipeline.training_code import ensure_uploaded
+
+if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
+    from pipeline.settings import Settings
 
 TUNING_JOB_NAME_MAX = 32
 CHANNELS = ("train", "valid", "test")

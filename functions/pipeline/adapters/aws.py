@@ -1,21 +1,44 @@
-"""boto3 clients, created the one way that honours ``AWS_ENDPOINT_URL_<SERVICE>`` (no hard-coded URLs)."""
+"""boto3 clients, created the one way that honours ``AWS_ENDPOINT_URL_<SERVICE>`` (no hard-coded URLs).
+
+boto3 is imported by the first ``client()`` call, not by importing this module: importing boto3
+costs ~150 ms, which would otherwise be part of every function's cold start (the handler modules
+import the adapters). Clients are cached per process, so a warm sandbox reuses them.
+"""
 
 from __future__ import annotations
 
-from functools import cache
+import threading
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
-# Standard retry mode with a few attempts: throttling on SageMaker control-plane calls is common.
-_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=64)
+_clients: dict[str, Any] = {}
+# boto3's default session is not thread-safe while it creates clients (ingest runs worker threads).
+_lock = threading.Lock()
 
 
-@cache
 def client(service: str) -> Any:
     """A cached boto3 client; endpoint, region and credentials come from the environment."""
-    return boto3.client(service, config=_CONFIG)
+    cached = _clients.get(service)
+    if cached is not None:
+        return cached
+    with _lock:
+        if service not in _clients:
+            import boto3
+            from botocore.config import Config
+
+            # Standard retry mode with a few attempts: throttling on SageMaker control-plane calls is
+            # common. 64 connections: the ingest uploads run up to INGEST_CONCURRENCY (<= 64) at once.
+            config = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=64)
+            _clients[service] = boto3.client(service, config=config)
+        return _clients[service]
+
+
+def _cache_clear() -> None:
+    with _lock:
+        _clients.clear()
+
+
+# Same API as functools.cache's wrapper, which tests use to drop clients between moto mocks.
+client.cache_clear = _cache_clear  # type: ignore[attr-defined]
 
 
 def error_code(error: Exception) -> str:

@@ -1,25 +1,41 @@
 """Image under input/ of the inference bucket (S3 event), {"bucket","key"} or {"image": base64}
 -> top-k prediction from the endpoint (pipeline.classify). Writing the same result twice is harmless,
-so this function does not use the idempotency table."""
+so this function does not use the idempotency table.
 
-from typing import Any
+Kept cheap to import (cold start): what the first call needs is created by prepare() (pipeline.runtime).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
-
-from aws_lambda_powertools.utilities.data_classes import S3Event
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline.adapters.s3 import S3Store
 from pipeline.classify import Classifier, ClassifyError
 from pipeline.observability import logger, metrics, tracer
-from pipeline.settings import get_settings
+from pipeline.runtime import prepare_common
 
-settings = get_settings()
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from pipeline.settings import Settings
+
+
+def prepare() -> Settings:
+    """Everything the first call creates before its work (later calls find it ready)."""
+    settings = prepare_common("s3", "sagemaker-runtime", "sagemaker")
+    from aws_lambda_powertools.utilities.data_classes import S3Event  # noqa: F401
+
+    return settings
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> Any:
+    settings = prepare()
+    from aws_lambda_powertools.utilities.data_classes import S3Event
+
     classifier = Classifier(settings, S3Store())
     if "Records" in event:
         return [

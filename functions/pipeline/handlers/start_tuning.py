@@ -1,29 +1,32 @@
-"""S3 ObjectCreated datasets/<id>/manifest.json -> start the tuning job (pipeline.tuning)."""
+"""S3 ObjectCreated datasets/<id>/manifest.json -> start the tuning job (pipeline.tuning).
 
-from typing import Any
+Kept cheap to import (cold start): what the first call needs is created by prepare() (pipeline.runtime).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
-from aws_lambda_powertools.utilities.idempotency import idempotent_function
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
-from pipeline.idempotency import idempotency_config, persistence_layer
+from pipeline.idempotency import deferred_idempotent_function
 from pipeline.observability import logger, metrics, tracer
-from pipeline.settings import get_settings
+from pipeline.runtime import load_settings, prepare_common
 from pipeline.tuning import start_tuning
 
-settings = get_settings()
-config = idempotency_config()
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from pipeline.settings import Settings
 
 
-@idempotent_function(
-    data_keyword_argument="manifest", persistence_store=persistence_layer(settings), config=config
-)
+@deferred_idempotent_function(data_keyword_argument="manifest")
 def start_once(manifest: dict[str, Any]) -> dict[str, Any]:
+    settings = load_settings()
     result = start_tuning(
         manifest["bucket"],
         manifest["key"],
@@ -37,12 +40,23 @@ def start_once(manifest: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def prepare() -> Settings:
+    """Everything the first call creates before its work (later calls find it ready)."""
+    settings = prepare_common("s3", "sagemaker", "sns")
+    from aws_lambda_powertools.utilities.data_classes import S3Event  # noqa: F401
+
+    start_once.prepare()
+    return settings
+
+
 @logger.inject_lambda_context(log_event=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@event_source(data_class=S3Event)
-def handler(event: S3Event, context: LambdaContext) -> list[dict[str, Any]]:
-    config.register_lambda_context(context)
+def handler(event: dict[str, Any], context: LambdaContext) -> list[dict[str, Any]]:
+    prepare()
+    from aws_lambda_powertools.utilities.data_classes import S3Event
+
+    start_once.register_lambda_context(context)
     return [
         start_once(
             manifest={
@@ -51,5 +65,5 @@ def handler(event: S3Event, context: LambdaContext) -> list[dict[str, Any]]:
                 "etag": record.s3.get_object.etag or "",
             }
         )
-        for record in event.records
+        for record in S3Event(event).records
     ]

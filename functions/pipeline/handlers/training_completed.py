@@ -1,29 +1,31 @@
-"""EventBridge training job state change -> quality gate and endpoint deploy (pipeline.deploy)."""
+"""EventBridge training job state change -> quality gate and endpoint deploy (pipeline.deploy).
 
-from typing import Any
+Kept cheap to import (cold start): what the first call needs is created by prepare() (pipeline.runtime).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency import idempotent_function
-from aws_lambda_powertools.utilities.parser import envelopes, event_parser
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.deploy import on_training_finished
-from pipeline.events import TrainingJobStateChange
-from pipeline.idempotency import idempotency_config, persistence_layer
+from pipeline.idempotency import deferred_idempotent_function
 from pipeline.observability import logger, metrics, tracer
-from pipeline.settings import get_settings
+from pipeline.runtime import load_settings, prepare_common
 
-settings = get_settings()
-config = idempotency_config()
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from pipeline.settings import Settings
 
 
-@idempotent_function(
-    data_keyword_argument="job", persistence_store=persistence_layer(settings), config=config
-)
+@deferred_idempotent_function(data_keyword_argument="job")
 def handle_once(job: dict[str, str]) -> dict[str, Any]:
+    settings = load_settings()
     decision = on_training_finished(
         job["name"], settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
     )
@@ -34,10 +36,29 @@ def handle_once(job: dict[str, str]) -> dict[str, Any]:
     return decision
 
 
+def prepare() -> Settings:
+    """Everything the first call creates before its work (later calls find it ready)."""
+    settings = prepare_common("sagemaker", "s3", "sns")
+    import aws_lambda_powertools.utilities.parser  # noqa: F401
+
+    import pipeline.events  # noqa: F401
+
+    handle_once.prepare()
+    return settings
+
+
 @logger.inject_lambda_context(log_event=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@event_parser(model=TrainingJobStateChange, envelope=envelopes.EventBridgeEnvelope)
-def handler(event: TrainingJobStateChange, context: LambdaContext) -> dict[str, Any]:
-    config.register_lambda_context(context)
-    return handle_once(job={"name": event.TrainingJobName, "status": event.TrainingJobStatus})
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    prepare()
+    from aws_lambda_powertools.utilities.parser import envelopes, parse
+
+    from pipeline.events import TrainingJobStateChange
+
+    # What @event_parser(model=..., envelope=EventBridgeEnvelope) does, without importing pydantic
+    # at module import: a malformed event raises the parser's ValidationError.
+    parsed = parse(event=event, model=TrainingJobStateChange, envelope=envelopes.EventBridgeEnvelope)
+    change = cast(TrainingJobStateChange, parsed)  # the EventBridge envelope yields one model
+    handle_once.register_lambda_context(context)
+    return handle_once(job={"name": change.TrainingJobName, "status": change.TrainingJobStatus})

@@ -11,7 +11,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
@@ -19,7 +19,9 @@ from pipeline.adapters.training_code import layout_module
 from pipeline.ingest.seekable import S3RangeReader
 from pipeline.ingest.unzip import ArchiveRejectedError, Limits, extract, open_archive
 from pipeline.observability import logger
-from pipeline.settings import Settings
+
+if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
+    from pipeline.settings import Settings
 
 DATASETS_PREFIX = "datasets/"
 

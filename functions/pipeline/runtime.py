@@ -1,0 +1,35 @@
+"""What every handler creates on its first call instead of at import (Lambda cold start).
+
+Lambda's cold start includes importing the handler module (bench/bench_cold_start.py, target
+<= 150 ms), so handler modules import only Powertools' Logger/Tracer/Metrics and our own light
+modules. Settings (pydantic), boto3 clients, the X-Ray recorder, event models and the idempotency
+layer are created by the first invocation through its handler's ``prepare()`` and reused by later
+invocations in the same sandbox. That moves cost into the first call, it does not remove it: the
+bench reports "import" and "import + prepare()" separately.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipeline.adapters.aws import client
+from pipeline.observability import xray_provider
+
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
+
+
+def load_settings() -> Settings:
+    """The process's settings (parsed once; pydantic is imported here on the first call)."""
+    from pipeline.settings import get_settings
+
+    return get_settings()
+
+
+def prepare_common(*services: str) -> Settings:
+    """Settings, the X-Ray recorder and the boto3 clients of ``services``; returns the settings."""
+    settings = load_settings()
+    xray_provider.recorder()
+    for service in services:
+        client(service)
+    return settings
