@@ -156,10 +156,13 @@ def main() -> None:
     header = f"{'function':26s} {'import ms':>20s} {'import+prepare ms':>20s}"
     header += f" {'unzipped MB':>12s} {'zipped MB':>10s}"
     print(header)
+    # Sizes are those of the current build; they say nothing about another --code-dir.
+    show_sizes = code_dir == (REPO / "functions").resolve()
     for function, module in HANDLERS.items():
         imports, ready = cold_start_samples(module, args.runs, paths, code_dir)
-        print(f"{function:26s} {describe(imports)} {describe(ready)} {size_text(function)}")
-    for layer in LAYERS:
+        sizes = size_text(function) if show_sizes else ""
+        print(f"{function:26s} {describe(imports)} {describe(ready)} {sizes}")
+    for layer in LAYERS if show_sizes else []:
         print(f"{layer + ' (shared)':26s} {'':20s} {'':20s} {size_text(layer)}")
     print("targets: import <= 150 ms, function package <= 10 MB (unzipped)")
 
