@@ -10,7 +10,8 @@ bench reports "import" and "import + prepare()" separately.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 from pipeline.adapters.aws import client
 from pipeline.observability import xray_provider
@@ -33,3 +34,18 @@ def prepare_common(*services: str) -> Settings:
     for service in services:
         client(service)
     return settings
+
+
+def s3_objects(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The objects an S3 notification names (Powertools' S3Event), keys decoded: S3 URL-encodes them."""
+    from aws_lambda_powertools.utilities.data_classes import S3Event
+
+    return [
+        {
+            "bucket": record.s3.bucket.name,
+            "key": unquote_plus(record.s3.get_object.key),
+            "etag": record.s3.get_object.etag or "",
+            "version_id": record.s3.get_object.version_id,
+        }
+        for record in S3Event(event).records
+    ]

@@ -8,12 +8,11 @@ Kept cheap to import (cold start): what the first call needs is created by prepa
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
 
 from pipeline.adapters.s3 import S3Store
 from pipeline.classify import Classifier, ClassifyError
 from pipeline.observability import logger, metrics, tracer
-from pipeline.runtime import prepare_common
+from pipeline.runtime import prepare_common, s3_objects
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -34,14 +33,9 @@ def prepare() -> Settings:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     settings = prepare()
-    from aws_lambda_powertools.utilities.data_classes import S3Event
-
     classifier = Classifier(settings, S3Store())
     if "Records" in event:
-        return [
-            classifier.classify_object(record.s3.bucket.name, unquote_plus(record.s3.get_object.key))
-            for record in S3Event(event).records
-        ]
+        return [classifier.classify_object(obj["bucket"], obj["key"]) for obj in s3_objects(event)]
     if "bucket" in event and "key" in event:
         return classifier.classify_object(event["bucket"], event["key"])
     if "image" in event:

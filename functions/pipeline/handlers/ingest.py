@@ -6,7 +6,6 @@ Kept cheap to import (cold start): what the first call needs is created by prepa
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -15,7 +14,7 @@ from pipeline.adapters.s3 import S3Store
 from pipeline.idempotency import deferred_idempotent_function
 from pipeline.ingest.service import Upload, ingest_upload
 from pipeline.observability import logger, metrics, tracer
-from pipeline.runtime import load_settings, prepare_common
+from pipeline.runtime import load_settings, prepare_common, s3_objects
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -45,17 +44,5 @@ def prepare() -> Settings:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> list[dict[str, Any]]:
     prepare()
-    from aws_lambda_powertools.utilities.data_classes import S3Event
-
     ingest_once.register_lambda_context(context)
-    return [
-        ingest_once(
-            upload={
-                "bucket": record.s3.bucket.name,
-                "key": unquote_plus(record.s3.get_object.key),  # S3 event keys are URL-encoded
-                "etag": record.s3.get_object.etag or "",
-                "version_id": record.s3.get_object.version_id,
-            }
-        )
-        for record in S3Event(event).records
-    ]
+    return [ingest_once(upload=upload) for upload in s3_objects(event)]

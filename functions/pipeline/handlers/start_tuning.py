@@ -6,7 +6,6 @@ Kept cheap to import (cold start): what the first call needs is created by prepa
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -15,7 +14,7 @@ from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.idempotency import deferred_idempotent_function
 from pipeline.observability import logger, metrics, tracer
-from pipeline.runtime import load_settings, prepare_common
+from pipeline.runtime import load_settings, prepare_common, s3_objects
 from pipeline.tuning import start_tuning
 
 if TYPE_CHECKING:
@@ -54,16 +53,5 @@ def prepare() -> Settings:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> list[dict[str, Any]]:
     prepare()
-    from aws_lambda_powertools.utilities.data_classes import S3Event
-
     start_once.register_lambda_context(context)
-    return [
-        start_once(
-            manifest={
-                "bucket": record.s3.bucket.name,
-                "key": unquote_plus(record.s3.get_object.key),
-                "etag": record.s3.get_object.etag or "",
-            }
-        )
-        for record in S3Event(event).records
-    ]
+    return [start_once(manifest=manifest) for manifest in s3_objects(event)]
