@@ -454,7 +454,7 @@ def print_summary(result: DemoResult, progress: Progress, total_s: float) -> Non
         decision = result.decision
         verdicts = result.decision.get("rule_verdicts", {})
         if verdicts:
-            print("in-script rule verdicts: " + ", ".join(f"{k}={v}" for k, v in verdicts.items()))
+            print("gate saw rule verdicts: " + ", ".join(f"{k}={v}" for k, v in verdicts.items()))
         print(
             f"gate decision:         {'DEPLOY' if decision.get('deploy') else 'REJECT'} "
             f"({decision.get('metric_name')}={decision.get('metric_value')} "
