@@ -10,14 +10,18 @@ bench reports "import" and "import + prepare()" separately.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import unquote_plus
 
 from pipeline.adapters.aws import client
 from pipeline.observability import xray_provider
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from pipeline.settings import Settings
+
+Detail = TypeVar("Detail", bound="BaseModel")
 
 
 def load_settings() -> Settings:
@@ -49,3 +53,11 @@ def s3_objects(event: dict[str, Any]) -> list[dict[str, Any]]:
         }
         for record in S3Event(event).records
     ]
+
+
+def eventbridge_detail(event: dict[str, Any], model: type[Detail]) -> Detail:
+    """The event's ``detail`` as ``model``, as @event_parser(envelope=EventBridgeEnvelope) gives it,
+    without importing the parser (pydantic) at module import. A malformed event raises ValidationError."""
+    from aws_lambda_powertools.utilities.parser import envelopes, parse
+
+    return cast(Detail, parse(event=event, model=model, envelope=envelopes.EventBridgeEnvelope))

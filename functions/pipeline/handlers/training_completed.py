@@ -5,7 +5,7 @@ Kept cheap to import (cold start): what the first call needs is created by prepa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -15,7 +15,7 @@ from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.deploy import on_training_finished
 from pipeline.idempotency import deferred_idempotent_function
 from pipeline.observability import logger, metrics, tracer
-from pipeline.runtime import load_settings, prepare_common
+from pipeline.runtime import eventbridge_detail, load_settings, prepare_common
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -52,13 +52,8 @@ def prepare() -> Settings:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     prepare()
-    from aws_lambda_powertools.utilities.parser import envelopes, parse
-
     from pipeline.events import TrainingJobStateChange
 
-    # What @event_parser(model=..., envelope=EventBridgeEnvelope) does, without importing pydantic
-    # at module import: a malformed event raises the parser's ValidationError.
-    parsed = parse(event=event, model=TrainingJobStateChange, envelope=envelopes.EventBridgeEnvelope)
-    change = cast(TrainingJobStateChange, parsed)  # the EventBridge envelope yields one model
+    change = eventbridge_detail(event, TrainingJobStateChange)
     handle_once.register_lambda_context(context)
     return handle_once(job={"name": change.TrainingJobName, "status": change.TrainingJobStatus})

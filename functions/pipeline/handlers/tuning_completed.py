@@ -5,13 +5,13 @@ Kept cheap to import (cold start): what the first call needs is created by prepa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.idempotency import deferred_idempotent_function
 from pipeline.observability import logger, metrics, tracer
-from pipeline.runtime import load_settings, prepare_common
+from pipeline.runtime import eventbridge_detail, load_settings, prepare_common
 from pipeline.training import on_tuning_finished
 
 if TYPE_CHECKING:
@@ -44,14 +44,9 @@ def prepare() -> Settings:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     prepare()
-    from aws_lambda_powertools.utilities.parser import envelopes, parse
-
     from pipeline.events import TuningJobStateChange
 
-    # What @event_parser(model=..., envelope=EventBridgeEnvelope) does, without importing pydantic
-    # at module import: a malformed event raises the parser's ValidationError.
-    parsed = parse(event=event, model=TuningJobStateChange, envelope=envelopes.EventBridgeEnvelope)
-    change = cast(TuningJobStateChange, parsed)  # the EventBridge envelope yields one model
+    change = eventbridge_detail(event, TuningJobStateChange)
     handle_once.register_lambda_context(context)
     return handle_once(
         job={"name": change.HyperParameterTuningJobName, "status": change.HyperParameterTuningJobStatus}
