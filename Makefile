@@ -2,14 +2,18 @@
 # Each builds the virtual environments it needs on first use (see docs/contracts.md).
 SHELL := /bin/bash
 PYTHON ?= python3.11
+# The SageMaker PyTorch 2.6.0 images run Python 3.12 (container/requirements.txt); pyenv provides it.
+PYTHON_CONTAINER ?= $(shell p=$$(pyenv prefix 3.12 2>/dev/null) && echo $$p/bin/python3.12 || command -v python3.12 || echo python3.12)
 VENV := .venv
+VENV_CONTAINER := .venv-container
 VENV_TRAIN := .venv-training
 VENV_SAM := .venv-sam
 PY := $(VENV)/bin/python
+PY_CONTAINER := $(VENV_CONTAINER)/bin/python
 PY_TRAIN := $(VENV_TRAIN)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venvs demo test test-training test-app lint template-check sam-build bench clean
+.PHONY: help venvs job-overlay java demo test test-training test-app lint template-check sam-build bench clean
 
 help:
 	@echo "make demo    run the whole event-driven pipeline locally (no AWS, no Docker)"
@@ -23,20 +27,35 @@ $(VENV)/.stamp: requirements-dev.txt functions/requirements.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-$(VENV_TRAIN)/.stamp: training/requirements.txt training/requirements-dev.txt
-	test -x $(PY_TRAIN) || $(PYTHON) -m venv $(VENV_TRAIN)
-	$(PY_TRAIN) -m pip install -q --upgrade pip
-	$(PY_TRAIN) -m pip install -q -r training/requirements-dev.txt
+# The base: what the SageMaker PyTorch training and inference images install (no smdebug).
+$(VENV_CONTAINER)/.stamp: container/requirements.txt
+	test -x $(PY_CONTAINER) || $(PYTHON_CONTAINER) -m venv $(VENV_CONTAINER)
+	$(PY_CONTAINER) -m pip install -q -r container/requirements.txt
 	touch $@
+
+# tests/training's interpreter: an overlay over the base with the job's requirements plus pytest.
+$(VENV_TRAIN)/.stamp: $(VENV_CONTAINER)/.stamp training/requirements.txt training/requirements-dev.txt \
+		localcloud/containerenv.py
+	$(PY_CONTAINER) -m localcloud.containerenv build training/requirements-dev.txt --dest $(VENV_TRAIN)
+	touch $@
+
+# The cached overlay that local training jobs use for training/requirements.txt (the toolkit's
+# pip install then finds it satisfied): built here so a demo or test run does not pay for it.
+job-overlay: $(VENV_CONTAINER)/.stamp
+	$(PY_CONTAINER) -m localcloud.containerenv overlay training/requirements.txt
+
+# TorchServe (the inference image's model server) needs a Java runtime.
+java:
+	command -v java >/dev/null || (apt-get update && apt-get install -y --no-install-recommends default-jre-headless)
 
 $(VENV_SAM)/.stamp: requirements-sam.txt
 	test -x $(VENV_SAM)/bin/python || $(PYTHON) -m venv $(VENV_SAM)
 	$(VENV_SAM)/bin/python -m pip install -q -r requirements-sam.txt
 	touch $@
 
-venvs: $(VENV)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SAM)/.stamp
+venvs: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SAM)/.stamp job-overlay java
 
-demo: $(VENV)/.stamp $(VENV_TRAIN)/.stamp
+demo: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp job-overlay java
 	$(PY) -m localcloud.demo $(if $(DATA),--data $(DATA),) $(DEMO_ARGS)
 
 lint: $(VENV)/.stamp
@@ -47,10 +66,10 @@ template-check: $(VENV)/.stamp $(VENV_SAM)/.stamp
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV_SAM)/bin/sam validate --lint --template template.yaml --region us-east-1
 
-test-training: $(VENV_TRAIN)/.stamp
+test-training: $(VENV_TRAIN)/.stamp job-overlay java
 	$(PY_TRAIN) -m pytest tests/training $(PYTEST_ARGS)
 
-test-app: $(VENV)/.stamp $(VENV_TRAIN)/.stamp
+test-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp job-overlay java
 	$(PY) -m pytest tests --ignore=tests/training $(PYTEST_ARGS)
 
 test: lint template-check test-training test-app
@@ -60,7 +79,7 @@ sam-build: $(VENV_SAM)/.stamp
 	PATH="$$(pyenv prefix 3.13 2>/dev/null || echo /root/.pyenv/versions/3.13.0)/bin:$$PATH" \
 		$(VENV_SAM)/bin/sam build --template template.yaml
 
-bench: $(VENV)/.stamp $(VENV_TRAIN)/.stamp
+bench: $(VENV)/.stamp $(VENV_TRAIN)/.stamp job-overlay java
 	$(PY_TRAIN) bench/bench_feature_cache.py
 	$(PY) bench/bench_ingest.py
 	$(PY) bench/bench_cold_start.py

@@ -46,6 +46,7 @@ HANDLERS = {
     "TuningCompletedFunction": "pipeline.handlers.tuning_completed",
     "TrainingCompletedFunction": "pipeline.handlers.training_completed",
     "ClassifyFunction": "pipeline.handlers.classify",
+    "ImportUrlFunction": "pipeline.handlers.import_url",
 }
 LAYERS = ["DependenciesLayer"]
 ENV = {

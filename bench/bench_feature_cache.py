@@ -26,8 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "training"))
+sys.path.insert(0, str(REPO))
 
-from dogclf.sample_data import write_sample_tree  # noqa: E402
+from tools.sample_data import write_sample_tree  # noqa: E402
 
 
 def run_trial(

@@ -24,6 +24,8 @@ from typing import Any
 
 import boto3
 
+from dogclf import contract
+
 DEFAULT_STATE_FILE = Path(".localcloud/state.json")
 DEFAULT_JOB_PREFIX = "dogclf"
 OUTPUT_KEYS = {
@@ -31,6 +33,8 @@ OUTPUT_KEYS = {
     "inference_bucket": "InferenceBucketName",
     "artifacts_bucket": "ArtifactsBucketName",
     "endpoint": "EndpointName",
+    "failed_events_queue": "FailedEventsQueueUrl",
+    "import_function": "ImportUrlFunctionName",
 }
 
 
@@ -49,6 +53,8 @@ class Target:
     endpoint: str | None
     job_prefix: str
     local: bool
+    failed_events_queue: str | None = None
+    import_function: str | None = None
 
     def client(self, service: str) -> Any:
         return self.session.client(service)
@@ -91,7 +97,9 @@ def resolve_target(args: argparse.Namespace) -> Target:
         if getattr(args, flag, None):
             names[attr] = getattr(args, flag)
     endpoint = names["endpoint"]
-    prefix = args.job_prefix or (endpoint.rsplit("-endpoint", 1)[0] if endpoint else DEFAULT_JOB_PREFIX)
+    prefix = args.job_prefix or (
+        endpoint.rsplit(contract.ENDPOINT_SUFFIX, 1)[0] if endpoint else DEFAULT_JOB_PREFIX
+    )
     return Target(session=session, job_prefix=prefix, local=local, **names)
 
 
@@ -103,7 +111,10 @@ def cmd_upload(args: argparse.Namespace, target: Target) -> int:
     if path.suffix.lower() != ".zip":
         raise CliError(f"{path}: the pipeline ingests .zip archives only")
     bucket = target.need("dataset_bucket", "--bucket")
-    key = f"{args.prefix}{args.key or path.name}"
+    name = args.key or path.name
+    # The ingest trigger's suffix filter is case-sensitive (S3): X.ZIP or a bare --key never fires it.
+    stem = name[:-4] if name.lower().endswith(".zip") else name
+    key = f"{args.prefix}{stem}.zip"
     target.client("s3").upload_file(str(path), bucket, key)
     print(f"uploaded {path} to s3://{bucket}/{key}; ingest starts from the S3 event")
     return 0
@@ -114,7 +125,10 @@ def cmd_status(args: argparse.Namespace, target: Target) -> int:
     prefix = target.job_prefix
     status: dict[str, Any] = {"tuning_jobs": [], "training_jobs": [], "endpoint": None, "last_decision": None}
     tuning = sm.list_hyper_parameter_tuning_jobs(
-        NameContains=f"{prefix}-hpo-", SortBy="CreationTime", SortOrder="Descending", MaxResults=args.limit
+        NameContains=f"{prefix}{contract.TUNING_INFIX}",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=args.limit,
     )
     for job in tuning.get("HyperParameterTuningJobSummaries", []):
         status["tuning_jobs"].append(
@@ -125,7 +139,10 @@ def cmd_status(args: argparse.Namespace, target: Target) -> int:
             }
         )
     training = sm.list_training_jobs(
-        NameContains=f"{prefix}-train-", SortBy="CreationTime", SortOrder="Descending", MaxResults=args.limit
+        NameContains=f"{prefix}{contract.TRAINING_INFIX}",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=args.limit,
     )
     for job in training.get("TrainingJobSummaries", []):
         status["training_jobs"].append({"name": job["TrainingJobName"], "status": job["TrainingJobStatus"]})
@@ -223,10 +240,14 @@ def cmd_report(args: argparse.Namespace, target: Target) -> int:
     job_name = args.job
     if not job_name:
         jobs = sm.list_training_jobs(
-            NameContains=f"{target.job_prefix}-train-", SortBy="CreationTime", SortOrder="Descending"
+            NameContains=f"{target.job_prefix}{contract.TRAINING_INFIX}",
+            SortBy="CreationTime",
+            SortOrder="Descending",
         )["TrainingJobSummaries"]
         if not jobs:
-            raise CliError(f"no profiled training job named {target.job_prefix}-train-* yet")
+            raise CliError(
+                f"no profiled training job named {target.job_prefix}{contract.TRAINING_INFIX}* yet"
+            )
         job_name = jobs[0]["TrainingJobName"]
     job = sm.describe_training_job(TrainingJobName=job_name)
     out_dir = Path(args.out) / job_name
@@ -240,11 +261,11 @@ def cmd_report(args: argparse.Namespace, target: Target) -> int:
         Bucket=bucket, Prefix=f"{job_prefix}/rule-output/"
     ):
         for item in page.get("Contents", []):
-            if item["Key"].endswith("profiler-report.html"):
+            if item["Key"].endswith(contract.PROFILER_REPORT_FILE):
                 local = out_dir / "rule-output-profiler-report.html"
                 s3.download_file(bucket, item["Key"], str(local))
                 found.append(local)
-    archive_key = f"{job_prefix}/output/output.tar.gz"
+    archive_key = contract.job_output_key(prefix, job_name, contract.OUTPUT_ARCHIVE)
     try:
         data = s3.get_object(Bucket=bucket, Key=archive_key)["Body"].read()
     except s3.exceptions.NoSuchKey:
@@ -252,7 +273,8 @@ def cmd_report(args: argparse.Namespace, target: Target) -> int:
     if data:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
             archive.extractall(out_dir, filter="data")
-        found += sorted(p for p in out_dir.rglob("*") if p.name in ("profiler-report.html", "loss.png"))
+        wanted = (contract.PROFILER_REPORT_FILE, contract.LOSS_PLOT_FILE)
+        found += sorted(p for p in out_dir.rglob("*") if p.name in wanted)
     if not found:
         raise CliError(f"no profiler report for {job_name} (looked in s3://{bucket}/{job_prefix}/)")
     for path in found:
@@ -282,11 +304,11 @@ def cmd_teardown(args: argparse.Namespace, target: Target) -> int:
     except sm.exceptions.ClientError as error:
         print(f"endpoint {endpoint}: {error.response['Error']['Message']}")
     try:
-        configs += [
-            c["EndpointConfigName"]
-            for c in sm.list_endpoint_configs(NameContains=f"{prefix}-")["EndpointConfigs"]
-        ]
-        models += [m["ModelName"] for m in sm.list_models(NameContains=f"{prefix}-")["Models"]]
+        # Every page: one config and one model per training job pile up (List* return 10 a page).
+        config_pages = sm.get_paginator("list_endpoint_configs").paginate(NameContains=f"{prefix}-")
+        configs += [c["EndpointConfigName"] for page in config_pages for c in page["EndpointConfigs"]]
+        model_pages = sm.get_paginator("list_models").paginate(NameContains=f"{prefix}-")
+        models += [m["ModelName"] for page in model_pages for m in page["Models"]]
     except sm.exceptions.ClientError as error:  # an emulator without the List calls
         print(f"(not listing older configs/models: {error.response['Error']['Message']})")
     for config_name in dict.fromkeys(configs):
@@ -302,6 +324,55 @@ def cmd_teardown(args: argparse.Namespace, target: Target) -> int:
             f"  .venv-sam/bin/sam delete --stack-name {stack}\n"
             "then empty and delete the datasets/artifacts/inference buckets if you no longer need them."
         )
+    return 0
+
+
+def cmd_redrive(args: argparse.Namespace, target: Target) -> int:
+    from botocore.config import Config
+
+    from cli.redrive import lambda_invoker, redrive
+
+    queue_url = args.queue_url or target.need("failed_events_queue", "--queue-url")
+    # A replay runs as long as the function may (ingest: 900 s); one attempt, no SDK retry of it.
+    lambda_client = target.session.client(
+        "lambda", config=Config(read_timeout=960, connect_timeout=10, retries={"max_attempts": 1})
+    )
+    outcomes = redrive(target.client("sqs"), queue_url, lambda_invoker(lambda_client), args.limit)
+    for outcome in outcomes:
+        print(outcome.line())
+    failed = sum(outcome.action != "replayed" for outcome in outcomes)
+    print(f"{len(outcomes) - failed} replayed, {failed} left in the queue" if outcomes else "queue is empty")
+    return 1 if failed else 0
+
+
+def cmd_import_url(args: argparse.Namespace, target: Target) -> int:
+    """Invoke the URL import function: it streams the zip into uploads/<name>.zip, and that object's
+    S3 event starts ingest, as an upload would."""
+    from botocore.config import Config
+
+    function = args.function or target.need("import_function", "--function")
+    event = {"url": args.url, **({"name": args.name} if args.name else {})}
+    if args.no_wait:  # Event: Lambda retries transient errors; a rejection is notified on the topic
+        target.client("lambda").invoke(
+            FunctionName=function, InvocationType="Event", Payload=json.dumps(event).encode()
+        )
+        print(f"import of {args.url} queued ({function}); `status` shows the pipeline once ingest starts")
+        return 0
+    # RequestResponse waits for the function (up to its 900 s timeout); no client retries of a download.
+    config = Config(read_timeout=960, connect_timeout=10, retries={"max_attempts": 1, "mode": "standard"})
+    response = target.session.client("lambda", config=config).invoke(
+        FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(event).encode()
+    )
+    raw = response["Payload"].read()
+    result = json.loads(raw) if raw else {}
+    if "FunctionError" in response:
+        raise CliError(f"import failed: {result.get('errorType')}: {result.get('errorMessage')} (try again)")
+    if result.get("status") != "imported":
+        raise CliError(f"import rejected: {result.get('reason', result)}")
+    print(
+        f"imported {result['bytes']:,} bytes into s3://{result['bucket']}/{result['key']} in "
+        f"{result['seconds']} s; ingest starts from its S3 event"
+    )
     return 0
 
 
@@ -374,9 +445,29 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="reports", help="folder to write into")
     report.set_defaults(func=cmd_report)
 
+    import_url = commands.add_parser(
+        "import-url", parents=[common], help="import a dataset zip from an https:// URL (starts the pipeline)"
+    )
+    import_url.add_argument("url", help="https:// URL of a zip in the dogImages layout")
+    import_url.add_argument("--name", help="dataset name: uploads/<name>.zip (default: from the URL)")
+    import_url.add_argument(
+        "--function", help="URL import function (default: the ImportUrlFunctionName output)"
+    )
+    import_url.add_argument(
+        "--no-wait", action="store_true", help="queue the import (async invoke, retried) instead of waiting"
+    )
+    import_url.set_defaults(func=cmd_import_url)
+
     teardown = commands.add_parser("teardown", parents=[common], help="delete endpoint, configs and models")
     teardown.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     teardown.set_defaults(func=cmd_teardown)
+
+    redrive = commands.add_parser(
+        "redrive", parents=[common], help="replay the failed-events queue through the same functions"
+    )
+    redrive.add_argument("--queue-url", help="failed-events queue (default: the FailedEventsQueueUrl output)")
+    redrive.add_argument("--limit", type=int, help="replay at most this many messages")
+    redrive.set_defaults(func=cmd_redrive)
     return parser
 
 

@@ -10,6 +10,8 @@ one local queue; a poller thread turns each record into an asynchronous invocati
 So objects written by handlers notify like any other upload, and keys arrive URL-encoded as in AWS.
 EventBridge events (the SageMaker emulator's job state changes) are matched against each function's
 EventBridgeRule pattern and invoke it asynchronously as well.
+Lambda's Invoke API (``localcloud.lambda_api``) is served too, so ``boto3.client("lambda").invoke``
+reaches the same functions (the CLI's ``import-url`` and ``redrive`` use it).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from urllib.parse import quote_plus, unquote_plus
 import boto3
 from botocore.config import Config
 
+from localcloud import moto_patches
+from localcloud.containerenv import base_python
+from localcloud.lambda_api import LambdaInvokeServer
 from localcloud.lambda_runner import (
     Destination,
     FunctionSpec,
@@ -62,7 +67,7 @@ class LocalCloudConfig:
     stack_name: str = "dogbreed-local"
     region: str = "us-east-1"
     parameter_overrides: dict[str, str] = field(default_factory=dict)
-    training_python: Path | None = None  # default: env LOCALCLOUD_TRAINING_PYTHON or .venv-training
+    training_python: Path | None = None  # default: containerenv.base_python() (the image's interpreter)
     retry_delays_s: tuple[float, ...] = (1.0, 2.0)
     max_concurrency: int = 4
     start_sagemaker: bool = True
@@ -91,13 +96,6 @@ class EventBridgeSubscription:
     pattern: dict[str, Any]
 
 
-def default_training_python() -> Path:
-    import os
-
-    override = os.environ.get("LOCALCLOUD_TRAINING_PYTHON")
-    return Path(override) if override else REPO_ROOT / ".venv-training" / "bin" / "python"
-
-
 class LocalCloud:
     def __init__(
         self, config: LocalCloudConfig, *, on_record: Callable[[InvocationRecord], None] | None = None
@@ -109,6 +107,7 @@ class LocalCloud:
         self._sagemaker: Any = None
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self._lambda_api: LambdaInvokeServer | None = None
         self.endpoints: dict[str, str] = {}
         self.runner: LambdaRunner | None = None
         self.resolver: TemplateResolver | None = None
@@ -135,6 +134,7 @@ class LocalCloud:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
 
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        moto_patches.apply()  # one CompleteMultipartUpload event per multipart object, as in AWS
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.moto_port, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
@@ -145,6 +145,10 @@ class LocalCloud:
             urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10
         )
         self.endpoints = {service: moto_url for service in MOTO_SERVICES}
+        # Lambda's Invoke API over the runner (created below; the server looks it up per request).
+        self._lambda_api = LambdaInvokeServer(lambda: self.runner)
+        self._lambda_api.start()
+        self.endpoints["lambda"] = self._lambda_api.url
 
         template = load_template(self.config.template)
         self.resolver = TemplateResolver(
@@ -178,7 +182,7 @@ class LocalCloud:
             port=self.config.sagemaker_port,
             state_dir=self.state_dir / "sagemaker",
             s3_endpoint_url=moto_url,
-            training_python=self.config.training_python or default_training_python(),
+            training_python=self.config.training_python or base_python(),
             on_event=self._on_sagemaker_event,
             region=self.config.region,
             on_log=self.config.on_job_log,
@@ -191,6 +195,9 @@ class LocalCloud:
         self._stop.set()
         if self._poller:
             self._poller.join(timeout=5)
+        if self._lambda_api:
+            self._lambda_api.stop()
+            self._lambda_api = None
         if self.runner:
             self.runner.close()
         if self._sagemaker:
@@ -400,7 +407,10 @@ class LocalCloud:
                 reply = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
             except Exception as error:  # the server is going down, or a transient hiccup
                 if not self._stop.is_set():
-                    self.poller_errors.append(str(error))
+                    # Said at once and kept for the demo's failure summary: a poller that cannot
+                    # read its queue means uploads that trigger nothing.
+                    print(f"[localcloud] S3 event poller: {type(error).__name__}: {error}", file=sys.stderr)
+                    self.poller_errors.append(f"{type(error).__name__}: {error}")
                     time.sleep(0.5)
                 continue
             for message in reply.get("Messages", []):
@@ -411,6 +421,32 @@ class LocalCloud:
                         continue
                     self.runner.invoke_async(sub.function, {"Records": [_complete_s3_record(record)]})
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def wait_s3_events_delivered(self, timeout_s: float) -> bool:
+        """Wait until every S3 notification sent so far has been turned into an invocation and every
+        invocation has finished. moto sends a notification inside the S3 request itself, so after an
+        upload returns this answers "what did that upload trigger" without guessing a delay."""
+        sqs = self.client("sqs")
+        queue_url = sqs.get_queue_url(QueueName=S3_EVENTS_QUEUE)["QueueUrl"]
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+
+        def queue_empty() -> bool:
+            attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+            return not any(int(attributes.get(name, 0)) for name in names)
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            # The poller invokes (pending + 1) before it deletes a message, so "queue empty, then
+            # runner idle, then queue still empty" cannot miss an event, including events sent by
+            # objects the invocations themselves wrote.
+            if (
+                queue_empty()
+                and (self.runner is None or self.runner.wait_idle(max(0.0, deadline - time.monotonic())))
+                and queue_empty()
+            ):
+                return True
+            time.sleep(0.05)
+        return False
 
     def read_notifications(self) -> list[dict[str, str]]:
         """SNS messages published since the last call: ``{"topic", "subject", "message"}``."""

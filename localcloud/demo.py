@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dogclf import contract
 from localcloud.cloud import REPO_ROOT, LocalCloud, LocalCloudConfig
 from localcloud.lambda_runner import InvocationRecord
 
@@ -64,8 +65,9 @@ class DemoSettings:
     image_size: int = 64
     trials: int = 4
     parallel: int = 2
-    epochs: str = "1,2"
-    batch_sizes: str = "16,32"
+    # Worst case 4 x 16 / 16 x 5 = 20 training steps: the Debugger rules' minimum (contract.MIN_RULE_STEPS).
+    epochs: str = "5,6"
+    batch_sizes: str = "8,16"
     learning_rates: str = "0.001,0.05"
     accuracy_threshold: float = 0.5
     classify_images: int = 3
@@ -85,6 +87,7 @@ class DemoSettings:
             "LearningRateRange": self.learning_rates,
             "AccuracyThreshold": str(self.accuracy_threshold),
             "LogLevel": "WARNING",
+            "UrlImportAllowLoopbackHttp": "true",  # `cli --local import-url http://127.0.0.1:PORT/x.zip`
         }
         overrides.update(self.extra_parameters)
         return overrides
@@ -102,6 +105,7 @@ class DemoResult:
     predictions: dict[str, Any] = field(default_factory=dict)  # result key -> result JSON
     artifacts: dict[str, str] = field(default_factory=dict)  # profiler report, loss plot paths
     notifications: list[dict[str, str]] = field(default_factory=list)
+    poller_errors: list[str] = field(default_factory=list)  # the local S3 event poller's errors
 
 
 class Progress:
@@ -143,7 +147,7 @@ def build_sample_zip(settings: DemoSettings, path: Path) -> Path:
     command = [
         sys.executable,
         "-m",
-        "dogclf.sample_data",
+        "tools.sample_data",
         "--out",
         str(path),
         "--num-classes",
@@ -157,7 +161,7 @@ def build_sample_zip(settings: DemoSettings, path: Path) -> Path:
         "--image-size",
         str(settings.image_size),
     ]
-    env = {"PYTHONPATH": str(REPO_ROOT / "training"), "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'training'}", "PATH": "/usr/bin:/bin"}
     subprocess.run(command, check=True, env=env, timeout=300, capture_output=True)
     return path
 
@@ -265,7 +269,8 @@ class DemoRun:
     def inference_subscription(self) -> tuple[str, str]:
         for sub in self.cloud.s3_subscriptions:
             rules = {r["Name"]: r["Value"] for r in sub.filter_rules}
-            if rules.get("suffix", "").lower() in IMAGE_SUFFIXES:
+            # Classify's filter is prefix-only (S3 suffixes are case-sensitive; it checks them itself).
+            if "suffix" not in rules or rules["suffix"].lower() in IMAGE_SUFFIXES:
                 return sub.bucket, rules.get("prefix", "")
         raise PipelineFailedError("template.yaml has no function triggered by image uploads")
 
@@ -352,7 +357,9 @@ class DemoRun:
 
     def _training_job_name(self) -> str | None:
         jobs = self.sm.list_training_jobs(
-            NameContains=f"{self.prefix}-train-", SortBy="CreationTime", SortOrder="Descending"
+            NameContains=f"{self.prefix}{contract.TRAINING_INFIX}",
+            SortBy="CreationTime",
+            SortOrder="Descending",
         )
         names = [j["TrainingJobName"] for j in jobs.get("TrainingJobSummaries", [])]
         return names[0] if names else None
@@ -412,7 +419,7 @@ class DemoRun:
         """Extract profiler-report.html and loss.png from the job's output.tar.gz into the state dir."""
         base = job["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         bucket, _, prefix = base.removeprefix("s3://").partition("/")
-        key = f"{prefix}/{job['TrainingJobName']}/output/output.tar.gz".lstrip("/")
+        key = contract.job_output_key(prefix, job["TrainingJobName"], contract.OUTPUT_ARCHIVE)
         target = self.cloud.state_dir / "artifacts" / job["TrainingJobName"]
         try:
             data = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -422,7 +429,7 @@ class DemoRun:
         target.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
             archive.extractall(target, filter="data")
-        for wanted in ("profiler-report.html", "loss.png", "rule_verdicts.json", "metrics.json"):
+        for wanted in contract.REPORT_FILES:
             found = sorted(target.rglob(wanted))
             if found:
                 self.result.artifacts[wanted] = str(found[0])
@@ -445,16 +452,26 @@ def print_summary(result: DemoResult, progress: Progress, total_s: float) -> Non
         }
         print(f"profiled job:          {result.training_job['TrainingJobName']}")
         print(f"final metrics:         {json.dumps(metrics)}")
-        rules = result.training_job.get("DebugRuleEvaluationStatuses", []) + result.training_job.get(
+        service = result.training_job.get("DebugRuleEvaluationStatuses", []) + result.training_job.get(
             "ProfilerRuleEvaluationStatuses", []
         )
-        for rule in rules:
-            print(f"  rule {rule['RuleConfigurationName']:<28} {rule['RuleEvaluationStatus']}")
+        if service:  # builtin mode only; locally derived from the in-script verdicts (no rule containers)
+            print("Debugger service rule statuses (builtin mode):")
+            for rule in service:
+                print(f"  {rule['RuleConfigurationName']:<28} {rule['RuleEvaluationStatus']}")
     if result.decision:
         decision = result.decision
-        verdicts = result.decision.get("rule_verdicts", {})
-        if verdicts:
-            print("gate saw rule verdicts: " + ", ".join(f"{k}={v}" for k, v in verdicts.items()))
+        if decision.get("rules"):
+            print("rule verdicts the gate counted (in-script = evaluated inside train_model.py):")
+            for rule in decision["rules"]:
+                steps = "-" if rule.get("steps") is None else f"{rule['steps']} saved steps"
+                print(
+                    f"  {rule.get('source') or 'no verdict':<10} {rule['rule']:<26} {rule['status']:<14} "
+                    f"{steps:<16} {'blocking' if rule.get('blocking') else 'warns only'}"
+                )
+        if contract.PROFILER_REPORT_RULE in decision.get("rule_verdicts", {}):
+            findings = decision.get("profiler_findings") or []
+            print(f"{contract.PROFILER_REPORT_RULE} findings:  {', '.join(findings) or 'none'}")
         print(
             f"gate decision:         {'DEPLOY' if decision.get('deploy') else 'REJECT'} "
             f"({decision.get('metric_name')}={decision.get('metric_value')} "
@@ -477,6 +494,10 @@ def print_summary(result: DemoResult, progress: Progress, total_s: float) -> Non
     print(f"  {'total':<20} {total_s:7.1f}")
     if result.exit_code:
         print(f"\nFAILED (exit {result.exit_code}): {result.reason}")
+        if result.poller_errors:  # uploads whose S3 events may never have reached a function
+            print(f"S3 event poller errors ({len(result.poller_errors)}, last 5):")
+            for error in result.poller_errors[-5:]:
+                print(f"  {error}")
     print("=" * 78, flush=True)
 
 
@@ -549,6 +570,8 @@ def run_demo(
     finally:
         progress.finish()
         result.stage_seconds = dict(progress.stage_seconds)
+        if cloud is not None:
+            result.poller_errors = list(cloud.poller_errors)
         print_summary(result, progress, time.monotonic() - progress.started)
         if cloud is not None:
             if settings.keep_running and result.exit_code in (EXIT_OK, EXIT_GATE_REJECTED):

@@ -1,11 +1,14 @@
 """Profiled training entry point: the same training core as hpo.py plus SageMaker Debugger.
 
-- Debugger hook from the job's DebugHookConfig when present, else an in-script hook (debugger.py);
-  registered on the trained module and the loss, TRAIN/EVAL modes set by the core.
-- When training ends, five built-in-style rules (rules.py) run on the saved trial; verdicts go to
-  ``SM_OUTPUT_DATA_DIR/rule_verdicts.json`` and the log.
-- Profiling (profiling.py, report.py): ``SM_OUTPUT_DATA_DIR/profiler-report.html`` and ``loss.png``.
-Rank 0 alone writes these (and the model) in a distributed job.
+- The full model runs forward at every step (no feature cache, whatever --feature_cache says): the
+  profiler measures the real workload and the Debugger hook sees the backbone's activations.
+- Debugger hook (dogclf/debugger/hook.py) from the job's DebugHookConfig when present, else from the
+  same config the Lambda sends, sized from this dataset; registered on the full model and the loss.
+- When training ends, five built-in-style rules (dogclf/debugger/rules.py) run on the saved trial.
+- Profiling (dogclf/profiling/): profiler-report.html, loss.png and a ProfilerReport verdict.
+- Outputs in SM_OUTPUT_DATA_DIR (names in dogclf/contract.py): rule_verdicts.json (the five rules, then
+  ProfilerReport), metrics.json (with rule_verdicts and profiler_findings), profiler-report.html,
+  loss.png. Rank 0 alone writes these (and the model) in a distributed job.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # dogclf/ sits next to this script
 # Kineto logs a harmless "gpuGetDeviceCount failed" ERROR line on CPU-only hosts; keep logs clean.
@@ -21,9 +25,17 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 from smdebug.trials import create_trial
 
-from dogclf import debugger, engine, report, rules
-from dogclf.cli import run_main
-from dogclf.profiling import ProfilingCallbacks
+from dogclf import engine
+from dogclf.contract import LOSS_PLOT_FILE, METRICS_FILE, PROFILER_REPORT_FILE, RULE_VERDICTS_FILE
+from dogclf.debugger import rules
+from dogclf.debugger.hook import DebuggerCallbacks, debugger_config_path
+from dogclf.failure import run_main
+from dogclf.profiling import report
+from dogclf.profiling.sampler import ProfileResult, ProfilingCallbacks
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE") or max(1, len(json.loads(os.environ.get("SM_HOSTS", "[]")))))
 
 
 def _is_main_process() -> bool:
@@ -46,57 +58,68 @@ def get_args_parser():
 
 def main(argv: list[str] | None = None) -> int:
     args = engine.parse_args(get_args_parser(), argv)
+    if args.feature_cache:
+        print("feature cache off: the profiled job runs the full model forward at every step", flush=True)
+        args.feature_cache = False
     output_dir = Path(args.output_data_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    profiler = ProfilingCallbacks(active=args.profile_steps)
-    hook = None
+    profiler = ProfilingCallbacks(active=args.profile_steps, num_workers=args.num_workers)
+    debugger: DebuggerCallbacks | None = None
     callbacks: engine.Callbacks = profiler
     # With a SageMaker DebugHookConfig every rank builds its hook (smdebug picks the saving worker);
     # the in-script hook is rank 0's alone (its folder must not exist yet).
-    if debugger.debugger_config_path() is not None or _is_main_process():
-        hook, source = debugger.create_hook(output_dir / "tensors")
-        print(f"Debugger hook from {source}, tensors in {hook.out_dir}", flush=True)
-        callbacks = debugger.DebuggerCallbacks(hook, inner=profiler)
+    if debugger_config_path() is not None or _is_main_process():
+        debugger = DebuggerCallbacks(output_dir, world_size=_world_size(), inner=profiler)
+        callbacks = debugger
     profiler.start()
-    result = engine.run(args, entry_point="train_model.py", callbacks=callbacks)
+    result = engine.main(args, entry_point="train_model.py", callbacks=callbacks)
     profile = profiler.finish(result["device"])
-    if hook is not None:
-        hook.close()
+    if debugger is not None:
+        debugger.close()
     if result["rank"] != 0:
         return 0
-
-    verdicts = _evaluate_rules(hook)
-    (output_dir / "rule_verdicts.json").write_text(rules.verdicts_json(verdicts))
-    for verdict in verdicts:
-        step = f" at step {verdict.Step}" if verdict.Step is not None else ""
-        print(
-            f"rule {verdict.RuleConfigurationName}: {verdict.RuleEvaluationStatus}{step} "
-            f"- {verdict.StatusDetails}"
-        )
-
-    report.plot_losses(result["history"], output_dir / "loss.png")
-    findings = report.write_report(
-        profile, result["history"], result["final"], output_dir / "profiler-report.html"
-    )
-    for finding in findings:
-        print(f"profiler {finding.rule}: {'issue' if finding.triggered else 'ok'} - {finding.detail}")
-    metrics_path = output_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text())
-    metrics["rule_verdicts"] = json.loads(rules.verdicts_json(verdicts))["rules"]
-    metrics["profiler_findings"] = report.findings_json(findings)
-    metrics_path.write_text(json.dumps(metrics, indent=2))
-    print(f"wrote rule_verdicts.json, profiler-report.html, loss.png to {output_dir}", flush=True)
+    write_reports(output_dir, result, profile, _evaluate_rules(debugger))
     return 0
 
 
-def _evaluate_rules(hook) -> list[rules.Verdict]:
-    if hook is None:
-        return [rules.Verdict(name, rules.ERROR, "no Debugger hook on rank 0", None) for name in rules.RULES]
+def _evaluate_rules(debugger: DebuggerCallbacks | None) -> list[rules.Verdict]:
+    if debugger is None or debugger.hook is None:
+        return rules.error_verdicts("no Debugger hook on rank 0")
     try:
-        trial = create_trial(hook.out_dir)
+        trial = create_trial(debugger.hook.out_dir)
     except Exception as error:  # a missing/empty trial must not fail a finished training job
-        return [rules.Verdict(name, rules.ERROR, f"cannot open trial: {error}", None) for name in rules.RULES]
+        return rules.error_verdicts(f"cannot open trial: {error}")
     return rules.evaluate_all(trial)
+
+
+def write_reports(
+    output_dir: Path, result: dict[str, Any], profile: ProfileResult, verdicts: list[rules.Verdict]
+) -> None:
+    """rule_verdicts.json, loss.png, profiler-report.html; verdicts and findings into metrics.json."""
+    for verdict in verdicts:
+        print(verdict.log_line(), flush=True)
+    report.plot_losses(result["history"], output_dir / LOSS_PLOT_FILE)
+    findings = report.write_report(
+        profile, result["history"], result["final"], output_dir / PROFILER_REPORT_FILE
+    )
+    for finding in findings:
+        print(f"profiler {finding.rule}: {'issue' if finding.triggered else 'ok'} - {finding.detail}")
+    profiler_verdict = report.profiler_verdict(findings)
+    profiler_verdict["StepsEvaluated"] = sum(1 for step in profile.steps if step.phase == "train")
+    print(
+        f"rule {profiler_verdict['RuleConfigurationName']}: {profiler_verdict['RuleEvaluationStatus']} - "
+        f"{profiler_verdict['StatusDetails']} ({len(profile.system)} system samples)",
+        flush=True,
+    )
+    rule_entries = [*json.loads(rules.verdicts_json(verdicts))["rules"], profiler_verdict]
+    (output_dir / RULE_VERDICTS_FILE).write_text(json.dumps({"rules": rule_entries}, indent=2))
+    metrics_path = output_dir / METRICS_FILE
+    metrics = json.loads(metrics_path.read_text())
+    metrics["rule_verdicts"] = rule_entries
+    metrics["profiler_findings"] = report.findings_json(findings)
+    metrics["profiler_report"] = profiler_verdict
+    metrics_path.write_text(json.dumps(metrics, indent=2))
+    print(f"wrote {RULE_VERDICTS_FILE}, {PROFILER_REPORT_FILE}, {LOSS_PLOT_FILE} to {output_dir}", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,21 +3,31 @@
 Inputs: an image under ``input/`` of the inference bucket (S3 event or ``{"bucket", "key"}``), or
 ``{"image": <base64>}``. For an S3 image the result, or the failure, is written to
 ``results/<key below input/>.json`` (``input/a/b.jpg`` -> ``results/a/b.jpg.json``).
+
+Errors (docs/contracts.md, "Error taxonomy"): a bad image, one over the endpoint's payload limit,
+or one the model refuses with a 4xx is permanent and written as a ``failed`` result. Throttling,
+5xx, timeouts and an endpoint that is not InService are transient: retried here with capped
+exponential backoff while the invocation has time, then raised so Lambda retries the event.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from pipeline.adapters.aws import client, error_code
+from pipeline.adapters.aws import error_code
+from pipeline.adapters.endpoint import Predictor, SageMakerEndpoint
 from pipeline.adapters.s3 import ObjectTooLargeError, S3Store
+from pipeline.adapters.training_code import contract_module
+from pipeline.errors import TransientError, describe, is_transient
 from pipeline.ingest.images import image_problem, sniff_content_type
+from pipeline.observability import logger
 
 if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
     from pipeline.settings import Settings
@@ -51,71 +61,127 @@ def top_k(response: Any, k: int) -> list[dict[str, Any]]:
     ]
 
 
+# Largest request body InvokeEndpoint accepts, by endpoint mode (SageMaker quotas: 4 MB for
+# serverless inference, 6 MB for real-time instances).
+PAYLOAD_LIMITS = {"serverless": 4_000_000, "instance": 6_000_000}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# In-invocation retries of transient endpoint errors: exponential, capped, and never past the
+# point where the invocation could not finish one more call (then Lambda's own retries take over).
+RETRY_ATTEMPTS = 5
+RETRY_BASE_S = 1.0
+RETRY_CAP_S = 16.0
+RESERVE_MS = 15_000  # one InvokeEndpoint call plus writing the result
+
+
+class EndpointBusyError(TransientError):
+    """The endpoint is not InService (creating, updating, absent) or failed transiently; retry later."""
+
+
+def is_image_key(key: str) -> bool:
+    """An image classify handles (.jpg/.jpeg/.png in any case; the S3 filter cannot ignore case)."""
+    return key.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _model_status(error: ClientError) -> int:
+    """The status code the model container answered with (ModelError's OriginalStatusCode)."""
+    return int(error.response.get("OriginalStatusCode") or 0)
+
+
 class Classifier:
     def __init__(
         self,
         settings: Settings,
         store: S3Store,
-        runtime_client: Any | None = None,
-        sagemaker_client: Any | None = None,
+        predictor: Predictor | None = None,
+        remaining_ms: Callable[[], int] | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.runtime = runtime_client or client("sagemaker-runtime")
-        self.sagemaker = sagemaker_client or client("sagemaker")
+        self.predictor: Predictor = predictor or SageMakerEndpoint(settings.endpoint_name)
+        self.remaining_ms = remaining_ms or (lambda: 10**9)
+        self.sleep = sleep or time.sleep
+
+    @property
+    def payload_limit(self) -> int:
+        return min(self.settings.classify_max_image_bytes, PAYLOAD_LIMITS[self.settings.endpoint_mode])
 
     def check_image(self, data: bytes) -> str:
-        if len(data) > self.settings.classify_max_image_bytes:
+        limit = self.payload_limit
+        if len(data) > limit:
+            # Downscaling needs an image codec: Pillow is not in the Lambda layer (12 MB), so an
+            # image over the endpoint's payload limit is refused with the limit it broke.
             raise ClassifyError(
                 "too-large",
-                f"image is {len(data)} bytes, the limit is {self.settings.classify_max_image_bytes}",
+                f"image is {len(data)} bytes; the {self.settings.endpoint_mode} endpoint accepts at most "
+                f"{limit} bytes per request and this function cannot downscale images",
             )
-        problem = image_problem(data)
+        # The same pixel limit as ingest, training and serving (dogclf.contract): refused here, not
+        # after a round trip to the endpoint.
+        max_pixels = contract_module(self.settings.training_code_dir).MAX_IMAGE_PIXELS
+        problem = image_problem(data, max_pixels=max_pixels)
         if problem:
             raise ClassifyError("not-an-image", problem)
         return sniff_content_type(data) or "application/octet-stream"
 
     def predict(self, data: bytes) -> dict[str, Any]:
         content_type = self.check_image(data)
-        try:
-            response = self.runtime.invoke_endpoint(
-                EndpointName=self.settings.endpoint_name,
-                ContentType=content_type,
-                Accept="application/json",
-                Body=data,
-            )
-        except ClientError as error:
-            raise self._endpoint_error(error) from error
-        body = json.loads(response["Body"].read())
+        body = self._invoke_with_retries(data, content_type)
         return {
             "endpoint": self.settings.endpoint_name,
             "predictions": top_k(body, self.settings.classify_top_k),
         }
 
-    def _endpoint_error(self, error: ClientError) -> ClassifyError:
+    def _invoke_with_retries(self, data: bytes, content_type: str) -> Any:
+        for attempt in range(RETRY_ATTEMPTS):
+            try:
+                return self.predictor.predict(data, content_type)
+            except ClientError as error:
+                transient = self._classify_error(error)  # raises ClassifyError when permanent
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                transient = error
+            delay = min(RETRY_CAP_S, RETRY_BASE_S * 2**attempt)
+            last = attempt == RETRY_ATTEMPTS - 1
+            if last or self.remaining_ms() - delay * 1000 < RESERVE_MS:
+                logger.warning(
+                    "endpoint still failing, leaving it to Lambda's retry", extra=describe(transient)
+                )
+                raise transient
+            logger.info("transient endpoint error, retrying", extra={**describe(transient), "delay_s": delay})
+            self.sleep(delay)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _classify_error(self, error: ClientError) -> BaseException:
+        """The transient error to retry, or raises the permanent ClassifyError to record."""
         code = error_code(error)
         if code == "ModelError":
-            return ClassifyError("model-error", f"the model failed on this image: {error}")
-        try:
-            status = self.sagemaker.describe_endpoint(EndpointName=self.settings.endpoint_name)[
-                "EndpointStatus"
-            ]
-        except ClientError:
-            status = "missing"
-        if status != "InService":
-            return ClassifyError(
-                "endpoint-not-in-service", f"endpoint {self.settings.endpoint_name} is {status}: {error}"
+            status = _model_status(error)
+            if status >= 500 or status == 429:
+                return EndpointBusyError(f"the model answered {status}: {error}")
+            raise ClassifyError(
+                "model-error", f"the model refused this image ({status or 'no status'}): {error}"
             )
-        return ClassifyError("endpoint-error", f"{code}: {error}")
+        if is_transient(error):
+            return error
+        if code == "ValidationException":
+            endpoint_status = self.predictor.status()
+            if endpoint_status != "InService":
+                return EndpointBusyError(f"endpoint {self.predictor.name} is {endpoint_status}: {error}")
+            raise ClassifyError("bad-request", f"the endpoint refused the request: {error}")
+        raise error
 
     def classify_object(self, bucket: str, key: str) -> dict[str, Any]:
         """Classify s3://bucket/key and write the result (or the failure) next to it under results/."""
         record: dict[str, Any] = {"bucket": bucket, "key": key, "at": datetime.now(UTC).isoformat()}
+        # Only permanent errors are caught here; transient ones propagate and nothing is written.
         try:
-            data = self.store.get_bytes(bucket, key, max_bytes=self.settings.classify_max_image_bytes)
+            data = self.store.get_bytes(bucket, key, max_bytes=self.payload_limit)
             record.update(status="ok", **self.predict(data))
         except ObjectTooLargeError as error:
-            record.update(status="failed", error={"kind": "too-large", "message": str(error)})
+            message = f"{error} (the {self.settings.endpoint_mode} endpoint's payload limit; not downscaled)"
+            record.update(status="failed", error={"kind": "too-large", "message": message})
         except ClassifyError as error:
             record.update(status="failed", error={"kind": error.kind, "message": str(error)})
         self.store.put_json(bucket, result_key(key), record)

@@ -1,23 +1,24 @@
 """On a finished profiled training job: quality gate, then create or update the endpoint in place.
 
-Gate policy (documented in docs/deploy.md):
-- the job must be Completed and report the gate metric (GateMetric of metric_definitions.json,
-  test:accuracy) at or above ACCURACY_THRESHOLD in FinalMetricDataList;
-- no rule in GATE_BLOCKING_RULES may report IssuesFound, neither in the in-script verdicts
-  (rule_verdicts.json in output.tar.gz, which must be present) nor, in builtin debugger mode, in
-  DebugRuleEvaluationStatuses. Rules still InProgress there do not block (they can run for
-  minutes after the job; the in-script verdicts cover the same rules). Other rules only warn.
+The gate policy is pipeline.gate (pure, documented in docs/deploy.md); this module gathers its inputs
+(DescribeTrainingJob and rule_verdicts.json, streamed out of output.tar.gz) and acts on the decision.
 The decision and its reasons go to s3://<artifacts>/decisions/<job>.json and to the SNS topic.
+
+Errors: S3/SageMaker errors and stream read timeouts propagate (transient: Lambda retries the
+event). An output archive that is too large, corrupt, or without a readable rule_verdicts.json is
+permanent and becomes a gate reason: the same archive never changes.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+import zlib
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, cast
 
+from dogclf import contract
+from pipeline import gate
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Location, S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
@@ -28,8 +29,9 @@ from pipeline.observability import logger
 if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
     from pipeline.settings import Settings
 
-VERDICTS_FILE = "rule_verdicts.json"
+# The archive is streamed (never held in memory); this bounds how much of it the gate reads.
 MAX_OUTPUT_ARCHIVE_BYTES = 512 * 1024 * 1024
+MAX_VERDICTS_BYTES = 4 * 1024 * 1024  # rule_verdicts.json is a few kB
 BUSY_ENDPOINT_STATES = (
     "Creating",
     "Updating",
@@ -44,101 +46,106 @@ class EndpointBusyError(RuntimeError):
     """The endpoint is mid-change; raising makes Lambda retry the event later (then the DLQ)."""
 
 
-@dataclass
-class GateDecision:
-    training_job_name: str
-    deploy: bool
-    reasons: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    metric_name: str = ""
-    metric_value: float | None = None
-    threshold: float = 0.0
-    rule_verdicts: dict[str, str] = field(default_factory=dict)
-    endpoint_action: str = "none"
+class OutputArchiveError(ValueError):
+    """The job's output archive cannot give the gate its verdicts (permanent: a gate reason)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+@dataclass
+class InScriptVerdicts:
+    """What output.tar.gz gave the gate: the verdicts, or why there are none."""
+
+    verdicts: list[gate.RuleVerdict] | None
+    problem: str | None = None
+
+
+class _CappedStream:
+    """A read-only file object over a streaming body that refuses to go past ``limit`` bytes."""
+
+    def __init__(self, body: Any, limit: int, uri: str) -> None:
+        self.body, self.limit, self.uri, self.consumed = body, limit, uri, 0
+
+    def read(self, size: int = -1) -> bytes:
+        allowed = self.limit - self.consumed + 1  # one byte over tells "too large" from "exactly"
+        chunk: bytes = self.body.read(allowed if size is None or size < 0 else min(size, allowed))
+        self.consumed += len(chunk)
+        if self.consumed > self.limit:
+            raise OutputArchiveError(f"{self.uri} is larger than the {self.limit} bytes the gate reads")
+        return chunk
 
 
 def output_archive_location(job: dict[str, Any]) -> S3Location:
     """SM_OUTPUT_DATA_DIR is uploaded as <S3OutputPath>/<job>/output/output.tar.gz."""
-    base = job["OutputDataConfig"]["S3OutputPath"].rstrip("/")
-    return S3Location.parse(f"{base}/{job['TrainingJobName']}/output/output.tar.gz")
+    output = S3Location.parse(job["OutputDataConfig"]["S3OutputPath"])
+    key = contract.job_output_key(output.key, job["TrainingJobName"], contract.OUTPUT_ARCHIVE)
+    return S3Location(output.bucket, key)
 
 
-def read_rule_verdicts(store: S3Store, job: dict[str, Any]) -> dict[str, str] | None:
-    """RuleConfigurationName -> RuleEvaluationStatus from rule_verdicts.json, None when absent."""
+def read_in_script_verdicts(store: S3Store, job: dict[str, Any]) -> InScriptVerdicts:
+    """rule_verdicts.json from the job's output.tar.gz, streamed: nothing else is extracted."""
     location = output_archive_location(job)
-    if not store.exists(location.bucket, location.key):
-        return None
-    data = store.get_bytes(location.bucket, location.key, max_bytes=MAX_OUTPUT_ARCHIVE_BYTES)
+    opened = store.open_stream(location.bucket, location.key)
+    if opened is None:
+        return InScriptVerdicts(None, f"{contract.OUTPUT_ARCHIVE} missing: in-script rules did not report")
+    length, body = opened
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-            for member in archive:
-                if member.isfile() and member.name.rsplit("/", 1)[-1] == VERDICTS_FILE:
-                    extracted = archive.extractfile(member)
-                    document = json.loads(extracted.read()) if extracted else {}
-                    return {
-                        str(rule["RuleConfigurationName"]): str(rule["RuleEvaluationStatus"])
-                        for rule in document.get("rules", [])
-                    }
-    except (tarfile.TarError, json.JSONDecodeError, KeyError, OSError, EOFError) as error:
+        if length > MAX_OUTPUT_ARCHIVE_BYTES:
+            raise OutputArchiveError(
+                f"{location.uri} is {length} bytes, over the {MAX_OUTPUT_ARCHIVE_BYTES} the gate reads"
+            )
+        document = _verdicts_document(_CappedStream(body, MAX_OUTPUT_ARCHIVE_BYTES, location.uri))
+        if document is None:
+            return InScriptVerdicts(
+                None,
+                f"{contract.RULE_VERDICTS_FILE} missing from the job output (in-script rules did not report)",
+            )
+        return InScriptVerdicts(gate.parse_in_script_verdicts(document))
+    except (tarfile.TarError, zlib.error, EOFError, ValueError) as error:
+        # Permanent: a corrupt or oversized archive, or a verdicts file of the wrong shape
+        # (OutputArchiveError, json's and gate's format errors are ValueErrors). Not caught: botocore's
+        # read timeouts and connection errors (OSError/BotoCoreError), which propagate for a retry.
         logger.warning("unreadable job output archive", extra={"uri": location.uri, "error": str(error)})
-        return None
+        return InScriptVerdicts(None, f"{contract.RULE_VERDICTS_FILE} unreadable: {error}"[:500])
+    finally:
+        body.close()
+
+
+def _verdicts_document(stream: _CappedStream) -> Any:
+    """The parsed rule_verdicts.json of a streamed tar.gz (r|gz: sequential, no seeking), or None."""
+    with tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|gz") as archive:  # only .read() is used
+        for member in archive:
+            if member.isfile() and member.name.removeprefix("./") == contract.RULE_VERDICTS_FILE:
+                if member.size > MAX_VERDICTS_BYTES:
+                    raise OutputArchiveError(f"{member.name} is {member.size} bytes")
+                extracted = archive.extractfile(member)
+                return json.loads(extracted.read() if extracted else b"")
     return None
 
 
-def final_metric(job: dict[str, Any], name: str) -> float | None:
-    for metric in job.get("FinalMetricDataList", []):
-        if metric.get("MetricName") == name:
-            return float(metric["Value"])
-    return None
+def final_metrics(job: dict[str, Any]) -> dict[str, float]:
+    return {
+        str(metric["MetricName"]): float(metric["Value"]) for metric in job.get("FinalMetricDataList", [])
+    }
 
 
-def evaluate_gate(job: dict[str, Any], verdicts: dict[str, str] | None, settings: Settings) -> GateDecision:
-    metric_name = metric_definitions(settings.training_code_dir)["GateMetric"]
-    decision = GateDecision(
-        training_job_name=job["TrainingJobName"],
-        deploy=True,
-        metric_name=metric_name,
-        threshold=settings.accuracy_threshold,
+def evaluate_gate(
+    job: dict[str, Any], in_script: InScriptVerdicts | None, settings: Settings
+) -> gate.GateDecision:
+    """pipeline.gate.decide with this job's inputs (in_script is None for a job that did not complete)."""
+    service = gate.parse_service_statuses(
+        [*job.get("DebugRuleEvaluationStatuses", []), *job.get("ProfilerRuleEvaluationStatuses", [])]
     )
-    status = job.get("TrainingJobStatus")
-    if status != "Completed":
-        decision.deploy = False
-        decision.reasons.append(f"training job {status}: {job.get('FailureReason', 'no reason given')}")
-        return decision
-
-    decision.metric_value = final_metric(job, metric_name)
-    if decision.metric_value is None:
-        decision.reasons.append(f"metric {metric_name} missing from FinalMetricDataList")
-    elif decision.metric_value < settings.accuracy_threshold:
-        decision.reasons.append(
-            f"{metric_name} {decision.metric_value:.4f} is below the threshold {settings.accuracy_threshold}"
-        )
-
-    blocking = set(settings.gate_blocking_rules)
-    if verdicts is None:
-        decision.reasons.append(
-            f"{VERDICTS_FILE} missing from the job output (in-script rules did not report)"
-        )
-    else:
-        for rule, verdict in sorted(verdicts.items()):
-            decision.rule_verdicts[rule] = verdict
-            _judge_rule(decision, rule, verdict, blocking, "in-script")
-    for rule_status in job.get("DebugRuleEvaluationStatuses", []):
-        rule, verdict = rule_status["RuleConfigurationName"], rule_status["RuleEvaluationStatus"]
-        decision.rule_verdicts[f"builtin:{rule}"] = verdict
-        _judge_rule(decision, rule, verdict, blocking, "built-in")
-    decision.deploy = not decision.reasons
-    return decision
-
-
-def _judge_rule(decision: GateDecision, rule: str, verdict: str, blocking: set[str], source: str) -> None:
-    if verdict == "IssuesFound" and rule in blocking:
-        decision.reasons.append(f"{source} rule {rule} found issues")
-    elif verdict in ("IssuesFound", "Error"):
-        decision.warnings.append(f"{source} rule {rule}: {verdict}")
+    return gate.decide(
+        training_job_name=job["TrainingJobName"],
+        job_status=str(job.get("TrainingJobStatus")),
+        failure_reason=job.get("FailureReason"),
+        final_metrics=final_metrics(job),
+        metric_name=metric_definitions(settings.training_code_dir)["GateMetric"],
+        threshold=settings.accuracy_threshold,
+        blocking_rules=settings.gate_blocking_rules,
+        in_script=in_script.verdicts if in_script else None,
+        in_script_problem=in_script.problem if in_script else None,
+        service=service,
+    )
 
 
 def model_request(job: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -162,10 +169,6 @@ def model_request(job: dict[str, Any], settings: Settings) -> dict[str, Any]:
     }
 
 
-def endpoint_config_name(training_job_name: str) -> str:
-    return f"{training_job_name}-cfg"
-
-
 def endpoint_config_request(job: dict[str, Any], settings: Settings) -> dict[str, Any]:
     variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": job["TrainingJobName"]}
     if settings.endpoint_mode == "serverless":
@@ -178,7 +181,7 @@ def endpoint_config_request(job: dict[str, Any], settings: Settings) -> dict[str
             InstanceType=settings.endpoint_instance_type, InitialInstanceCount=1, InitialVariantWeight=1.0
         )
     return {
-        "EndpointConfigName": endpoint_config_name(job["TrainingJobName"]),
+        "EndpointConfigName": contract.endpoint_config_name(job["TrainingJobName"]),
         "ProductionVariants": [variant],
     }
 
@@ -229,19 +232,23 @@ def on_training_finished(
     store: S3Store,
     notifier: Notifier,
 ) -> dict[str, Any]:
-    job = jobs.describe_training_job(training_job_name)
-    if job.get("TuningJobArn") or not training_job_name.startswith(f"{settings.job_name_prefix}-train-"):
-        # A tuning trial (or a job of another pipeline): the EventBridge filter should not let it here.
+    if not contract.is_pipeline_training_job(training_job_name, settings.job_name_prefix):
+        # A tuning trial or another pipeline's job: the EventBridge filter should not let it here.
         logger.info("not a profiled training job, ignored", extra={"training_job_name": training_job_name})
         return {"training_job_name": training_job_name, "action": "ignored"}
-    verdicts = read_rule_verdicts(store, job) if job.get("TrainingJobStatus") == "Completed" else None
-    decision = evaluate_gate(job, verdicts, settings)
+    job = jobs.describe_training_job(training_job_name)
+    if job.get("TuningJobArn"):
+        logger.info("a tuning trial, ignored", extra={"training_job_name": training_job_name})
+        return {"training_job_name": training_job_name, "action": "ignored"}
+    in_script = read_in_script_verdicts(store, job) if job.get("TrainingJobStatus") == "Completed" else None
+    decision = evaluate_gate(job, in_script, settings)
     if decision.deploy:
         decision.endpoint_action = deploy(job, settings, jobs)
     document = {
         **decision.to_dict(),
         "endpoint_name": settings.endpoint_name,
         "endpoint_mode": settings.endpoint_mode,
+        "debugger_mode": settings.debugger_mode,
     }
     store.put_json(settings.artifacts_bucket, f"decisions/{training_job_name}.json", document)
     verb = f"deployed ({decision.endpoint_action})" if decision.deploy else "not deployed"

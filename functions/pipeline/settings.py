@@ -8,7 +8,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from dogclf import contract
 
 
 def _split(value: object) -> list[str]:
@@ -28,7 +30,7 @@ class Settings(BaseModel):
     notification_topic_arn: str
     sagemaker_role_arn: str
     job_name_prefix: str = Field(default="dogclf", pattern=r"^[a-z][a-z0-9]{1,9}$")
-    endpoint_name: str = "dogclf-endpoint"
+    endpoint_name: str = ""  # empty: contract.endpoint_name(job_name_prefix), as the template sets it
     training_code_dir: Path = Path("/opt")
     framework_version: str = "2.6.0"
     tuning_instance_type: str = "ml.g4dn.xlarge"
@@ -37,7 +39,8 @@ class Settings(BaseModel):
     endpoint_mode: Literal["serverless", "instance"] = "serverless"
     serverless_memory_mb: int = 3072
     serverless_max_concurrency: int = 5
-    max_tuning_jobs: int = Field(default=4, ge=1)
+    max_tuning_jobs: int = Field(default=12, ge=1)
+    use_spot_training: bool = False  # managed spot for the tuning trials (pipeline.tuning)
     max_parallel_tuning_jobs: int = Field(default=2, ge=1)
     learning_rate_range: tuple[float, float] = (1e-4, 0.1)
     batch_size_values: list[int] = Field(default_factory=lambda: [32, 64, 128])
@@ -46,10 +49,8 @@ class Settings(BaseModel):
     image_size: int = 224
     training_max_runtime_seconds: int = 7200
     accuracy_threshold: float = Field(default=0.6, ge=0, le=1)
-    gate_blocking_rules: list[str] = Field(
-        default_factory=lambda: ["VanishingGradient", "PoorWeightInitialization", "LossNotDecreasing"]
-    )
-    debugger_mode: Literal["builtin", "in-script"] = "builtin"
+    gate_blocking_rules: list[str] = Field(default_factory=lambda: list(contract.DEFAULT_BLOCKING_RULES))
+    debugger_mode: str = contract.DEFAULT_DEBUGGER_MODE
     rollback_alarm_names: list[str] = Field(default_factory=list)
     # ingest guards
     ingest_concurrency: int = Field(default=16, ge=1, le=64)
@@ -57,6 +58,10 @@ class Settings(BaseModel):
     ingest_max_total_bytes: int = 20 * 1024**3
     ingest_max_member_bytes: int = 50 * 1024**2
     ingest_max_ratio: float = 100.0
+    # URL import (pipeline.url_import)
+    url_import_max_bytes: int = Field(default=2 * 1024**3, ge=1)
+    url_import_part_bytes: int = Field(default=16 * 1024**2, ge=5 * 1024**2)
+    url_import_allow_loopback_http: bool = False  # local tests only: http://127.0.0.1
     # classify
     classify_max_image_bytes: int = 6_000_000
     classify_top_k: int = Field(default=5, ge=1)
@@ -80,6 +85,29 @@ class Settings(BaseModel):
     @classmethod
     def _parse_list(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator("debugger_mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        if value not in contract.DEBUGGER_MODES:
+            raise ValueError(f"debugger mode {value!r} is not one of {', '.join(contract.DEBUGGER_MODES)}")
+        return value
+
+    @field_validator("gate_blocking_rules")
+    @classmethod
+    def _known_rules(cls, value: list[str]) -> list[str]:
+        # A misspelt rule would never block anything: refuse it.
+        known = {*contract.RULE_NAMES, contract.PROFILER_REPORT_RULE, *contract.PROFILER_RULE_NAMES}
+        unknown = [rule for rule in value if rule not in known]
+        if unknown:
+            raise ValueError(f"unknown rule(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return value
+
+    @model_validator(mode="after")
+    def _default_endpoint_name(self) -> Settings:
+        if not self.endpoint_name:
+            self.endpoint_name = contract.endpoint_name(self.job_name_prefix)
+        return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,12 +1,32 @@
-"""On a finished tuning job: start the profiled training job (train_model.py) with the best trial."""
+"""On a finished tuning job: start the profiled training job (train_model.py) with the best trial.
+
+The DebugHookConfig is sized from the dataset (its manifest.json, written by ingest) and the best
+trial's batch size and epochs, so every in-script rule gets enough saved steps
+(dogclf.debugger.hook_config). DebuggerMode decides the rest of the request:
+
+- in-script (default): no DebugRuleConfigurations, no ProfilerRuleConfigurations and the service
+  profiler disabled, so the job needs nothing of the Debugger service (closed to new customers from
+  2026-07-30); the hook config still makes the script's hook save tensors for its own rules;
+- builtin: AWS's rule containers for the same rules plus ProfilerReport, and the service profiler.
+
+Errors: a missing or invalid manifest, or hyperparameters the hook config cannot use, are permanent
+(recorded in the result and the notification, nothing started); S3 and SageMaker errors propagate
+(transient: Lambda retries the event).
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
+from dogclf import contract
+from dogclf.contract import training_job_name
+from dogclf.debugger.hook_config import debug_hook_config
+from pipeline.adapters.aws import error_code
 from pipeline.adapters.notify import Notifier
+from pipeline.adapters.s3 import ObjectTooLargeError, S3Location, S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.images import debugger_rule_image_uri, pytorch_image_uri
 from pipeline.observability import logger
@@ -14,27 +34,80 @@ from pipeline.observability import logger
 if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
     from pipeline.settings import Settings
 
-TRAINING_JOB_NAME_MAX = 63
-# Built-in Debugger rules of the profiled job: rule_to_invoke value -> RuleConfigurationName.
-BUILTIN_RULES = {
-    "vanishing_gradient": "VanishingGradient",
-    "overfit": "Overfit",
-    "overtraining": "Overtraining",
-    "poor_weight_initialization": "PoorWeightInitialization",
-    "loss_not_decreasing": "LossNotDecreasing",
-}
-HOOK_COLLECTIONS = ("weights", "gradients", "losses", "biases")
+MANIFEST_FILE = "manifest.json"  # written by ingest next to the dataset's split folders
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # a manifest lists class names: a few kB even for 133 classes
+TRAIN_CHANNEL, VALID_CHANNEL = "train", "valid"
 
 
-def training_job_name(prefix: str, tuning_job_name: str) -> str:
-    """<prefix>-train-<12 hex of the tuning job>: never matches the tuner's own trial names."""
-    name = f"{prefix}-train-{hashlib.sha256(tuning_job_name.encode()).hexdigest()[:12]}"
-    assert len(name) <= TRAINING_JOB_NAME_MAX, name
-    return name
+class TrainingRequestError(ValueError):
+    """The profiled job cannot be built from what the tuning job and the dataset give (permanent)."""
 
 
-def build_training_request(tuning: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """CreateTrainingJob request from DescribeHyperParameterTuningJob output (with BestTrainingJob)."""
+def manifest_location(tuning: dict[str, Any]) -> S3Location:
+    """manifest.json of the tuned dataset: its train channel is s3://<bucket>/datasets/<id>/train/."""
+    channels = {
+        channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
+        for channel in tuning["TrainingJobDefinition"].get("InputDataConfig", [])
+        if "S3DataSource" in channel.get("DataSource", {})
+    }
+    if TRAIN_CHANNEL not in channels:
+        raise TrainingRequestError(f"the tuning job has no S3 {TRAIN_CHANNEL!r} channel")
+    try:
+        train = S3Location.parse(channels[TRAIN_CHANNEL])
+    except ValueError as error:
+        raise TrainingRequestError(f"train channel: {error}") from error
+    dataset_prefix, _, split = train.key.rstrip("/").rpartition("/")
+    if split != TRAIN_CHANNEL or not dataset_prefix:
+        raise TrainingRequestError(f"train channel {train.uri} is not <dataset prefix>/{TRAIN_CHANNEL}/")
+    return S3Location(train.bucket, f"{dataset_prefix}/{MANIFEST_FILE}")
+
+
+def read_dataset_sizes(store: S3Store, location: S3Location) -> dict[str, int]:
+    """Images per split from the manifest. TrainingRequestError (permanent) for a missing, oversized
+    or malformed manifest; other S3 errors propagate (transient)."""
+    try:
+        raw = store.get_bytes(location.bucket, location.key, max_bytes=MAX_MANIFEST_BYTES)
+    except ClientError as error:
+        if error_code(error) in ("404", "NoSuchKey", "NotFound"):
+            raise TrainingRequestError(f"dataset manifest {location.uri} not found") from error
+        raise
+    except ObjectTooLargeError as error:
+        raise TrainingRequestError(str(error)) from error
+    try:
+        images = json.loads(raw)["images"]
+        sizes = {split: images[split] for split in (TRAIN_CHANNEL, VALID_CHANNEL)}
+    except (ValueError, KeyError, TypeError) as error:
+        raise TrainingRequestError(
+            f"dataset manifest {location.uri} has no images per split: {error}"
+        ) from error
+    if not all(
+        isinstance(count, int) and not isinstance(count, bool) and count >= 0 for count in sizes.values()
+    ):
+        raise TrainingRequestError(f"dataset manifest {location.uri} has bad image counts: {sizes}")
+    return sizes
+
+
+def _integer_hyperparameter(hyperparameters: dict[str, str], name: str) -> int:
+    """A tuned or static hyperparameter as an int; values arrive JSON-encoded ('4', or '"64"' for a
+    categorical one, as the SDK encodes them)."""
+    raw = hyperparameters.get(name)
+    if raw is None:
+        raise TrainingRequestError(f"hyperparameter {name} is neither tuned nor static")
+    try:
+        value = json.loads(raw)
+        value = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        value = None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TrainingRequestError(f"hyperparameter {name}={raw!r} is not an integer")
+    return value
+
+
+def build_training_request(
+    tuning: dict[str, Any], settings: Settings, dataset_sizes: dict[str, int]
+) -> dict[str, Any]:
+    """CreateTrainingJob request from DescribeHyperParameterTuningJob output (with BestTrainingJob)
+    and the dataset's images per split (``read_dataset_sizes``)."""
     best = tuning["BestTrainingJob"]
     definition = tuning["TrainingJobDefinition"]
     name = training_job_name(settings.job_name_prefix, tuning["HyperParameterTuningJobName"])
@@ -43,6 +116,17 @@ def build_training_request(tuning: dict[str, Any], settings: Settings) -> dict[s
     hyperparameters.update(best.get("TunedHyperParameters", {}))
     hyperparameters["sagemaker_program"] = json.dumps("train_model.py")
     hyperparameters["sagemaker_job_name"] = json.dumps(name)
+    batch_size = _integer_hyperparameter(hyperparameters, "batch_size")
+    epochs = _integer_hyperparameter(hyperparameters, "epochs")
+    try:
+        hook = debug_hook_config(
+            train_examples=dataset_sizes[TRAIN_CHANNEL],
+            valid_examples=dataset_sizes[VALID_CHANNEL],
+            batch_size=batch_size,
+            epochs=epochs,
+        )
+    except ValueError as error:  # debug_hook_config refuses sizes it cannot plan with
+        raise TrainingRequestError(f"no debug hook config for this job: {error}") from error
     artifacts = f"s3://{settings.artifacts_bucket}"
     algorithm = definition["AlgorithmSpecification"]
     request: dict[str, Any] = {
@@ -64,29 +148,22 @@ def build_training_request(tuning: dict[str, Any], settings: Settings) -> dict[s
             "VolumeSizeInGB": 30,
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": settings.training_max_runtime_seconds},
-        # The hook config is what makes smdebug in train_model.py save tensors (in-script rules need them).
-        "DebugHookConfig": {
-            "S3OutputPath": f"{artifacts}/debug-output/",
-            "CollectionConfigurations": [
-                *({"CollectionName": collection} for collection in HOOK_COLLECTIONS),
-                # PoorWeightInitialization reads the ReLU inputs; smdebug has no default collection for them.
-                {"CollectionName": "relu_input", "CollectionParameters": {"include_regex": ".*relu_input"}},
-            ],
-        },
+        # Makes the in-script hook (smdebug in train_model.py) save tensors, in either mode.
+        "DebugHookConfig": {"S3OutputPath": f"{artifacts}/debug-output/", **hook},
         "Tags": [
             {"Key": "tuning-job", "Value": tuning["HyperParameterTuningJobName"]},
             {"Key": "best-trial", "Value": best["TrainingJobName"]},
         ],
     }
-    if settings.debugger_mode == "builtin":
+    if settings.debugger_mode == contract.DEBUGGER_MODE_BUILTIN:
         rule_image = debugger_rule_image_uri(settings.aws_region)
         request["DebugRuleConfigurations"] = [
             {
-                "RuleConfigurationName": configuration_name,
+                "RuleConfigurationName": rule,
                 "RuleEvaluatorImage": rule_image,
-                "RuleParameters": {"rule_to_invoke": configuration_name},
+                "RuleParameters": {"rule_to_invoke": contract.RULE_TO_INVOKE[rule]},
             }
-            for configuration_name in BUILTIN_RULES.values()
+            for rule in contract.RULE_NAMES
         ]
         request["ProfilerConfig"] = {
             "S3OutputPath": f"{artifacts}/profiler-output/",
@@ -94,20 +171,30 @@ def build_training_request(tuning: dict[str, Any], settings: Settings) -> dict[s
         }
         request["ProfilerRuleConfigurations"] = [
             {
-                "RuleConfigurationName": "ProfilerReport",
+                "RuleConfigurationName": contract.PROFILER_REPORT_RULE,
                 "RuleEvaluatorImage": rule_image,
-                "RuleParameters": {"rule_to_invoke": "ProfilerReport"},
+                "RuleParameters": {"rule_to_invoke": contract.PROFILER_REPORT_RULE},
             }
         ]
     else:
+        # No rule containers, and the service profiler off: the script profiles itself.
         request["ProfilerConfig"] = {"DisableProfiler": True}
     return request
 
 
 def on_tuning_finished(
-    tuning_job_name: str, status: str, settings: Settings, jobs: SageMakerJobs, notifier: Notifier
+    tuning_job_name: str,
+    status: str,
+    settings: Settings,
+    jobs: SageMakerJobs,
+    store: S3Store,
+    notifier: Notifier,
 ) -> dict[str, Any]:
     """Start the profiled training job for a Completed tuning job; notify and stop otherwise."""
+    if not contract.is_pipeline_tuning_job(tuning_job_name, settings.job_name_prefix):
+        # Another pipeline's tuning job (or AWS's sample event): not ours to continue, no AWS call.
+        logger.info("not this pipeline's tuning job, ignored", extra={"tuning_job_name": tuning_job_name})
+        return {"tuning_job_name": tuning_job_name, "status": status, "action": "ignored"}
     if status != "Completed":
         tuning = jobs.describe_tuning_job(tuning_job_name)
         result = {
@@ -131,9 +218,23 @@ def on_tuning_finished(
         notifier.publish(f"Tuning produced no model: {tuning_job_name}", result)
         return result
 
-    request = build_training_request(tuning, settings)
-    created = jobs.create_training_job(request)
     best = tuning["BestTrainingJob"]
+    try:
+        sizes = read_dataset_sizes(store, manifest_location(tuning))
+        request = build_training_request(tuning, settings, sizes)
+    except TrainingRequestError as error:
+        # Permanent: the same tuning job and dataset give the same error on every retry.
+        result = {
+            "tuning_job_name": tuning_job_name,
+            "status": status,
+            "action": "none",
+            "reason": f"profiled training not started: {error}",
+            "best_trial": best["TrainingJobName"],
+        }
+        logger.error("profiled training not started", extra={"training": result})
+        notifier.publish(f"Profiled training not started: {tuning_job_name}", result)
+        return result
+    created = jobs.create_training_job(request)
     result = {
         "tuning_job_name": tuning_job_name,
         "status": status,
@@ -142,6 +243,8 @@ def on_tuning_finished(
         "best_trial": best["TrainingJobName"],
         "objective": best.get("FinalHyperParameterTuningJobObjectiveMetric"),
         "hyperparameters": best.get("TunedHyperParameters", {}),
+        "dataset_images": sizes,
+        "debugger_mode": settings.debugger_mode,
     }
     if created:
         notifier.publish(f"Profiled training started: {request['TrainingJobName']}", result)

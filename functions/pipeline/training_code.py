@@ -1,9 +1,12 @@
 """Pack the training code of the layer into sourcedir.tar.gz and upload it once per content hash.
 
-SageMaker's script mode downloads ``sagemaker_submit_directory`` into /opt/ml/code. Only the entry
-points and the dogclf package go in: a requirements.txt there would make the toolkit pip-install
-torch at every job start. The archive is deterministic (sorted, fixed mtimes/owners) so the same
-code always hashes the same and is uploaded only once.
+SageMaker's script mode downloads ``sagemaker_submit_directory`` into /opt/ml/code. In go the entry
+points, the dogclf package and ``requirements.txt`` (training/requirements.txt: smdebug and the pins it
+needs next to the image's packages, nothing the image already has). The training toolkit pip-installs
+that file before it runs the entry point; without it the profiled job dies importing smdebug, which
+the SageMaker PyTorch images do not ship. requirements-dev.txt (pytest) never goes in. The archive is
+deterministic (sorted, fixed mtimes/owners) so the same code always hashes the same and is uploaded
+only once.
 """
 
 from __future__ import annotations
@@ -17,22 +20,24 @@ from pathlib import Path
 from pipeline.adapters.s3 import S3Store
 
 ENTRY_POINTS = ("hpo.py", "train_model.py", "inference.py")
+REQUIREMENTS = "requirements.txt"  # at the source dir root, where the toolkit looks for it
 PACKAGE = "dogclf"
 CODE_PREFIX = "code/"
 
 
 def source_files(training_code_dir: Path) -> list[Path]:
     """The files that go into the source dir, relative to training_code_dir, sorted."""
-    files = [Path(name) for name in ENTRY_POINTS if (training_code_dir / name).is_file()]
+    required = (*ENTRY_POINTS, REQUIREMENTS)
+    files = [Path(name) for name in required if (training_code_dir / name).is_file()]
     package = training_code_dir / PACKAGE
     for path in sorted(package.rglob("*")) if package.is_dir() else []:
         relative = path.relative_to(training_code_dir)
         if not path.is_file() or "__pycache__" in relative.parts or path.suffix in (".pyc", ".pyo"):
             continue
         if path.name.startswith("requirements") and path.suffix == ".txt":
-            continue
+            continue  # only the root requirements.txt is the job's; none from inside the package
         files.append(relative)
-    missing = [name for name in ENTRY_POINTS if Path(name) not in files]
+    missing = [name for name in required if Path(name) not in files]
     if missing:
         raise FileNotFoundError(f"training code at {training_code_dir} lacks {', '.join(missing)}")
     return sorted(files)

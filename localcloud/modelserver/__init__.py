@@ -1,5 +1,5 @@
-"""A SageMaker-style model server (GET /ping, POST /invocations) around an inference module.
+"""The local endpoint's model server: AWS's own serving stack (TorchServe + sagemaker-inference).
 
-Runs in the training interpreter (stdlib + what .venv-training has):
-    python -m localcloud.modelserver --model-dir DIR --port N [--entry-point inference.py]
+``python -m localcloud.modelserver``, run by the base interpreter that plays the SageMaker PyTorch
+inference image, starts it the way the image's entrypoint does; see ``launcher``.
 """

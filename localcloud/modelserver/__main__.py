@@ -1,4 +1,4 @@
-from localcloud.modelserver.server import main
+from localcloud.modelserver.launcher import main
 
 if __name__ == "__main__":
     main()

@@ -1,16 +1,29 @@
-"""One endpoint = one model server process (localcloud.modelserver) in the training interpreter.
+"""One endpoint = AWS's serving stack in one process group: TorchServe + the SageMaker PyTorch handler.
 
-The emulator proxies InvokeEndpoint to the endpoint's current ``ModelServerProcess``. Requests hold a
-lease (``acquire``/``release``) so an update can switch to a new server atomically and stop the old
-one only after its in-flight requests have finished (no dropped requests).
+``ModelServerProcess`` starts ``python -m localcloud.modelserver`` in the base interpreter (which
+plays the inference image; see ``localcloud.containerenv``). That runs the toolkit's own
+``sagemaker_pytorch_serving_container.serving.main()``, so TorchServe answers ``/invocations`` with
+sagemaker-inference's Transformer around the model's ``inference.py``, as in the image. What stays
+ours is the SageMaker-runtime front: the emulator proxies InvokeEndpoint to the endpoint's current
+server, and requests hold a lease (``acquire``/``release``) so an update can switch to a new server
+atomically and stop the old one only after its in-flight requests have finished (no dropped
+requests).
+
+Layout per endpoint generation (``<base>`` = ``SAGEMAKER_BASE_DIR``, ``/opt/ml`` in the image):
+``<base>/model`` (model.tar.gz unpacked), ``<base>/tmp`` (TEMP/TMPDIR: the JVM's temp dir and
+``torchserve``'s pid file), ``<base>/logs`` (TorchServe's log4j2 files), ``<base>/.sagemaker``
+(the toolkit's model store) and ``<base>/sagemaker-ts.properties`` (the generated config).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import json
 import logging
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -19,14 +32,26 @@ import time
 from collections import deque
 from pathlib import Path
 
+from localcloud.containerenv import ContainerEnvError, base_python
+
 logger = logging.getLogger("localcloud.sagemaker.endpoints")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DRAIN_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 20.0
+MODEL_NAME = "model"  # the name the toolkit registers the model under in TorchServe
+# Local default where the model's Environment sets none: one worker per endpoint. The image defaults to
+# one per vCPU (TorchServe's default), too many for a small machine that runs two endpoints during an update.
+DEFAULT_WORKERS = "1"
+# TorchServe's frontend logs this when a worker dies while loading the model (model_fn raised, import
+# failed); it then retries with backoff forever, so the endpoint fails at the first one.
+LOAD_FAILED = re.compile(r"Load model failed: ")
+# The worker's own stderr/stdout lines, as TorchServe relays them; the last "...Error: msg" is the cause.
+MODEL_ERROR_LINE = re.compile(r"MODEL_LOG - ((?:[A-Za-z_][\w.]*)?(?:Error|Exception)\b.*)$")
 
 
 class ModelServerStartError(Exception):
-    """The model server died or never answered /ping; the message carries its log tail."""
+    """The model server died, failed to load the model or never got ready; the message says why."""
 
 
 def free_port() -> int:
@@ -35,102 +60,170 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def live_group_members(pgid: int) -> list[int]:
+    """Pids in process group `pgid` that are not zombies (zombies hold no resources; PID 1 may never reap
+    the JVM's reparented ones)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited while we looked
+        fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...
+        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
 class ModelServerProcess:
     def __init__(
         self,
         name: str,
         model_dir: Path,
-        training_python: Path,
         environment: dict[str, str],
         log_path: Path,
+        *,
+        python: Path | None = None,
     ) -> None:
         self.name = name
-        self.model_dir = model_dir
-        self.training_python = training_python
+        self.model_dir = Path(model_dir)
+        if self.model_dir.name != "model":
+            # SAGEMAKER_BASE_DIR/model is where the toolkit looks; the emulator unpacks there.
+            raise ModelServerStartError(f"model dir must be <base dir>/model, got {self.model_dir}")
+        self.base_dir = self.model_dir.parent
+        try:
+            self.python = Path(python) if python else base_python()
+        except ContainerEnvError as error:  # no base env: the endpoint fails with the setup hint
+            raise ModelServerStartError(str(error)) from error
         self.environment = environment
         self.log_path = log_path
         self.port = free_port()
         self.process: subprocess.Popen[str] | None = None
         self._in_flight = 0
         self._idle = threading.Condition()
-        self._log_tail: deque[str] = deque(maxlen=30)
+        self._log_tail: deque[str] = deque(maxlen=40)
+        self._log_activity = threading.Condition()
+        self._load_failure: str | None = None
+        self._stopped = False
+        self._pump: threading.Thread | None = None
+        self._model_error: str | None = None
         self._pool: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
 
-    def start(self) -> None:
+    def _environment(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("SM_")}
         env.update(self.environment)
-        code_dir = self.model_dir / "code"
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(code_dir)])
-        env["PYTHONUNBUFFERED"] = "1"
-        command = [
-            str(self.training_python),
-            "-m",
-            "localcloud.modelserver",
-            "--model-dir",
-            str(self.model_dir),
-            "--port",
-            str(self.port),
-            "--entry-point",
-            env.get("SAGEMAKER_PROGRAM", "inference.py"),
-        ]
+        env.setdefault("SAGEMAKER_PROGRAM", "inference.py")
+        env.setdefault("SAGEMAKER_MODEL_SERVER_WORKERS", DEFAULT_WORKERS)
+        tmp, logs = self.base_dir / "tmp", self.base_dir / "logs"
+        env.update(
+            SAGEMAKER_BASE_DIR=str(self.base_dir),
+            SAGEMAKER_BIND_TO_PORT=str(self.port),
+            TEMP=str(tmp),  # torchserve passes it to the JVM as -Djava.io.tmpdir
+            TMPDIR=str(tmp),  # torchserve's pid file, Python's tempfile
+            LOG_LOCATION=str(logs),
+            METRICS_LOCATION=str(logs),
+            # `torchserve` and the worker's python come from the base env, as the image's PATH has them.
+            PATH=os.pathsep.join([str(self.python.parent), env.get("PATH", os.defpath)]),
+            # Only for importing the launcher; it removes this entry before TorchServe starts.
+            PYTHONPATH=str(REPO_ROOT),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def start(self) -> None:
+        for folder in ("tmp", "logs"):
+            (self.base_dir / folder).mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            command,
-            cwd=self.model_dir,
-            env=env,
+            [str(self.python), "-m", "localcloud.modelserver"],
+            cwd=self.base_dir,
+            env=self._environment(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-            start_new_session=True,
+            start_new_session=True,  # its own process group: the JVM and workers go with it on stop
         )
-        threading.Thread(target=self._pump_log, name=f"log-{self.name}", daemon=True).start()
+        self._pump = threading.Thread(target=self._pump_log, name=f"log-{self.name}", daemon=True)
+        self._pump.start()
 
     def _pump_log(self) -> None:
         assert self.process is not None and self.process.stdout is not None
         with self.log_path.open("a", encoding="utf-8") as log_file:
-            for line in self.process.stdout:
-                log_file.write(line)
+            for raw in self.process.stdout:
+                line = raw.rstrip("\n")
+                log_file.write(raw)
                 log_file.flush()
-                self._log_tail.append(line.rstrip("\n"))
-                logger.debug("[%s] %s", self.name, line.rstrip("\n"))
+                logger.debug("[%s] %s", self.name, line)
+                with self._log_activity:
+                    self._log_tail.append(line)
+                    error = MODEL_ERROR_LINE.search(line)
+                    if error:
+                        self._model_error = error.group(1).strip()
+                    if LOAD_FAILED.search(line) and self._load_failure is None:
+                        self._load_failure = line
+                    self._log_activity.notify_all()
+        with self._log_activity:
+            self._log_activity.notify_all()  # the process closed its output: let waiters look
 
     def log_tail(self) -> str:
-        return "\n".join(self._log_tail)
+        with self._log_activity:
+            return "\n".join(self._log_tail)
 
-    def wait_ready(self, timeout: float) -> None:
-        """Poll /ping until 200; raise ModelServerStartError if the process exits or time runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                time.sleep(0.2)  # let the log pump catch the last lines
-                code = None if self.process is None else self.process.returncode
-                raise ModelServerStartError(f"model server exited with code {code}: {self.log_tail()[-800:]}")
-            try:
-                status = self._ping()
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise ModelServerStartError(
-            f"model server did not pass /ping within {timeout:.0f}s: {self.log_tail()[-800:]}"
+    def model_ready(self) -> bool:
+        """The model has a worker in READY state (TorchServe's describe-model API on our port).
+
+        ``/ping`` is no readiness check: TorchServe answers it "Healthy" while every worker is dead.
+        """
+        try:
+            status, _, body = self.request("GET", f"/models/{MODEL_NAME}", b"", {}, timeout=5.0)
+        except OSError:
+            return False  # not listening yet
+        if status != 200:
+            return False
+        try:
+            models = json.loads(body)
+        except ValueError:
+            return False
+        return any(
+            worker.get("status") == "READY"
+            for model in (models if isinstance(models, list) else [])
+            for worker in model.get("workers", [])
         )
 
-    def _ping(self) -> int:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2.0)
-        try:
-            connection.request("GET", "/ping")
-            response = connection.getresponse()
-            response.read()
-            return response.status
-        finally:
-            connection.close()
+    def wait_ready(self, timeout: float) -> None:
+        """Return once the model is loaded; raise ModelServerStartError (server stopped) otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process is None or self.process.poll() is not None:
+                code = None if self.process is None else self.process.wait()
+                if self._pump is not None:
+                    self._pump.join(timeout=10)  # the log's last lines say why
+                self.stop()
+                raise ModelServerStartError(f"model server exited with code {code}: {self.log_tail()[-800:]}")
+            with self._log_activity:
+                failure, cause = self._load_failure, self._model_error
+            if failure:
+                self.stop()
+                raise ModelServerStartError(
+                    f"TorchServe could not load the model: {cause or failure}\n{self.log_tail()[-600:]}"
+                )
+            if self.model_ready():
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ModelServerStartError(
+                    f"model not loaded within {timeout:.0f}s: {self.log_tail()[-800:]}"
+                )
+            # Wake on the next log line (TorchServe logs each startup step), or re-check soon.
+            with self._log_activity:
+                self._log_activity.wait(timeout=0.5)
 
     def request(
         self, method: str, path: str, body: bytes, headers: dict[str, str], timeout: float = 60.0
     ) -> tuple[int, dict[str, str], bytes]:
-        """One request over a pooled keep-alive connection (no connect or server thread per call)."""
+        """One request over a pooled keep-alive connection (no connect per call)."""
         try:
             connection, reused = self._pool.get_nowait(), True
         except queue.Empty:
@@ -179,15 +272,38 @@ class ModelServerProcess:
         self.stop()
 
     def stop(self) -> None:
+        """Stop the launcher, the JVM and its workers (one process group), then ``torchserve --stop``."""
         self._close_pool()
         process = self.process
-        if process is None or process.poll() is not None:
+        if process is None or self._stopped:
             return
+        self._stopped = True
+        pgid = process.pid  # start_new_session: the launcher leads its own group
+        for sig, grace in ((signal.SIGTERM, STOP_TIMEOUT_SECONDS), (signal.SIGKILL, 10.0)):
+            if not live_group_members(pgid):
+                break
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + grace
+            while live_group_members(pgid) and time.monotonic() < deadline:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=0.2)  # reaps the launcher; the rest exit on their own
         try:
-            os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        except ProcessLookupError:
-            pass
+            logger.warning("endpoint %s: launcher %d did not exit", self.name, process.pid)
+        # In the same env and TMPDIR, so torchserve finds its pid file: it stops a JVM that somehow
+        # left the group and removes the stale pid file.
+        try:
+            subprocess.run(
+                [str(self.python.parent / "torchserve"), "--stop"],
+                env={**self._environment(), "PYTHONPATH": ""},
+                cwd=self.base_dir,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            logger.warning("endpoint %s: torchserve --stop failed: %s", self.name, error)

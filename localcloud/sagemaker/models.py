@@ -28,6 +28,7 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
+from localcloud.containerenv import base_python
 from localcloud.sagemaker.endpoints import ModelServerProcess, ModelServerStartError
 from localcloud.sagemaker.exceptions import (
     ModelError,
@@ -46,10 +47,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL_TRAINING = {"Completed", "Failed", "Stopped"}
 EventCallback = Callable[[dict[str, Any]], None]
 LogCallback = Callable[[str, str], None]
-
-
-def default_training_python() -> Path:
-    return Path(os.environ.get("LOCALCLOUD_TRAINING_PYTHON", REPO_ROOT / ".venv-training" / "bin" / "python"))
 
 
 @dataclass
@@ -102,7 +99,7 @@ class SageMakerBackend:
                 "s3_endpoint_url (or AWS_ENDPOINT_URL_S3) is required: the emulator only talks to local S3"
             )
         self.s3_endpoint_url = s3_url
-        self.training_python = Path(training_python or default_training_python())
+        self.training_python = Path(training_python or base_python())
         self.on_event = on_event
         self.on_log = on_log
         cap = max_concurrent_jobs or int(os.environ.get("LOCALCLOUD_MAX_TRAINING_JOBS", "2"))
@@ -782,9 +779,8 @@ class SageMakerBackend:
             model_dir = self._fetch_model(model, work_dir)
             environment = dict(model["PrimaryContainer"].get("Environment") or {})
             environment["SAGEMAKER_ENDPOINT_NAME"] = endpoint.name
-            server = ModelServerProcess(
-                endpoint.name, model_dir, self.training_python, environment, work_dir / "server.log"
-            )
+            # Serving runs in the base env (the inference image), never a training overlay.
+            server = ModelServerProcess(endpoint.name, model_dir, environment, work_dir / "server.log")
             server.start()
             server.wait_ready(self.endpoint_start_timeout)
         except (

@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from dogclf import contract
+from localcloud.containerenv import ContainerEnvError, overlay_python
+
 if TYPE_CHECKING:
     from localcloud.sagemaker.models import SageMakerBackend, TrainingJob
 
@@ -131,6 +134,7 @@ class TrainingJobRunner:
         self._prepare_directories()
         self._download_channels(desc.get("InputDataConfig") or [])
         self._download_source_dir(desc.get("HyperParameters") or {})
+        self._sync_checkpoints(download=True)
         self._write_config_files()
         if self.job.stop_requested.is_set():
             self.backend.finish_training_job(self.job, "Stopped", secondary="Stopped")
@@ -140,6 +144,7 @@ class TrainingJobRunner:
             self.job, "Training", "Training image download completed. Training in progress."
         )
         exit_code = self._run_process()
+        self._sync_checkpoints(download=False)
 
         stopped = self.job.stop_requested.is_set() or self.max_runtime_exceeded
         self.backend.set_secondary_status(self.job, "Uploading", "Uploading generated training model")
@@ -320,7 +325,10 @@ class TrainingJobRunner:
     def _run_process(self) -> int:
         log_path = self.base_dir / "training.log"
         scraper = MetricScraper(self.job.desc["AlgorithmSpecification"].get("MetricDefinitions") or [])
-        command = [str(self.backend.training_python), "-m", "sagemaker_training.cli.train"]
+        python = self._job_python(log_path)
+        if python is None:
+            return 1  # the source dir's requirements could not be installed; the log says why
+        command = [str(python), "-m", "sagemaker_training.cli.train"]
         self.process = subprocess.Popen(
             command,
             cwd=self.base_dir / "code",
@@ -339,7 +347,7 @@ class TrainingJobRunner:
             timer.daemon = True
             timer.start()
         assert self.process.stdout is not None
-        with log_path.open("w", encoding="utf-8") as log_file:
+        with log_path.open("a", encoding="utf-8") as log_file:
             for raw_line in self.process.stdout:
                 line = raw_line.rstrip("\n")
                 log_file.write(line + "\n")
@@ -353,6 +361,30 @@ class TrainingJobRunner:
             timer.cancel()
         self.job.final_metrics = scraper.final_metric_data_list()
         return exit_code
+
+    def _job_python(self, log_path: Path) -> Path | None:
+        """The image's interpreter, or, when the source dir ships requirements.txt, the cached overlay
+        over it that holds them. The toolkit then runs its own `pip install -r requirements.txt` as in
+        the container, and finds everything already satisfied (no download)."""
+        base = Path(self.backend.training_python)
+        requirements = self.base_dir / "code" / "requirements.txt"
+        with log_path.open("w", encoding="utf-8") as log_file:
+            if not requirements.is_file():
+                return base
+
+            def log(line: str) -> None:
+                log_file.write(line + "\n")
+                log_file.flush()
+                self._log_tail.append(line)
+                self.backend.job_log_line(self.job.name, line)
+
+            try:
+                return overlay_python(requirements, base=base, log=log)
+            except ContainerEnvError as error:
+                # Permanent for this job, as in the container (the toolkit does not retry its pip
+                # step): pip already retried transient network errors itself (--retries, 5).
+                log(f"InstallRequirementsError: {error}")
+                return None
 
     def _on_max_runtime(self) -> None:
         self.max_runtime_exceeded = True
@@ -371,29 +403,56 @@ class TrainingJobRunner:
         prefix = "/".join(part for part in (prefix.rstrip("/"), self.job.name, "output") if part)
         s3 = self.backend.s3_client()
         model_uri = None
-        uploads = [("output.tar.gz", self.base_dir / "output" / "data")]
+        uploads = [(contract.OUTPUT_ARCHIVE, self.base_dir / "output" / "data")]
         if include_model:
-            uploads.insert(0, ("model.tar.gz", self.base_dir / "model"))
+            uploads.insert(0, (contract.MODEL_ARCHIVE, self.base_dir / "model"))
         for archive_name, source in uploads:
             archive = self.base_dir / archive_name
             _tar_directory(source, archive)
             s3.upload_file(str(archive), bucket, f"{prefix}/{archive_name}")
-            if archive_name == "model.tar.gz":
+            if archive_name == contract.MODEL_ARCHIVE:
                 model_uri = f"s3://{bucket}/{prefix}/{archive_name}"
         self._upload_tree(self._debug_local_path(), desc.get("DebugHookConfig"), "debug-output")
-        report = self.base_dir / "output" / "data" / "profiler-report.html"
+        report = self.base_dir / "output" / "data" / contract.PROFILER_REPORT_FILE
         if report.exists():
             key = "/".join(
                 part
                 for part in (
                     urlparse(desc["OutputDataConfig"]["S3OutputPath"]).path.strip("/"),
                     self.job.name,
-                    "rule-output/ProfilerReport/profiler-output/profiler-report.html",
+                    contract.PROFILER_REPORT_RULE_OUTPUT,
                 )
                 if part
             )
             s3.upload_file(str(report), bucket, key)
         return model_uri
+
+    def _sync_checkpoints(self, download: bool) -> None:
+        """CheckpointConfig: S3Uri -> LocalPath before the script (a resumed spot job finds its
+        checkpoints), LocalPath -> S3Uri after it. Spot jobs run on-demand locally, so no interruption
+        ever makes the script resume; the sync is what an interrupted job would rely on."""
+        config = self.job.desc.get("CheckpointConfig")
+        if not config:
+            return
+        local = self._local_path(config.get("LocalPath") or "/opt/ml/checkpoints", "checkpoints")
+        local.mkdir(parents=True, exist_ok=True)
+        bucket, prefix = parse_s3_uri(config["S3Uri"])
+        prefix = prefix.rstrip("/") + "/" if prefix else ""
+        s3 = self.backend.s3_client()
+        try:
+            if download:
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                    for item in page.get("Contents", []):
+                        if not item["Key"].endswith("/"):
+                            destination = local / _relative_key(item["Key"], prefix)
+                            destination.parent.mkdir(parents=True, exist_ok=True)
+                            s3.download_file(bucket, item["Key"], str(destination))
+                return
+            for path in sorted(local.rglob("*")):
+                if path.is_file():
+                    s3.upload_file(str(path), bucket, prefix + path.relative_to(local).as_posix())
+        except self.backend.s3_errors as error:
+            raise JobSetupError(f"Checkpoint sync with {config['S3Uri']} failed: {error}") from error
 
     def _debug_local_path(self) -> Path:
         hook = self.job.desc.get("DebugHookConfig") or {}
@@ -410,40 +469,44 @@ class TrainingJobRunner:
                 s3.upload_file(str(path), bucket, f"{base}/{path.relative_to(source).as_posix()}")
 
     def _rule_statuses(self, final: bool, succeeded: bool) -> dict[str, list[dict[str, Any]]]:
-        """Rule verdicts come from output/data/rule_verdicts.json, written by the training script."""
-        verdict_file = self.base_dir / "output" / "data" / "rule_verdicts.json"
-        verdicts: dict[str, dict[str, Any]] = {}
-        if verdict_file.exists():
-            try:
-                verdicts = {
-                    rule["RuleConfigurationName"]: rule
-                    for rule in json.loads(verdict_file.read_text())["rules"]
-                }
-            except (ValueError, KeyError, TypeError) as error:
-                logger.warning("job %s: unreadable rule_verdicts.json: %s", self.job.name, error)
-        report_exists = (self.base_dir / "output" / "data" / "profiler-report.html").exists()
+        """DebugRuleEvaluationStatuses / ProfilerRuleEvaluationStatuses for the rules the request
+        configured, and only those, as AWS reports them: an in-script job (no rule configurations)
+        gets none, whatever the script wrote.
+
+        Local stand-in for AWS's rule containers (builtin mode), which do not run here: a configured
+        rule's status is the verdict the training script wrote for the same rule in rule_verdicts.json,
+        and StatusDetails says so. A configured rule without such a verdict is Error (Stopped for a
+        stopped job), never a made-up pass. The gate counts one verdict per rule (pipeline.gate).
+        """
+        configured = {
+            status_key: self.job.desc.get(config_key) or []
+            for config_key, status_key in (
+                ("DebugRuleConfigurations", "DebugRuleEvaluationStatuses"),
+                ("ProfilerRuleConfigurations", "ProfilerRuleEvaluationStatuses"),
+            )
+        }
+        if not any(configured.values()):
+            return {}
+        verdicts = self._script_verdicts()
         result: dict[str, list[dict[str, Any]]] = {}
-        for config_key, status_key in (
-            ("DebugRuleConfigurations", "DebugRuleEvaluationStatuses"),
-            ("ProfilerRuleConfigurations", "ProfilerRuleEvaluationStatuses"),
-        ):
+        for status_key, rules in configured.items():
             statuses = []
-            for rule in self.job.desc.get(config_key) or []:
+            for rule in rules:
                 name = rule["RuleConfigurationName"]
                 verdict = verdicts.get(name)
                 if verdict:
-                    status = verdict.get("RuleEvaluationStatus", "Error")
+                    status = str(verdict.get("RuleEvaluationStatus", contract.ERROR))
                     details = (
-                        "Evaluated inside the training script (local emulator runs no rule container): "
-                        + str(verdict.get("StatusDetails", ""))
+                        "Local emulator: no rule container runs here; this is the training script's "
+                        f"in-script verdict for the same rule: {verdict.get('StatusDetails', '')}"
                     )
-                elif status_key == "ProfilerRuleEvaluationStatuses" and report_exists:
-                    status = "NoIssuesFound"
-                    details = "Profiler report written inside the training script (local emulator)."
+                    findings = ", ".join(map(str, verdict.get(contract.PROFILER_FINDINGS_KEY) or []))
+                    if findings and findings not in details:
+                        details += f" (triggered: {findings})"
                 elif self.job.stop_requested.is_set():
-                    status, details = "Stopped", "Training job stopped before the rule reported."
+                    status, details = contract.STOPPED, "Training job stopped before the rule reported."
                 else:
-                    status = "Error"
+                    status = contract.ERROR
                     details = "The training script reported no verdict for this rule (local emulator)."
                     if not succeeded:
                         details = "Training failed before the rule reported a verdict."
@@ -455,8 +518,21 @@ class TrainingJobRunner:
                         "LastModifiedTime": time.time(),
                     }
                 )
-            result[status_key] = statuses
+            if statuses:
+                result[status_key] = statuses
         return result
+
+    def _script_verdicts(self) -> dict[str, dict[str, Any]]:
+        """rule_verdicts.json of SM_OUTPUT_DATA_DIR by rule name ({} when absent or unreadable)."""
+        verdict_file = self.base_dir / "output" / "data" / contract.RULE_VERDICTS_FILE
+        if not verdict_file.exists():
+            return {}
+        try:
+            rules = json.loads(verdict_file.read_text())["rules"]
+            return {rule["RuleConfigurationName"]: rule for rule in rules}
+        except (ValueError, KeyError, TypeError) as error:
+            logger.warning("job %s: unreadable %s: %s", self.job.name, contract.RULE_VERDICTS_FILE, error)
+            return {}
 
     def _failure_reason(self, exit_code: int) -> str:
         failure_file = self.base_dir / "output" / "failure"

@@ -2,9 +2,21 @@
 
 Strategies: Random (seeded ``random.Random``), Bayesian (Optuna's TPE sampler through ask/tell,
 seeded), Grid (every combination of the categorical ranges, as SageMaker's Grid allows only those).
-Hyperband is refused. ``TrainingJobEarlyStoppingType`` is accepted and ignored: every trial runs to
-its end. Each trial is a training job named ``<tuning job>-<NNN>-<8 hex>`` with ``TuningJobArn`` set;
-its objective is the last value of the objective metric in its ``FinalMetricDataList``.
+Hyperband is refused. Each trial is a training job named ``<tuning job>-<NNN>-<8 hex>`` with
+``TuningJobArn`` set; its objective is the last value of the objective metric in its
+``FinalMetricDataList``.
+
+``TrainingJobEarlyStoppingType: Auto`` applies SageMaker's median stopping rule: each time a running
+trial reports its objective for the k-th time (its k-th epoch), it is stopped if that value is worse
+than the median, over the finished trials that reported at least k values, of their running averages
+up to k. At least ``EARLY_STOPPING_MIN_TRIALS`` finished trials are needed before any trial is
+stopped. Reports are seen by polling the trial's metrics every ``POLL_SECONDS``, so two reports less
+than that apart count as one. An early-stopped trial ends ``Stopped`` (its log says why); its last
+value still informs the search strategy.
+
+Managed spot (``EnableManagedSpotTraining``) is validated as SageMaker does (``MaxWaitTimeInSeconds``
+present and >= ``MaxRuntimeInSeconds``; no ``MaxWaitTimeInSeconds`` without spot) and then runs
+on-demand: local capacity is never reclaimed. ``CheckpointConfig`` is synced by the training runner.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ logger = logging.getLogger("localcloud.sagemaker.tuning")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 POLL_SECONDS = 0.2
+EARLY_STOPPING_MIN_TRIALS = 3  # finished trials needed before the median rule stops anything
 # "Auto" scaling: SageMaker picks a scale itself; we pick logarithmic when the range spans at least
 # two orders of magnitude over positive values, linear otherwise.
 AUTO_LOG_RATIO = 100.0
@@ -104,6 +117,7 @@ def validate_tuning_config(config: dict[str, Any], definition: dict[str, Any]) -
         raise ValidationException(
             f"ResourceLimits.MaxNumberOfTrainingJobs is required for the {strategy} strategy."
         )
+    validate_spot(definition)  # (TrainingJobEarlyStoppingType Off/Auto: the request model checks it)
     if "ResourceConfig" not in definition:
         raise ValidationException("TrainingJobDefinition.ResourceConfig is required.")
     if definition["ResourceConfig"].get("InstanceCount", 1) != 1:
@@ -121,6 +135,33 @@ def validate_tuning_config(config: dict[str, Any], definition: dict[str, Any]) -
             f"The objective metric {objective['MetricName']} is not defined in "
             "AlgorithmSpecification.MetricDefinitions."
         )
+
+
+def validate_spot(definition: dict[str, Any]) -> None:
+    """SageMaker's checks of managed spot settings in a training job (definition)."""
+    stopping = definition.get("StoppingCondition") or {}
+    max_wait = stopping.get("MaxWaitTimeInSeconds")
+    if definition.get("EnableManagedSpotTraining"):
+        runtime = stopping.get("MaxRuntimeInSeconds", 86400)
+        if max_wait is None or int(max_wait) < int(runtime):
+            raise ValidationException(
+                "Invalid MaxWaitTimeInSeconds. It must be present and be greater than or equal to "
+                "MaxRuntimeInSeconds when EnableManagedSpotTraining is true."
+            )
+    elif max_wait is not None:
+        raise ValidationException("MaxWaitTimeInSeconds is only valid with EnableManagedSpotTraining.")
+
+
+def median_rule_stops(value: float, step: int, finished: list[list[float]], maximize: bool) -> bool:
+    """SageMaker's median stopping rule for one report: ``value`` is a running trial's ``step``-th
+    (1-based) objective value, ``finished`` the objective series of the finished trials."""
+    averages = [sum(series[:step]) / step for series in finished if len(series) >= step]
+    if len(averages) < EARLY_STOPPING_MIN_TRIALS:
+        return False
+    averages.sort()
+    middle = len(averages) // 2
+    median = averages[middle] if len(averages) % 2 else (averages[middle - 1] + averages[middle]) / 2
+    return value < median if maximize else value > median
 
 
 class SearchStrategy:
@@ -260,6 +301,11 @@ class TuningJobRunner:
         self.config = tuning_job.desc["HyperParameterTuningJobConfig"]
         self.definition = tuning_job.desc["TrainingJobDefinition"]
         self.objective = self.config["HyperParameterTuningJobObjective"]
+        self.early_stopping = self.config.get("TrainingJobEarlyStoppingType", "Off") == "Auto"
+        self.series: dict[str, list[float]] = {}  # trial -> its objective reports, in order
+        self._last_report: dict[str, float] = {}  # trial -> Timestamp of the last report seen
+        self.finished_series: list[list[float]] = []
+        self.early_stopped: set[str] = set()
 
     def run(self) -> None:
         try:
@@ -278,11 +324,16 @@ class TuningJobRunner:
         running: dict[str, Any] = {}  # trial name -> strategy handle
         launched = 0
         while True:
+            for name in list(running):
+                self._observe(name)
             for name in [name for name in running if self.backend.training_jobs[name].done.is_set()]:
                 job = self.backend.training_jobs[name]
                 value = objective_of(job.final_metrics, self.objective["MetricName"])
-                if job.desc["TrainingJobStatus"] != "Completed":
+                early_stopped = name in self.early_stopped
+                if job.desc["TrainingJobStatus"] != "Completed" and not early_stopped:
                     value = None
+                if value is not None:
+                    self.finished_series.append(self.series.get(name) or [value])
                 strategy.report(running.pop(name), value)
             self._refresh()
             stopping = self.tuning_job.stop_requested.is_set()
@@ -304,6 +355,42 @@ class TuningJobRunner:
         else:
             self._finish("Completed")
 
+    def _observe(self, name: str) -> None:
+        """Record a trial's new objective report; apply the median rule to it when early stopping is on."""
+        job = self.backend.training_jobs[name]
+        for metric in list(job.final_metrics):
+            if metric["MetricName"] != self.objective["MetricName"]:
+                continue
+            stamp, value = float(metric["Timestamp"]), float(metric["Value"])
+            if self._last_report.get(name) == stamp or not math.isfinite(value):
+                return
+            self._last_report[name] = stamp
+            series = self.series.setdefault(name, [])
+            series.append(value)
+            if (
+                self.early_stopping
+                and job.desc["TrainingJobStatus"] == "InProgress"
+                and name not in self.early_stopped
+                and median_rule_stops(
+                    value, len(series), self.finished_series, self.objective["Type"] == "Maximize"
+                )
+            ):
+                self._stop_early(job, value, len(series))
+            return
+
+    def _stop_early(self, job: Any, value: float, step: int) -> None:
+        self.early_stopped.add(job.name)
+        message = (
+            f"Stopped early by {self.tuning_job.name}: {self.objective['MetricName']}={value:g} at report "
+            f"{step} is worse than the median of the earlier trials' running averages (median stopping rule)."
+        )
+        self.backend.job_log_line(job.name, message)
+        logger.info("%s", message)
+        try:
+            self.backend._stop_training_job(job)
+        except ValidationException:  # it finished in the meantime: nothing to stop
+            self.early_stopped.discard(job.name)
+
     def _launch(self, index: int, values: dict[str, str]) -> str:
         name = f"{self.tuning_job.name}-{index:03d}-{uuid.uuid4().hex[:8]}"
         hyperparameters = dict(self.definition.get("StaticHyperParameters") or {})
@@ -320,7 +407,13 @@ class TuningJobRunner:
             "ResourceConfig": self.definition["ResourceConfig"],
             "StoppingCondition": self.definition["StoppingCondition"],
         }
-        for optional in ("Environment", "VpcConfig", "EnableNetworkIsolation", "CheckpointConfig"):
+        for optional in (
+            "Environment",
+            "VpcConfig",
+            "EnableNetworkIsolation",
+            "CheckpointConfig",
+            "EnableManagedSpotTraining",
+        ):
             if optional in self.definition:
                 params[optional] = self.definition[optional]
         with self.backend._lock:

@@ -141,7 +141,7 @@ def fake_aws() -> Iterator[FakeAws]:
 
 def sample_zip_bytes(tmp_path: Path, **options: Any) -> bytes:
     """The training engineer's sample dataset (dogImages layout, tiny images) as zip bytes."""
-    from dogclf.sample_data import write_sample_zip
+    from tools.sample_data import write_sample_zip
 
     options = {
         "num_classes": 3,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from datetime import datetime
 
 import pytest
 from botocore.response import StreamingBody
@@ -100,32 +99,6 @@ def test_too_large_image_is_refused_before_download(classify, aws, runtime, lamb
     record = classify.handler({"bucket": BUCKET, "key": key}, lambda_context)
     assert record["status"] == "failed" and record["error"]["kind"] == "too-large"
     assert result(aws, key)["error"]["kind"] == "too-large"
-
-
-def test_endpoint_not_in_service_is_a_clear_failure(classify, aws, runtime, control, lambda_context):
-    key = "input/dog.jpg"
-    aws.s3.put_object(Bucket=BUCKET, Key=key, Body=tiny_jpeg())
-    runtime.add_client_error(
-        "invoke_endpoint",
-        service_error_code="ValidationException",
-        service_message=f"Endpoint {ENDPOINT} is not in service",
-    )
-    control.add_response(
-        "describe_endpoint",
-        {
-            "EndpointName": ENDPOINT,
-            "EndpointArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{ENDPOINT}",
-            "EndpointConfigName": "cfg",
-            "EndpointStatus": "Creating",
-            "CreationTime": datetime(2026, 11, 29),
-            "LastModifiedTime": datetime(2026, 11, 29),
-        },
-        {"EndpointName": ENDPOINT},
-    )
-    record = classify.handler({"bucket": BUCKET, "key": key}, lambda_context)
-    assert (
-        record["error"]["kind"] == "endpoint-not-in-service" and "is Creating" in record["error"]["message"]
-    )
 
 
 def test_base64_image_returns_the_prediction(classify, aws, runtime, lambda_context):

@@ -21,6 +21,7 @@ HANDLER_MODULES = [
     "pipeline.handlers.tuning_completed",
     "pipeline.handlers.training_completed",
     "pipeline.handlers.classify",
+    "pipeline.handlers.import_url",
 ]
 # Each costs tens to hundreds of milliseconds to import; none is needed before the first call.
 HEAVY_MODULES = [
@@ -84,7 +85,7 @@ def test_importing_a_handler_loads_nothing_heavy_and_prepare_loads_what_the_call
     assert report["at_import"] == [] and report["clients_at_import"] == []
     assert {"boto3", "pydantic", "aws_xray_sdk.core"} <= set(report["after_prepare"])
     assert report["clients"] and report["same"]
-    if not module.endswith("classify"):
+    if not module.endswith(("classify", "import_url")):  # the two without idempotency
         assert "dynamodb" in report["clients"]  # the idempotency layer's client
 
 

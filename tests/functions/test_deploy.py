@@ -5,14 +5,16 @@ from __future__ import annotations
 import copy
 import io
 import json
+import random
 import tarfile
 from datetime import datetime
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.stub import Stubber
 from fn_support import ENV, load_event
 
+from pipeline import deploy as deploy_module
 from pipeline.adapters.aws import client
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
@@ -64,21 +66,45 @@ def job_description(status: str = "Completed", accuracy: float = 0.82, **extra) 
     return description
 
 
-def put_verdicts(aws, statuses: dict[str, str] | None = None) -> None:
-    statuses = statuses or {"VanishingGradient": "NoIssuesFound", "Overfit": "NoIssuesFound"}
-    document = {
-        "rules": [
-            {"RuleConfigurationName": name, "RuleEvaluationStatus": status, "StatusDetails": "", "Step": None}
-            for name, status in statuses.items()
-        ]
-    }
+HEALTHY = dict.fromkeys(
+    ("VanishingGradient", "Overfit", "Overtraining", "PoorWeightInitialization", "LossNotDecreasing"),
+    "NoIssuesFound",
+)
+OUTPUT_KEY = f"training/{JOB}/output/output.tar.gz"
+
+
+def verdicts_json(statuses: dict[str, str]) -> bytes:
+    return json.dumps(
+        {
+            "rules": [
+                {
+                    "RuleConfigurationName": name,
+                    "RuleEvaluationStatus": status,
+                    "StatusDetails": "",
+                    "Step": 40,
+                    "StepsEvaluated": 40,
+                }
+                for name, status in statuses.items()
+            ]
+        }
+    ).encode()
+
+
+def tar_gz(members: list[tuple[str, bytes]]) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w:gz") as archive:
-        for name, content in (("metrics.json", b"{}"), ("rule_verdicts.json", json.dumps(document).encode())):
+        for name, content in members:
             info = tarfile.TarInfo(name)
             info.size = len(content)
             archive.addfile(info, io.BytesIO(content))
-    aws.s3.put_object(Bucket=ARTIFACTS, Key=f"training/{JOB}/output/output.tar.gz", Body=raw.getvalue())
+    return raw.getvalue()
+
+
+def put_verdicts(aws, statuses: dict[str, str] | None = None) -> None:
+    """output.tar.gz as train_model.py leaves it: the healthy verdicts, with ``statuses`` over them."""
+    document = verdicts_json({**HEALTHY, **(statuses or {})})
+    body = tar_gz([("metrics.json", b"{}"), ("rule_verdicts.json", document)])
+    aws.s3.put_object(Bucket=ARTIFACTS, Key=OUTPUT_KEY, Body=body)
 
 
 def event(status: str = "Completed") -> dict:
@@ -234,17 +260,115 @@ def test_overfit_only_warns_and_builtin_issues_block(aws, sagemaker):
     result = on_training_finished(
         JOB, settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
     )
-    assert result["reasons"] == ["built-in rule LossNotDecreasing found issues"]
-    assert result["warnings"] == ["in-script rule Overfit: IssuesFound"]
+    # One reason for LossNotDecreasing (the service's verdict), Overtraining still InProgress is no verdict.
+    assert result["reasons"] == ["service rule LossNotDecreasing found issues"]
+    assert result["warnings"] == ["in-script rule Overfit found issues"]
+    assert result["rule_verdicts"]["Overtraining"] == "NoIssuesFound"
 
 
-def test_missing_verdicts_block_deployment(aws, sagemaker):
+def run_gate(sagemaker, store: S3Store | None = None, accuracy: float = 0.82) -> dict:
     settings = get_settings()
-    sagemaker.add_response("describe_training_job", job_description(), {"TrainingJobName": JOB})
-    result = on_training_finished(
-        JOB, settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
+    description = job_description(accuracy=accuracy)
+    sagemaker.add_response("describe_training_job", description, {"TrainingJobName": JOB})
+    return on_training_finished(
+        JOB, settings, SageMakerJobs(), store or S3Store(), Notifier(settings.notification_topic_arn)
     )
-    assert result["deploy"] is False and "rule_verdicts.json missing" in result["reasons"][0]
+
+
+def test_missing_output_archive_blocks_deployment(aws, sagemaker):
+    result = run_gate(sagemaker)
+    assert result["deploy"] is False
+    assert result["reasons"] == ["output.tar.gz missing: in-script rules did not report"]
+
+
+def test_archive_without_verdicts_blocks_deployment(aws, sagemaker):
+    aws.s3.put_object(Bucket=ARTIFACTS, Key=OUTPUT_KEY, Body=tar_gz([("metrics.json", b"{}")]))
+    result = run_gate(sagemaker)
+    assert result["reasons"] == [
+        "rule_verdicts.json missing from the job output (in-script rules did not report)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"not a gzip stream at all", "rule_verdicts.json unreadable: "),
+        (tar_gz([("rule_verdicts.json", b"{not json")]), "rule_verdicts.json unreadable: Expecting property"),
+        (
+            tar_gz([("rule_verdicts.json", b'{"rules": "fine"}')]),
+            "rule_verdicts.json unreadable: rule_verdicts",
+        ),
+    ],
+)
+def test_unreadable_archive_is_a_recorded_rejection_not_a_retry(aws, sagemaker, body, problem):
+    aws.s3.put_object(Bucket=ARTIFACTS, Key=OUTPUT_KEY, Body=body)
+    result = run_gate(sagemaker)
+    assert result["deploy"] is False and result["reasons"][0].startswith(problem)
+    assert decision_document(aws)["reasons"] == result["reasons"]
+
+
+def test_archive_over_the_cap_is_refused_before_reading(aws, sagemaker, monkeypatch):
+    put_verdicts(aws)
+    monkeypatch.setattr(deploy_module, "MAX_OUTPUT_ARCHIVE_BYTES", 100)
+    result = run_gate(sagemaker)
+    assert result["deploy"] is False
+    assert "over the 100 the gate reads" in result["reasons"][0]
+
+
+class CountingStore(S3Store):
+    """S3Store whose streamed bodies count the bytes read, or fail with a read timeout part-way."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        super().__init__()
+        self.read_bytes = 0
+        self.fail_after = fail_after
+
+    def open_stream(self, bucket: str, key: str):
+        opened = super().open_stream(bucket, key)
+        assert opened is not None
+        length, body = opened
+        store = self
+
+        class Body:
+            def read(self, size: int = -1) -> bytes:
+                if store.fail_after is not None and store.read_bytes >= store.fail_after:
+                    raise ReadTimeoutError(endpoint_url=f"https://s3/{key}")
+                chunk = body.read(size)
+                store.read_bytes += len(chunk)
+                return chunk
+
+            def close(self) -> None:
+                body.close()
+
+        return length, Body()
+
+
+def test_gate_streams_the_archive_and_stops_at_the_verdicts(aws, sagemaker):
+    """rule_verdicts.json first, then 4 MB of incompressible data: the gate reads only the start."""
+    noise = random.Random(7).randbytes(4 * 1024 * 1024)
+    body = tar_gz([("rule_verdicts.json", verdicts_json(HEALTHY)), ("profiler-data.bin", noise)])
+    aws.s3.put_object(Bucket=ARTIFACTS, Key=OUTPUT_KEY, Body=body)
+    store = CountingStore()
+    result = run_gate(sagemaker, store, accuracy=0.1)  # below the threshold: nothing to deploy
+    assert result["rule_verdicts"]["VanishingGradient"] == "NoIssuesFound"
+    assert 0 < store.read_bytes < len(body) // 4
+
+
+def test_read_timeout_while_streaming_propagates_for_a_retry(aws, sagemaker):
+    noise = random.Random(7).randbytes(1024 * 1024)
+    body = tar_gz([("profiler-data.bin", noise), ("rule_verdicts.json", verdicts_json(HEALTHY))])
+    aws.s3.put_object(Bucket=ARTIFACTS, Key=OUTPUT_KEY, Body=body)
+    with pytest.raises(ReadTimeoutError):
+        run_gate(sagemaker, CountingStore(fail_after=64 * 1024))
+    assert aws.keys(ARTIFACTS, "decisions/") == []  # nothing recorded: the retry decides
+
+
+def test_other_pipelines_jobs_are_ignored_before_any_aws_call(aws, sagemaker):
+    settings = get_settings()
+    result = on_training_finished(
+        "someone-elses-job", settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
+    )
+    assert result == {"training_job_name": "someone-elses-job", "action": "ignored"}
 
 
 def test_failed_training_job_is_recorded_not_deployed(training_completed, aws, sagemaker, lambda_context):

@@ -46,6 +46,8 @@ def test_template_strings_are_parsed() -> None:
         ("ACCURACY_THRESHOLD", "1.5"),
         ("ENDPOINT_MODE", "kubernetes"),
         ("JOB_NAME_PREFIX", "Way-Too-Long-Prefix"),
+        ("GATE_BLOCKING_RULES", "VanishingGradients"),  # misspelt: it would never block
+        ("DEBUGGER_MODE", "service"),
     ],
 )
 def test_bad_values_are_rejected(name: str, value: str) -> None:
@@ -56,3 +58,8 @@ def test_bad_values_are_rejected(name: str, value: str) -> None:
 def test_missing_required_setting_names_it() -> None:
     with pytest.raises(ValidationError, match="dataset_bucket"):
         Settings.from_env({key: value for key, value in REQUIRED.items() if key != "DATASET_BUCKET"})
+
+
+def test_endpoint_name_follows_the_prefix_unless_set() -> None:
+    assert Settings.from_env({**REQUIRED, "JOB_NAME_PREFIX": "pets"}).endpoint_name == "pets-endpoint"
+    assert Settings.from_env({**REQUIRED, "ENDPOINT_NAME": "mine"}).endpoint_name == "mine"

@@ -76,16 +76,22 @@ def test_manifest_starts_one_tuning_job(start_tuning, aws, lambda_context) -> No
     source = decoded["sagemaker_submit_directory"]
     assert source.startswith(f"s3://{ENV['ARTIFACTS_BUCKET']}/code/") and source.endswith("/sourcedir.tar.gz")
 
-    # The uploaded source dir holds exactly the entry points and dogclf/ (no requirements, no caches).
+    # The uploaded source dir holds exactly the entry points, dogclf/ and the job's requirements.txt
+    # (what the toolkit pip-installs: training/requirements.txt), no dev requirements, no caches.
     key = source.split("/", 3)[3]
     body = aws.s3.get_object(Bucket=ENV["ARTIFACTS_BUCKET"], Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as archive:
         names = archive.getnames()
+        shipped = archive.extractfile("requirements.txt")
+        assert shipped is not None
+        assert shipped.read() == (TRAINING_DIR / "requirements.txt").read_bytes()
     assert {"hpo.py", "inference.py", "dogclf/layout.py", "dogclf/metric_definitions.json"} <= set(names)
     assert all(
-        name in ("hpo.py", "train_model.py", "inference.py") or name.startswith("dogclf/") for name in names
+        name in ("hpo.py", "train_model.py", "inference.py", "requirements.txt") or name.startswith("dogclf/")
+        for name in names
     )
-    assert not any("__pycache__" in name or "requirements" in name for name in names)
+    assert not any("__pycache__" in name for name in names)
+    assert [name for name in names if "requirements" in name] == ["requirements.txt"]
     [note] = aws.notifications()
     assert note["subject"] == f"Tuning started: {name}"
 

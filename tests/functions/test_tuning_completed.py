@@ -1,19 +1,29 @@
-"""Tuning-completed handler: Stubber for SageMaker (moto has a fixed BestTrainingJob), moto for the rest."""
+"""Tuning-completed handler: Stubber for SageMaker (moto has a fixed BestTrainingJob), moto for the rest.
+
+The CreateTrainingJob requests of both debugger modes are pinned below as literals written out by hand
+(PINNED_IN_SCRIPT_REQUEST, PINNED_BUILTIN_REQUEST) and checked against botocore's service model.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
 from datetime import datetime
+from typing import Any
 
+import botocore.session
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
+from botocore.validate import validate_parameters
 from fn_support import ENV, load_event
 
 from pipeline.adapters.aws import client
-from pipeline.settings import get_settings
-from pipeline.training import BUILTIN_RULES, build_training_request, training_job_name
-from pipeline.tuning import build_tuning_request
+from pipeline.adapters.notify import Notifier
+from pipeline.adapters.s3 import S3Store
+from pipeline.adapters.sagemaker import SageMakerJobs
+from pipeline.settings import Settings, get_settings
+from pipeline.training import build_training_request, on_tuning_finished
 
 
 @pytest.fixture
@@ -25,27 +35,60 @@ def tuning_completed(aws):
 
 
 TUNING = "dogclf-hpo-3f1c2a9b7d4e"
+TRAINING = "dogclf-train-388d2c0ba13e"  # dogclf.contract.training_job_name("dogclf", TUNING)
 ARN_PREFIX = "arn:aws:sagemaker:us-east-1:123456789012"
+DATASETS = ENV["DATASET_BUCKET"]
+MANIFEST_KEY = "datasets/dogimages-3f1c2a9b7d4e/manifest.json"
+ROLE = "arn:aws:iam::123456789012:role/test-sagemaker"
+TRAINING_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-gpu-py312"
+METRIC_DEFINITIONS = [
+    {"Name": "valid:accuracy", "Regex": "valid:accuracy=([0-9\\.]+)"},
+    {"Name": "test:accuracy", "Regex": "test:accuracy=([0-9\\.]+)"},
+]
+CHANNELS = [
+    {
+        "ChannelName": split,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": f"s3://{DATASETS}/datasets/dogimages-3f1c2a9b7d4e/{split}/",
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+    }
+    for split in ("train", "valid", "test")
+]
+STATIC_HYPERPARAMETERS = {
+    "weights": '"none"',
+    "image_size": "224",
+    "sagemaker_program": '"hpo.py"',
+    "sagemaker_submit_directory": '"s3://test-artifacts/code/abc/sourcedir.tar.gz"',
+    "sagemaker_region": '"us-east-1"',
+}
 
 
 def tuning_description(status: str = "Completed", best: bool = True) -> dict:
-    manifest = {
-        "dataset_id": "dogimages-3f1c2a9b7d4e",
-        "channels": {
-            split: f"s3://{ENV['DATASET_BUCKET']}/datasets/x/{split}/" for split in ("train", "valid", "test")
-        },
-    }
-    metrics = json.loads(
-        (get_settings().training_code_dir / "dogclf" / "metric_definitions.json").read_text()
-    )
-    request = build_tuning_request(
-        manifest, get_settings(), "s3://artifacts/code/abc/sourcedir.tar.gz", metrics
-    )
-    description = {
+    """DescribeHyperParameterTuningJob's answer, written out (what AWS returns, not what we sent)."""
+    description: dict[str, Any] = {
         "HyperParameterTuningJobName": TUNING,
         "HyperParameterTuningJobArn": f"{ARN_PREFIX}:hyper-parameter-tuning-job/{TUNING}",
-        "HyperParameterTuningJobConfig": request["HyperParameterTuningJobConfig"],
-        "TrainingJobDefinition": request["TrainingJobDefinition"],
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2},
+        },
+        "TrainingJobDefinition": {
+            "StaticHyperParameters": STATIC_HYPERPARAMETERS,
+            "AlgorithmSpecification": {
+                "TrainingImage": TRAINING_IMAGE,
+                "TrainingInputMode": "File",
+                "MetricDefinitions": METRIC_DEFINITIONS,
+            },
+            "RoleArn": ROLE,
+            "InputDataConfig": CHANNELS,
+            "OutputDataConfig": {"S3OutputPath": f"s3://test-artifacts/tuning/{TUNING}/"},
+            "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
+        },
         "HyperParameterTuningJobStatus": status,
         "CreationTime": datetime(2026, 11, 29),
         "TrainingJobStatusCounters": {},
@@ -56,7 +99,7 @@ def tuning_description(status: str = "Completed", best: bool = True) -> dict:
     if best:
         description["BestTrainingJob"] = {
             "TrainingJobName": f"{TUNING}-003-a1b2c3d4",
-            "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{TUNING}-003-a1b2c3d4",
+            "TrainingJobArn": f"{ARN_PREFIX}:training-job/{TUNING}-003-a1b2c3d4",
             "CreationTime": datetime(2026, 11, 29),
             "TrainingJobStatus": "Completed",
             "TunedHyperParameters": {"learning_rate": "0.0031", "epochs": "4", "batch_size": '"64"'},
@@ -65,10 +108,139 @@ def tuning_description(status: str = "Completed", best: bool = True) -> dict:
     return description
 
 
+# dogImages' split sizes, as ingest writes them into manifest.json.
+MANIFEST = {
+    "dataset_id": "dogimages-3f1c2a9b7d4e",
+    "images": {"train": 6680, "valid": 835, "test": 836},
+    "channels": {split: f"s3://{DATASETS}/datasets/dogimages-3f1c2a9b7d4e/{split}/" for split in ("train",)},
+}
+
+# 6680 images / batch 64 = 105 steps x 4 epochs = 420 TRAIN steps: gradients every 10th step plus the
+# first 20, ReLU-input reductions over the first 20, weight/bias reductions every 42nd, losses always.
+WEIGHT_REDUCTIONS = "mean,std,l2_norm"
+_TRAIN_ONLY = {"eval.end_step": "0", "predict.end_step": "0", "global.end_step": "0"}
+PINNED_HOOK_CONFIG = {
+    "S3OutputPath": "s3://test-artifacts/debug-output/",
+    "HookParameters": {"save_interval": "1"},
+    "CollectionConfigurations": [
+        {"CollectionName": "losses", "CollectionParameters": {"save_interval": "1"}},
+        {
+            "CollectionName": "gradients",
+            "CollectionParameters": {
+                "train.save_interval": "10",
+                "train.save_steps": "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19",
+                **_TRAIN_ONLY,
+            },
+        },
+        {
+            "CollectionName": "relu_input",
+            "CollectionParameters": {
+                "include_regex": ".*relu_input",
+                "reductions": "variance,mean",
+                "train.save_interval": "1",
+                "train.end_step": "20",
+                **_TRAIN_ONLY,
+            },
+        },
+        {
+            "CollectionName": "weights",
+            "CollectionParameters": {
+                "reductions": "mean,std,l2_norm",
+                "train.save_interval": "42",
+                **_TRAIN_ONLY,
+            },
+        },
+        {
+            "CollectionName": "biases",
+            "CollectionParameters": {
+                "reductions": "mean,std,l2_norm",
+                "train.save_interval": "42",
+                **_TRAIN_ONLY,
+            },
+        },
+    ],
+}
+
+PINNED_IN_SCRIPT_REQUEST = {
+    "TrainingJobName": TRAINING,
+    "HyperParameters": {
+        **STATIC_HYPERPARAMETERS,
+        "learning_rate": "0.0031",
+        "epochs": "4",
+        "batch_size": '"64"',
+        "sagemaker_program": '"train_model.py"',
+        "sagemaker_job_name": f'"{TRAINING}"',
+    },
+    "AlgorithmSpecification": {
+        "TrainingImage": TRAINING_IMAGE,
+        "TrainingInputMode": "File",
+        "MetricDefinitions": METRIC_DEFINITIONS,
+    },
+    "RoleArn": ROLE,
+    "InputDataConfig": CHANNELS,
+    "OutputDataConfig": {"S3OutputPath": "s3://test-artifacts/training/"},
+    "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+    "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
+    "DebugHookConfig": PINNED_HOOK_CONFIG,
+    # No DebugRuleConfigurations, no ProfilerRuleConfigurations: nothing of the Debugger service.
+    "ProfilerConfig": {"DisableProfiler": True},
+    "Tags": [
+        {"Key": "tuning-job", "Value": TUNING},
+        {"Key": "best-trial", "Value": f"{TUNING}-003-a1b2c3d4"},
+    ],
+}
+
+BUILTIN_RULES = (
+    "VanishingGradient",
+    "Overfit",
+    "Overtraining",
+    "PoorWeightInitialization",
+    "LossNotDecreasing",
+)
+RULE_IMAGE = "503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest"
+PINNED_BUILTIN_REQUEST = {
+    **PINNED_IN_SCRIPT_REQUEST,
+    "DebugRuleConfigurations": [
+        {
+            "RuleConfigurationName": rule,
+            "RuleEvaluatorImage": RULE_IMAGE,
+            "RuleParameters": {"rule_to_invoke": rule},
+        }
+        for rule in (
+            "VanishingGradient",
+            "Overfit",
+            "Overtraining",
+            "PoorWeightInitialization",
+            "LossNotDecreasing",
+        )
+    ],
+    "ProfilerConfig": {
+        "S3OutputPath": "s3://test-artifacts/profiler-output/",
+        "ProfilingIntervalInMilliseconds": 500,
+    },
+    "ProfilerRuleConfigurations": [
+        {
+            "RuleConfigurationName": "ProfilerReport",
+            "RuleEvaluatorImage": RULE_IMAGE,
+            "RuleParameters": {"rule_to_invoke": "ProfilerReport"},
+        }
+    ],
+}
+
+
+def put_manifest(aws, manifest: dict | bytes = MANIFEST) -> None:
+    body = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
+    aws.s3.put_object(Bucket=DATASETS, Key=MANIFEST_KEY, Body=body)
+
+
 def event(status: str = "Completed") -> dict:
     document = copy.deepcopy(load_event("tuning_completed.json"))
     document["detail"]["HyperParameterTuningJobStatus"] = status
     return document
+
+
+def in_mode(mode: str):
+    return get_settings().model_copy(update={"debugger_mode": mode})
 
 
 @pytest.fixture
@@ -79,64 +251,157 @@ def sagemaker(aws):
     stubber.assert_no_pending_responses()
 
 
-def test_completed_tuning_starts_the_profiled_job_with_the_best_hyperparameters(
+@pytest.mark.parametrize("pinned", [PINNED_IN_SCRIPT_REQUEST, PINNED_BUILTIN_REQUEST])
+def test_pinned_requests_are_valid_create_training_job_input(pinned: dict) -> None:
+    """The literals themselves follow botocore's CreateTrainingJob model (so the pins mean something)."""
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    validate_parameters(pinned, model.operation_model("CreateTrainingJob").input_shape)
+
+
+@pytest.mark.parametrize(
+    ("mode", "pinned"), [("in-script", PINNED_IN_SCRIPT_REQUEST), ("builtin", PINNED_BUILTIN_REQUEST)]
+)
+def test_request_of_each_debugger_mode_is_the_pinned_one(mode: str, pinned: dict) -> None:
+    request = build_training_request(tuning_description(), in_mode(mode), MANIFEST["images"])
+    assert request == pinned
+
+
+def test_in_script_is_the_default_debugger_mode() -> None:
+    settings = Settings.from_env({key: value for key, value in ENV.items() if key != "DEBUGGER_MODE"})
+    assert settings.debugger_mode == "in-script"
+    assert (
+        build_training_request(tuning_description(), settings, MANIFEST["images"]) == PINNED_IN_SCRIPT_REQUEST
+    )
+
+
+def test_completed_tuning_starts_the_profiled_job_with_the_pinned_request(
     tuning_completed, aws, sagemaker, lambda_context
 ):
-    description = tuning_description()
-    expected = build_training_request(description, get_settings())
+    put_manifest(aws)
     sagemaker.add_response(
-        "describe_hyper_parameter_tuning_job", description, {"HyperParameterTuningJobName": TUNING}
+        "describe_hyper_parameter_tuning_job", tuning_description(), {"HyperParameterTuningJobName": TUNING}
     )
+    # ENV sets DEBUGGER_MODE=builtin; the Stubber fails the call unless the request is exactly this.
     sagemaker.add_response(
         "create_training_job",
-        {"TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/x"},
-        expected,
+        {"TrainingJobArn": f"{ARN_PREFIX}:training-job/{TRAINING}"},
+        PINNED_BUILTIN_REQUEST,
     )
 
     result = tuning_completed.handler(event(), lambda_context)
 
-    name = training_job_name("dogclf", TUNING)
-    assert result["action"] == "training-started" and result["training_job_name"] == name
-    hyperparameters = expected["HyperParameters"]
-    assert hyperparameters["learning_rate"] == "0.0031" and hyperparameters["batch_size"] == '"64"'
-    assert json.loads(hyperparameters["sagemaker_program"]) == "train_model.py"
-    assert json.loads(hyperparameters["sagemaker_job_name"]) == name
-    assert json.loads(hyperparameters["weights"]) == "none"
-    assert {rule["RuleConfigurationName"] for rule in expected["DebugRuleConfigurations"]} == set(
-        BUILTIN_RULES.values()
-    )
-    assert expected["DebugRuleConfigurations"][0]["RuleEvaluatorImage"] == (
-        "503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest"
-    )
-    assert expected["ProfilerRuleConfigurations"][0]["RuleConfigurationName"] == "ProfilerReport"
-    assert expected["DebugHookConfig"]["S3OutputPath"] == f"s3://{ENV['ARTIFACTS_BUCKET']}/debug-output/"
+    assert result["action"] == "training-started" and result["training_job_name"] == TRAINING
+    assert result["dataset_images"] == {"train": 6680, "valid": 835}
     # The profiled job's name matches the EventBridge prefix; the tuner's trial names never do.
-    assert name.startswith("dogclf-train-") and not result["best_trial"].startswith("dogclf-train-")
+    assert not result["best_trial"].startswith("dogclf-train-")
     [note] = aws.notifications()
-    assert note["subject"] == f"Profiled training started: {name}"
+    assert note["subject"] == f"Profiled training started: {TRAINING}"
 
 
 def test_duplicate_tuning_event_starts_nothing_twice(tuning_completed, aws, sagemaker, lambda_context):
-    description = tuning_description()
+    put_manifest(aws)
     sagemaker.add_response(
-        "describe_hyper_parameter_tuning_job", description, {"HyperParameterTuningJobName": TUNING}
+        "describe_hyper_parameter_tuning_job", tuning_description(), {"HyperParameterTuningJobName": TUNING}
     )
     sagemaker.add_response(
-        "create_training_job",
-        {"TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/x"},
-        {**build_training_request(description, get_settings())},
+        "create_training_job", {"TrainingJobArn": f"{ARN_PREFIX}:training-job/x"}, PINNED_BUILTIN_REQUEST
     )
     first = tuning_completed.handler(event(), lambda_context)
     second = tuning_completed.handler(event(), lambda_context)  # Stubber would fail on a second call
     assert first == second
 
 
-def test_in_script_debugger_mode_has_no_rule_containers():
-    settings = get_settings().model_copy(update={"debugger_mode": "in-script"})
-    request = build_training_request(tuning_description(), settings)
-    assert "DebugRuleConfigurations" not in request and "ProfilerRuleConfigurations" not in request
-    assert request["ProfilerConfig"] == {"DisableProfiler": True}
-    assert request["DebugHookConfig"]["CollectionConfigurations"]
+def start(aws, settings=None) -> dict:
+    settings = settings or get_settings()
+    return on_tuning_finished(
+        TUNING, "Completed", settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
+    )
+
+
+@pytest.mark.parametrize(
+    ("manifest", "reason"),
+    [
+        (None, f"dataset manifest s3://{DATASETS}/{MANIFEST_KEY} not found"),
+        (b"{not json", f"dataset manifest s3://{DATASETS}/{MANIFEST_KEY} has no images per split"),
+        ({"images": {"train": 10}}, "has no images per split: 'valid'"),
+        ({"images": {"train": "many", "valid": 3}}, "has bad image counts"),
+        ({"images": {"train": 0, "valid": 3}}, "no debug hook config for this job: train_examples"),
+    ],
+)
+def test_bad_manifest_is_a_recorded_permanent_error(aws, sagemaker, manifest, reason) -> None:
+    if manifest is not None:
+        put_manifest(aws, manifest)
+    sagemaker.add_response(
+        "describe_hyper_parameter_tuning_job", tuning_description(), {"HyperParameterTuningJobName": TUNING}
+    )
+    result = start(aws)  # no create_training_job queued: any call would fail
+    assert result["action"] == "none" and reason in result["reason"]
+    [note] = aws.notifications()
+    assert note["subject"] == f"Profiled training not started: {TUNING}"
+    assert note["message"]["reason"] == result["reason"]
+
+
+def test_oversized_manifest_is_refused_not_loaded(aws, sagemaker, monkeypatch) -> None:
+    from pipeline import training
+
+    put_manifest(aws)
+    monkeypatch.setattr(training, "MAX_MANIFEST_BYTES", 50)
+    sagemaker.add_response(
+        "describe_hyper_parameter_tuning_job", tuning_description(), {"HyperParameterTuningJobName": TUNING}
+    )
+    result = start(aws)
+    assert "the limit is 50" in result["reason"]
+
+
+def test_s3_errors_reading_the_manifest_propagate_for_a_retry(aws, sagemaker) -> None:
+    class ThrottledStore(S3Store):
+        def get_bytes(self, bucket: str, key: str, max_bytes: int | None = None) -> bytes:
+            raise ClientError(
+                {"Error": {"Code": "SlowDown", "Message": "reduce your request rate"}}, "GetObject"
+            )
+
+    settings = get_settings()
+    sagemaker.add_response(
+        "describe_hyper_parameter_tuning_job", tuning_description(), {"HyperParameterTuningJobName": TUNING}
+    )
+    with pytest.raises(ClientError, match="SlowDown"):
+        on_tuning_finished(
+            TUNING,
+            "Completed",
+            settings,
+            SageMakerJobs(),
+            ThrottledStore(),
+            Notifier(settings.notification_topic_arn),
+        )
+    assert aws.notifications() == []
+
+
+def test_unparseable_batch_size_is_a_recorded_permanent_error(aws, sagemaker) -> None:
+    put_manifest(aws)
+    description = tuning_description()
+    description["BestTrainingJob"]["TunedHyperParameters"]["batch_size"] = '"sixty-four"'
+    sagemaker.add_response(
+        "describe_hyper_parameter_tuning_job", description, {"HyperParameterTuningJobName": TUNING}
+    )
+    result = start(aws)
+    assert (
+        result["reason"]
+        == "profiled training not started: hyperparameter batch_size='\"sixty-four\"' is not an integer"
+    )
+
+
+def test_another_pipelines_tuning_job_is_ignored_before_any_aws_call(aws, sagemaker) -> None:
+    settings = get_settings()
+    result = on_tuning_finished(
+        "other-hpo-3f1c2a9b7d4e",
+        "Completed",
+        settings,
+        SageMakerJobs(),
+        S3Store(),
+        Notifier(settings.notification_topic_arn),
+    )
+    assert result["action"] == "ignored"
+    assert aws.notifications() == []
 
 
 @pytest.mark.parametrize("status", ["Failed", "Stopped"])
@@ -167,9 +432,9 @@ def test_completed_tuning_without_a_best_trial_stops(tuning_completed, aws, sage
 
 
 def test_existing_training_job_counts_as_started(tuning_completed, aws, sagemaker, lambda_context):
-    description = tuning_description()
+    put_manifest(aws)
     sagemaker.add_response(
-        "describe_hyper_parameter_tuning_job", description, {"HyperParameterTuningJobName": TUNING}
+        "describe_hyper_parameter_tuning_job", tuning_description(), {"HyperParameterTuningJobName": TUNING}
     )
     sagemaker.add_client_error(
         "create_training_job",
@@ -179,3 +444,21 @@ def test_existing_training_job_counts_as_started(tuning_completed, aws, sagemake
     result = tuning_completed.handler(event(), lambda_context)
     assert result["action"] == "training-already-started"
     assert aws.notifications() == []
+
+
+def test_tuning_job_whose_train_channel_is_not_a_dataset_prefix_is_a_recorded_error(aws, sagemaker) -> None:
+    description = tuning_description()
+    description["TrainingJobDefinition"]["InputDataConfig"] = [
+        {
+            "ChannelName": "train",
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://x/"}},
+        }
+    ]
+    sagemaker.add_response(
+        "describe_hyper_parameter_tuning_job", description, {"HyperParameterTuningJobName": TUNING}
+    )
+    result = start(aws)
+    assert (
+        result["reason"]
+        == "profiled training not started: train channel s3://x/ is not <dataset prefix>/train/"
+    )

@@ -1,8 +1,11 @@
 """EventBridge pattern matching: patterns that must and must not match, per AWS's documented rules."""
 
+from pathlib import Path
+
 import pytest
 
 from localcloud.patterns import PatternError, matches_event_pattern
+from localcloud.template import TemplateResolver, load_template
 
 TRAINING_EVENT = {
     "version": "0",
@@ -23,15 +26,23 @@ TRAINING_EVENT = {
     },
 }
 
-# The template's own rule for the profiled training job.
-TEMPLATE_RULE = {
-    "source": ["aws.sagemaker"],
-    "detail-type": ["SageMaker Training Job State Change"],
-    "detail": {
-        "TrainingJobStatus": ["Completed", "Failed", "Stopped"],
-        "TrainingJobName": [{"prefix": "dogclf-train-"}],
-    },
-}
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _template_rules() -> dict[str, dict]:
+    """Each EventBridgeRule Pattern of template.yaml, resolved with the default parameters."""
+    resolver = TemplateResolver(load_template(REPO_ROOT / "template.yaml"), stack_name="dogbreed-local")
+    rules = {}
+    for function in resolver.of_type("AWS::Serverless::Function"):
+        for name, event in (function.properties.get("Events") or {}).items():
+            if event["Type"] == "EventBridgeRule":
+                rules[f"{function.logical_id}.{name}"] = event["Properties"]["Pattern"]
+    return rules
+
+
+TEMPLATE_RULES = _template_rules()
+# The template's own rule for the profiled training job (the default JobNamePrefix is dogclf).
+TEMPLATE_RULE = TEMPLATE_RULES["TrainingCompletedFunction.TrainingFinished"]
 
 
 def with_detail(**changes):
@@ -93,13 +104,23 @@ def test_anything_but_does_not_match_a_missing_field():
     assert not matches_event_pattern({"detail": {"FailureReason": [{"anything-but": "x"}]}}, TRAINING_EVENT)
 
 
-def test_anything_but_numbers_do_not_exclude_strings():
+def test_anything_but_number_compares_numerically():
     assert matches_event_pattern(
         {"detail": {"BillableTimeInSeconds": [{"anything-but": 41}]}}, TRAINING_EVENT
     )
     assert not matches_event_pattern(
         {"detail": {"BillableTimeInSeconds": [{"anything-but": 42}]}}, TRAINING_EVENT
     )
+    assert not matches_event_pattern(
+        {"detail": {"BillableTimeInSeconds": [{"anything-but": 42.0}]}}, TRAINING_EVENT
+    )
+
+
+def test_anything_but_number_does_not_exclude_the_same_digits_as_a_string():
+    # EventBridge compares types: the string "42" is not the number 42, so it is "anything but" 42.
+    event = with_detail(BillableTimeInSeconds="42")
+    assert matches_event_pattern({"detail": {"BillableTimeInSeconds": [{"anything-but": 42}]}}, event)
+    assert not matches_event_pattern({"detail": {"BillableTimeInSeconds": [{"anything-but": "42"}]}}, event)
 
 
 def test_exists():
@@ -172,3 +193,20 @@ def test_or():
 def test_a_scalar_pattern_value_is_an_error():
     with pytest.raises(PatternError):
         matches_event_pattern({"source": "aws.sagemaker"}, TRAINING_EVENT)
+
+
+def test_template_tuning_rule_matches_only_our_tuning_jobs():
+    rule = TEMPLATE_RULES["TuningCompletedFunction.TuningFinished"]
+    event = {
+        **TRAINING_EVENT,
+        "detail-type": "SageMaker HyperParameter Tuning Job State Change",
+        "detail": {
+            "HyperParameterTuningJobName": "dogclf-hpo-0123456789ab",
+            "HyperParameterTuningJobStatus": "Completed",
+        },
+    }
+    assert matches_event_pattern(rule, event)
+    other = {**event, "detail": {**event["detail"], "HyperParameterTuningJobName": "someone-else-hpo-1"}}
+    assert not matches_event_pattern(rule, other)
+    running = {**event, "detail": {**event["detail"], "HyperParameterTuningJobStatus": "InProgress"}}
+    assert not matches_event_pattern(rule, running)

@@ -37,8 +37,8 @@ def source_dir_archive(tmp_path: Path) -> bytes:
 
 
 def test_tuning_job_runs_hpo_py_and_best_model_serves(tmp_path: Path) -> None:
-    sys.path.insert(0, str(TRAINING_DIR))  # torch-free helpers only (layout, sample_data)
-    from dogclf.sample_data import iter_sample_files
+    sys.path.insert(0, str(TRAINING_DIR))  # torch-free helpers only (layout)
+    from tools.sample_data import iter_sample_files
 
     metric_config = json.loads((TRAINING_DIR / "dogclf" / "metric_definitions.json").read_text())
     with local_s3() as s3_url:
@@ -176,7 +176,7 @@ RULES = ("VanishingGradient", "Overfit", "Overtraining", "PoorWeightInitializati
 def test_profiled_training_job_runs_train_model_py_with_debugger_config(tmp_path: Path) -> None:
     """The request the pipeline's Lambda sends (hook + built-in rules + profiler), run for real."""
     sys.path.insert(0, str(TRAINING_DIR))
-    from dogclf.sample_data import iter_sample_files
+    from tools.sample_data import iter_sample_files
 
     metric_config = json.loads((TRAINING_DIR / "dogclf" / "metric_definitions.json").read_text())
     with local_s3() as s3_url:

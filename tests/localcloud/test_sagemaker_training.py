@@ -48,7 +48,12 @@ out = pathlib.Path(os.environ["SM_OUTPUT_DATA_DIR"])
 (out / "metrics.json").write_text(json.dumps({"valid:accuracy": args.learning_rate}))
 (out / "rule_verdicts.json").write_text(json.dumps({"rules": [
     {"RuleConfigurationName": "LossNotDecreasing", "RuleEvaluationStatus": "NoIssuesFound",
-     "StatusDetails": "loss fell", "Step": 3}
+     "StatusDetails": "loss fell", "Step": 3, "StepsEvaluated": 24},
+    {"RuleConfigurationName": "Overtraining", "RuleEvaluationStatus": "IssuesFound",
+     "StatusDetails": "valid loss rose", "Step": 20, "StepsEvaluated": 24},
+    {"RuleConfigurationName": "ProfilerReport", "RuleEvaluationStatus": "IssuesFound",
+     "StatusDetails": "2 of 9 profiler rules triggered", "Step": None,
+     "IssuesFound": ["StepOutlier", "CPUBottleneck"]},
 ]}))
 """
 
@@ -153,10 +158,53 @@ def test_completed_job_runs_script_like_the_toolkit_and_uploads_artifacts(cloud:
     )
     assert output_metrics == {"valid:accuracy": 0.25}
 
+    # Statuses for the configured rules only: the script's Overtraining/ProfilerReport verdicts are not
+    # copied in (AWS reports what the request configured).
     rules = {r["RuleConfigurationName"]: r for r in desc["DebugRuleEvaluationStatuses"]}
+    assert set(rules) == {"LossNotDecreasing", "Overfit"}
     assert rules["LossNotDecreasing"]["RuleEvaluationStatus"] == "NoIssuesFound"
-    assert "inside the training script" in rules["LossNotDecreasing"]["StatusDetails"]
+    assert "in-script verdict for the same rule: loss fell" in rules["LossNotDecreasing"]["StatusDetails"]
     assert rules["Overfit"]["RuleEvaluationStatus"] == "Error"  # no verdict reported: said so, not faked
+    assert "ProfilerRuleEvaluationStatuses" not in desc
+
+
+HOOK_EVERY_STEP = {"save_interval": "1"}
+PROFILER_URI = f"s3://{BUCKET}/profiler"
+
+
+def test_in_script_job_reports_no_rule_statuses_whatever_the_script_wrote(cloud: dict[str, Any]) -> None:
+    """DebuggerMode=in-script: hook config, no rule configurations, service profiler disabled."""
+    sm = cloud["sm"]
+    sm.create_training_job(
+        **request(
+            "in-script-job",
+            DebugHookConfig={"S3OutputPath": f"s3://{BUCKET}/debug", "HookParameters": HOOK_EVERY_STEP},
+            ProfilerConfig={"DisableProfiler": True},
+        )
+    )
+    desc = wait_done(sm, "in-script-job")
+    assert desc["TrainingJobStatus"] == "Completed"
+    assert "DebugRuleEvaluationStatuses" not in desc
+    assert "ProfilerRuleEvaluationStatuses" not in desc
+
+
+def test_builtin_profiler_report_status_is_the_scripts_with_its_findings(cloud: dict[str, Any]) -> None:
+    sm = cloud["sm"]
+    sm.create_training_job(
+        **request(
+            "profiled-job",
+            ProfilerConfig={"S3OutputPath": PROFILER_URI, "ProfilingIntervalInMilliseconds": 500},
+            ProfilerRuleConfigurations=[
+                {"RuleConfigurationName": "ProfilerReport", "RuleEvaluatorImage": "x.dkr.ecr/rules:latest"}
+            ],
+        )
+    )
+    desc = wait_done(sm, "profiled-job")
+    assert "DebugRuleEvaluationStatuses" not in desc
+    [report] = desc["ProfilerRuleEvaluationStatuses"]
+    assert report["RuleConfigurationName"] == "ProfilerReport"
+    assert report["RuleEvaluationStatus"] == "IssuesFound"
+    assert "triggered: StepOutlier, CPUBottleneck" in report["StatusDetails"]
 
 
 def test_failed_job_reports_failure_reason_from_the_toolkit(cloud: dict[str, Any]) -> None:

@@ -10,7 +10,9 @@ from localcloud.cloud import LocalCloud, LocalCloudConfig
 from localcloud.demo import write_state_file
 
 
-@pytest.mark.parametrize("command", [[], ["upload"], ["status"], ["classify"], ["report"], ["teardown"]])
+@pytest.mark.parametrize(
+    "command", [[], ["upload"], ["status"], ["classify"], ["report"], ["teardown"], ["import-url"]]
+)
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exited:
         main([*command, "--help"])

@@ -10,6 +10,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "functions"))
+sys.path.insert(0, str(REPO / "training"))  # the functions import dogclf.contract from the layer
 
 
 class _CfnLoader(yaml.SafeLoader):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import trainhelpers  # noqa: F401  (puts training/ on sys.path before dogclf is imported)
 
-from dogclf.sample_data import write_sample_tree
+from tools.sample_data import write_sample_tree
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from dogclf.data import (
     scan,
 )
 from dogclf.layout import DatasetLayoutError
-from dogclf.sample_data import write_sample_tree
+from tools.sample_data import write_sample_tree
 
 
 @pytest.fixture

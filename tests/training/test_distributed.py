@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 from trainhelpers import FAST_HPS, PYTHON, free_port, run_script, start_script
@@ -63,10 +61,18 @@ def test_two_sagemaker_hosts_train_together_and_only_rank0_writes(tmp_path, samp
 
 
 def test_torchrun_two_processes(tmp_path, sample_dataset):
-    torchrun = str(Path(PYTHON).parent / "torchrun")
-    if not shutil.which(torchrun):
-        pytest.fail("torchrun is part of torch and must be installed next to the interpreter")
-    launcher = [torchrun, "--standalone", "--nnodes", "1", "--nproc-per-node", "2"]
+    # `torchrun` is `python -m torch.distributed.run`; the module form also works from an overlay venv,
+    # whose bin/ does not hold the base environment's console scripts.
+    launcher = [
+        PYTHON,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "2",
+    ]
     result = run_script(
         "hpo.py", tmp_path, {**FAST_HPS, "epochs": 1}, {"training": sample_dataset}, launcher=launcher
     )

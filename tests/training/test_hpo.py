@@ -8,7 +8,7 @@ import pytest
 from trainhelpers import FAST_HPS, run_script
 
 from dogclf import metrics
-from dogclf.sample_data import write_sample_tree
+from tools.sample_data import write_sample_tree
 
 pytestmark = pytest.mark.slow
 

@@ -98,15 +98,23 @@ def test_summarize_errors_are_clear(paths, message):
     assert message in str(error.value)
 
 
-@pytest.mark.parametrize("module", ["dogclf.layout", "dogclf.sample_data"])
-def test_lambda_side_modules_do_not_import_torch(module):
+@pytest.mark.parametrize(
+    ("module", "cwd"),
+    [
+        ("dogclf.layout", TRAINING_DIR),
+        ("dogclf.contract", TRAINING_DIR),
+        ("dogclf.debugger.hook_config", TRAINING_DIR),
+        ("tools.sample_data", TRAINING_DIR.parent),
+    ],
+)
+def test_lambda_side_modules_do_not_import_torch(module, cwd):
     code = (
         f"import sys; import {module}; "
         "bad = [m for m in ('torch', 'torchvision', 'numpy', 'smdebug') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     completed = subprocess.run(
-        [sys.executable, "-c", code], cwd=TRAINING_DIR, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
 

@@ -12,7 +12,7 @@ from PIL import Image
 from trainhelpers import TRAINING_DIR
 
 from dogclf.layout import summarize
-from dogclf.sample_data import class_dirs, write_sample_zip
+from tools.sample_data import class_dirs, write_sample_zip
 
 
 def _digest(path) -> str:
@@ -91,7 +91,7 @@ def test_cli_writes_zip_without_top_folder(tmp_path):
         [
             sys.executable,
             "-m",
-            "dogclf.sample_data",
+            "tools.sample_data",
             "--out",
             str(out),
             "--num-classes",
@@ -105,7 +105,7 @@ def test_cli_writes_zip_without_top_folder(tmp_path):
             "--top-folder",
             "",
         ],
-        cwd=TRAINING_DIR,
+        cwd=TRAINING_DIR.parent,  # `python -m tools.sample_data` from the repository root
         check=True,
         capture_output=True,
         timeout=60,

@@ -1,8 +1,9 @@
 """Helpers that run the training scripts the way a SageMaker training container does.
 
 ``sagemaker_job`` lays out a ``SAGEMAKER_BASE_DIR`` (input/config/*.json, input/data/<channel>/,
-model/, output/data/), asks the real sagemaker-training toolkit (4.9.0) for the environment
-variables and command-line arguments it would give the entry point, and runs the script with them.
+model/, output/data/), asks the real sagemaker-training toolkit (5.1.4, as in the image) for the
+environment variables and command-line arguments it would give the entry point, and runs the script
+with them.
 """
 
 from __future__ import annotations

@@ -1,22 +1,26 @@
-"""The training core shared by hpo.py and train_model.py (shaped like torchvision's reference
-classification script: get_args_parser, train_one_epoch, evaluate, main-style run()).
+"""The training core shared by hpo.py and train_model.py, shaped like torchvision's reference
+classification script: get_args_parser, train_one_epoch, evaluate, extract_features, and ``main``
+built from small steps (load_data, build_loaders, build_optimizer, fit, write_outputs).
 
 Feature caching: the backbone is frozen and in eval mode, so without augmentation its output for an
 image never changes. Then each split goes through the backbone ONCE and the head trains on the
 cached 512-d features for every epoch. ``--augment true`` switches back to a full forward pass per
-batch per epoch (random crops/flips change the features).
+batch per epoch (random crops/flips change the features). train_model.py, the profiled job, turns
+the cache off: the profiler must measure the real workload and the Debugger hook see the backbone.
+
+Precision per device (precision.py): fp16 + GradScaler before Ampere (T4), bf16 from Ampere on, fp32
+on CPU.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
 import random
 import shutil
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,10 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorData
 
 from dogclf import data as data_module
 from dogclf import distributed, metrics, presets, sm_env
-from dogclf.model import ARCH, FrozenBackboneClassifier, build_model
+from dogclf import precision as precision_module
+from dogclf.contract import METRICS_FILE
+from dogclf.model import ARCH, FEATURE_DIM, FrozenBackboneClassifier, build_model
+from dogclf.precision import Precision
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TRAINING_DIR = PACKAGE_DIR.parent
@@ -83,24 +90,23 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
 class Callbacks:
     """Instrumentation points (Debugger hook, profiler); the defaults do nothing."""
 
+    def on_dataset(self, counts: dict[str, int], batch_size: int, epochs: int) -> None:
+        """Images per split, known before the model is built (the Debugger hook sizes itself on it)."""
+
     def on_model_ready(self, module: nn.Module, criterion: nn.Module) -> None:
         """``module`` is the module that runs forward/backward in the training loop."""
 
     def set_mode(self, mode: str) -> None:
-        """ "train" or "eval"."""
+        """The split about to run: "train", "valid" or "test"."""
+
+    def on_scaled_backward(self, loss_scale: float) -> None:
+        """fp16 only: the gradients of this step's backward pass are multiplied by ``loss_scale``."""
 
     def on_step(self, phase: str, data_seconds: float, compute_seconds: float) -> None:
         pass
 
     def on_phase(self, phase: str, seconds: float) -> None:
         pass
-
-
-def _autocast(device: torch.device):
-    # bf16 autocast on GPU (no loss scaling needed); full precision on CPU.
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _unpack(batch) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -129,13 +135,16 @@ def train_one_epoch(
     tracker: data_module.BadImageTracker,
     callbacks: Callbacks,
     history: dict[str, list],
+    precision: Precision = precision_module.FP32,
+    scaler: torch.amp.GradScaler | None = None,
+    epoch: int = 0,
 ) -> dict[str, float]:
     module.train()
     callbacks.set_mode("train")
     steps = _step_count(loader, context)
     loss_sum, correct, count = 0.0, 0.0, 0.0
     iterator = iter(loader)
-    for _ in range(steps):
+    for step in range(steps):
         started = time.perf_counter()
         inputs, targets, bad = _unpack(next(iterator))
         tracker.add("train", bad)
@@ -145,13 +154,20 @@ def train_one_epoch(
         inputs = inputs.to(context.device, non_blocking=True)
         targets = targets.to(context.device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(context.device):
+        with precision_module.autocast(precision, context.device):
             logits = module(inputs)
         loss = criterion(logits.float(), targets)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None and scaler.is_enabled():
+            # fp16: scale the loss so small gradients survive, unscale before the step (skips inf/NaN).
+            scaler.scale(loss).backward()
+            callbacks.on_scaled_backward(scaler.get_scale())
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         batch_loss = loss.item()
-        _record_loss(history, "train_step_loss", batch_loss)
+        _record_loss(history, "train_step_loss", epoch + (step + 1) / steps, batch_loss)
         loss_sum += batch_loss * targets.numel()
         correct += (logits.argmax(dim=1) == targets).sum().item()
         count += targets.numel()
@@ -171,21 +187,24 @@ def evaluate(
     tracker: data_module.BadImageTracker,
     callbacks: Callbacks,
     history: dict[str, list],
+    precision: Precision = precision_module.FP32,
+    epoch: int = 0,
 ) -> dict[str, float]:
     module.eval()
-    callbacks.set_mode("eval")
+    callbacks.set_mode(split)
     loss_sum, correct, count = 0.0, 0.0, 0.0
-    for batch in loader:
+    steps = max(len(loader), 1)
+    for step, batch in enumerate(loader):
         started = time.perf_counter()
         inputs, targets, bad = _unpack(batch)
         tracker.add(split, bad)
         if targets.numel() == 0:
             continue
         inputs, targets = inputs.to(context.device), targets.to(context.device)
-        with _autocast(context.device):
+        with precision_module.autocast(precision, context.device):
             logits = module(inputs)
         loss = criterion(logits.float(), targets)
-        _record_loss(history, f"{split}_step_loss", loss.item())
+        _record_loss(history, f"{split}_step_loss", epoch + (step + 1) / steps, loss.item())
         loss_sum += loss.item() * targets.numel()
         correct += (logits.argmax(dim=1) == targets).sum().item()
         count += targets.numel()
@@ -203,6 +222,7 @@ def extract_features(
     context: distributed.DistContext,
     tracker: data_module.BadImageTracker,
     callbacks: Callbacks,
+    precision: Precision = precision_module.FP32,
 ) -> TensorDataset:
     """One backbone pass over a split -> (features, targets) kept in memory (512 floats per image)."""
     model.eval()
@@ -218,21 +238,22 @@ def extract_features(
         loaded = time.perf_counter()
         if targets.numel() == 0:
             continue
-        with _autocast(context.device):
+        with precision_module.autocast(precision, context.device):
             batch_features = model.features(inputs.to(context.device, non_blocking=True))
         features.append(batch_features.float())
         targets_all.append(targets.to(context.device))
         callbacks.on_step(f"features:{split}", loaded - started, time.perf_counter() - loaded)
     if not features:
-        return TensorDataset(torch.empty(0, 512, device=context.device), torch.empty(0, dtype=torch.long))
+        return TensorDataset(
+            torch.empty(0, FEATURE_DIM, device=context.device), torch.empty(0, dtype=torch.long)
+        )
     return TensorDataset(torch.cat(features), torch.cat(targets_all))
 
 
-def _record_loss(history: dict[str, list], key: str, loss: float) -> None:
-    """Per-step losses as [global step, loss]; train and eval steps share one step axis (like smdebug)."""
-    step = history.setdefault("steps_seen", [0])
-    history[key].append([step[0], loss])
-    step[0] += 1
+def _record_loss(history: dict[str, list], key: str, epoch_position: float, loss: float) -> None:
+    """Per-step losses as [position in epochs, loss]: step i of n in epoch e sits at e + (i + 1) / n,
+    so train and validation losses share one x axis in loss.png."""
+    history[key].append([round(epoch_position, 6), loss])
 
 
 def _seed_everything(seed: int) -> None:
@@ -296,62 +317,105 @@ def _feature_loader(dataset: TensorDataset, batch_size: int, *, shuffle: bool, s
     )
 
 
+HYPERPARAMETER_KEYS: tuple[str, ...] = (
+    "learning_rate",
+    "batch_size",
+    "epochs",
+    "weights",
+    "augment",
+    "feature_cache",
+    "image_size",
+    "seed",
+    "optimizer",
+    "momentum",
+    "weight_decay",
+    "num_workers",
+)
+
+
 def hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
-    keys = (
-        "learning_rate",
-        "batch_size",
-        "epochs",
-        "weights",
-        "augment",
-        "feature_cache",
-        "image_size",
-        "seed",
-    )
-    keys += ("optimizer",)
-    keys += ("momentum", "weight_decay", "num_workers")
-    return {key: getattr(args, key) for key in keys}
+    return {key: getattr(args, key) for key in HYPERPARAMETER_KEYS}
 
 
-def run(args: argparse.Namespace, *, entry_point: str, callbacks: Callbacks | None = None) -> dict[str, Any]:
-    """Train, evaluate, and (rank 0) write artifacts. Returns the metrics dict written to metrics.json."""
-    callbacks = callbacks or Callbacks()
-    started = time.perf_counter()
+@dataclass
+class Job:
+    """What the steps of ``main`` share: arguments, process group, instrumentation and the log."""
+
+    args: argparse.Namespace
+    entry_point: str
+    context: distributed.DistContext
+    callbacks: Callbacks
+    precision: Precision
+    tracker: data_module.BadImageTracker
+    started: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def log(self, message: str) -> None:
+        if self.context.is_main:
+            print(message, flush=True)
+
+
+@dataclass
+class Loaders:
+    loaders: dict[str, DataLoader]
+    trained_module: nn.Module  # what runs forward/backward: the head on cached features, else the model
+    cache_features: bool
+
+
+def main(args: argparse.Namespace, *, entry_point: str, callbacks: Callbacks | None = None) -> dict[str, Any]:
+    """Train, evaluate and (rank 0) save: load data, build loaders, optimizer, fit, save artifacts.
+
+    Returns the metrics dict written to metrics.json."""
     context = distributed.init_from_env()
     try:
-        return _run(args, entry_point=entry_point, callbacks=callbacks, context=context, started=started)
+        _seed_everything(args.seed)
+        job = Job(
+            args=args,
+            entry_point=entry_point,
+            context=context,
+            callbacks=callbacks or Callbacks(),
+            precision=precision_module.for_device(context.device),
+            tracker=data_module.BadImageTracker(max_fraction=args.max_bad_image_fraction),
+        )
+        index = load_data(job)
+        job.callbacks.on_dataset(_counts(index), args.batch_size, args.epochs)
+        model = build_model(len(index.classes), args.weights).to(context.device)
+        loaders = build_loaders(job, index, model)
+        optimizer = build_optimizer(args, model)
+        history, test_stats = fit(job, model, loaders, optimizer, counts=_counts(index))
+        result = summarize(job, index, loaders, history, test_stats)
+        if context.is_main:
+            write_outputs(job, model, index, result)
+        distributed.barrier(context)
+        return result
     finally:
         distributed.shutdown(context)
 
 
-def _run(
-    args: argparse.Namespace,
-    *,
-    entry_point: str,
-    callbacks: Callbacks,
-    context: distributed.DistContext,
-    started: float,
-) -> dict[str, Any]:
-    _seed_everything(args.seed)
-    log = print if context.is_main else (lambda *a, **k: None)
+def _counts(index: data_module.DatasetIndex) -> dict[str, int]:
+    return {split: len(samples) for split, samples in index.samples.items()}
+
+
+def load_data(job: Job) -> data_module.DatasetIndex:
+    args = job.args
     split_dirs = data_module.find_split_dirs(args.data_dir, args.train_dir, args.valid_dir, args.test_dir)
     index = data_module.scan(split_dirs)
-    counts = {split: len(samples) for split, samples in index.samples.items()}
-    log(
-        f"dataset: {len(index.classes)} classes, images {counts}, from {split_dirs['train'].parent}",
-        flush=True,
+    job.log(
+        f"dataset: {len(index.classes)} classes, images {_counts(index)}, from {split_dirs['train'].parent}"
     )
-    log(
-        f"rank {context.rank}/{context.world_size} on {context.device}; hyperparameters "
-        f"{json.dumps(hyperparameters(args))}",
-        flush=True,
+    job.log(
+        f"rank {job.context.rank}/{job.context.world_size} on {job.context.device} ({job.precision.name}); "
+        f"hyperparameters {json.dumps(hyperparameters(args))}"
     )
+    return index
 
-    model = build_model(len(index.classes), args.weights).to(context.device)
-    criterion = nn.CrossEntropyLoss()
-    tracker = data_module.BadImageTracker(max_fraction=args.max_bad_image_fraction)
+
+def build_loaders(job: Job, index: data_module.DatasetIndex, model: FrozenBackboneClassifier) -> Loaders:
+    """Image loaders; with the feature cache, one backbone pass per split and loaders over features."""
+    args, context = job.args, job.context
     cache_features = args.feature_cache and not args.augment
     if args.feature_cache and args.augment:
-        log("feature cache off: --augment true changes the backbone input every epoch", flush=True)
+        job.log("feature cache off: --augment true changes the backbone input every epoch")
     eval_transform = presets.eval_preset(args.image_size)
     datasets = {
         "train": data_module.ImageListDataset(
@@ -366,87 +430,109 @@ def _run(
         )
         for split, dataset in datasets.items()
     }
+    if not cache_features:
+        return Loaders(image_loaders, model, cache_features=False)
+    phase_started = time.perf_counter()
+    cached = {
+        split: extract_features(
+            model,
+            loader,
+            split=split,
+            context=context,
+            tracker=job.tracker,
+            callbacks=job.callbacks,
+            precision=job.precision,
+        )
+        for split, loader in image_loaders.items()
+    }
+    seconds = job.timings["feature_extraction_seconds"] = time.perf_counter() - phase_started
+    job.callbacks.on_phase("feature_extraction", seconds)
+    job.log(f"cached backbone features in {seconds:.2f}s")
+    for split, samples in index.samples.items():  # bad images surface while extracting
+        job.tracker.check(split, len(samples))
+    loaders = {
+        split: _feature_loader(dataset, args.batch_size, shuffle=split == "train", seed=args.seed)
+        for split, dataset in cached.items()
+    }
+    return Loaders(loaders, model.head, cache_features=True)
 
-    timings: dict[str, float] = {}
-    if cache_features:
-        phase_started = time.perf_counter()
-        cached = {
-            split: extract_features(
-                model, loader, split=split, context=context, tracker=tracker, callbacks=callbacks
-            )
-            for split, loader in image_loaders.items()
-        }
-        timings["feature_extraction_seconds"] = time.perf_counter() - phase_started
-        callbacks.on_phase("feature_extraction", timings["feature_extraction_seconds"])
-        log(f"cached backbone features in {timings['feature_extraction_seconds']:.2f}s", flush=True)
-        loaders = {
-            split: _feature_loader(dataset, args.batch_size, shuffle=split == "train", seed=args.seed)
-            for split, dataset in cached.items()
-        }
-        trained_module: nn.Module = model.head
-    else:
-        loaders = image_loaders
-        trained_module = model
-    for split in ("train", "valid", "test"):
-        tracker.check(split, counts[split])
 
-    callbacks.on_model_ready(trained_module, criterion)
-    module = trained_module
-    if context.distributed:
-        device_ids = [context.device.index] if context.device.type == "cuda" else None
-        module = DistributedDataParallel(trained_module, device_ids=device_ids)
+def build_optimizer(args: argparse.Namespace, model: nn.Module) -> torch.optim.Optimizer:
     parameters = [p for p in model.parameters() if p.requires_grad]
     if args.optimizer == "adam":
-        optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, weight_decay=args.weight_decay)
-    else:
-        optimizer = torch.optim.SGD(
-            parameters, lr=args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
+        return torch.optim.Adam(parameters, lr=args.learning_rate, weight_decay=args.weight_decay)
+    return torch.optim.SGD(
+        parameters, lr=args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
+    )
+
+
+def _new_history() -> dict[str, list]:
+    return {"train_step_loss": [], "valid_step_loss": [], "test_step_loss": [], "epochs": []}
+
+
+def fit(
+    job: Job,
+    model: nn.Module,
+    loaders: Loaders,
+    optimizer: torch.optim.Optimizer,
+    *,
+    counts: dict[str, int],
+) -> tuple[dict[str, list], dict[str, float]]:
+    """The epochs (train, validate, metric lines), then the test split. Returns (history, test stats)."""
+    args, context, callbacks = job.args, job.context, job.callbacks
+    criterion = nn.CrossEntropyLoss()
+    callbacks.on_model_ready(loaders.trained_module, criterion)
+    module = loaders.trained_module
+    if context.distributed:
+        device_ids = [context.device.index] if context.device.type == "cuda" else None
+        module = DistributedDataParallel(module, device_ids=device_ids)
+    scaler = precision_module.grad_scaler(job.precision, context.device)
+    history = _new_history()
+    train_loader = loaders.loaders["train"]
+
+    def run_evaluation(split: str, epoch: int) -> dict[str, float]:
+        return evaluate(
+            module,
+            criterion,
+            loaders.loaders[split],
+            split=split,
+            context=context,
+            tracker=job.tracker,
+            callbacks=callbacks,
+            history=history,
+            precision=job.precision,
+            epoch=epoch,
         )
 
-    history: dict[str, list] = {
-        "train_step_loss": [],
-        "valid_step_loss": [],
-        "test_step_loss": [],
-        "epochs": [],
-    }
-    best_valid = -math.inf
     for epoch in range(args.epochs):
-        if isinstance(loaders["train"].sampler, DistributedSampler | EpochShuffleSampler):
-            loaders["train"].sampler.set_epoch(epoch)
+        if isinstance(train_loader.sampler, DistributedSampler | EpochShuffleSampler):
+            train_loader.sampler.set_epoch(epoch)
         epoch_started = time.perf_counter()
         train_stats = train_one_epoch(
             module,
             criterion,
             optimizer,
-            loaders["train"],
+            train_loader,
             context=context,
-            tracker=tracker,
+            tracker=job.tracker,
             callbacks=callbacks,
             history=history,
+            precision=job.precision,
+            scaler=scaler,
+            epoch=epoch,
         )
-        valid_stats = evaluate(
-            module,
-            criterion,
-            loaders["valid"],
-            split="valid",
-            context=context,
-            tracker=tracker,
-            callbacks=callbacks,
-            history=history,
-        )
+        valid_stats = run_evaluation("valid", epoch)
         epoch_seconds = time.perf_counter() - epoch_started
         for split in ("train", "valid"):  # without the cache, bad images surface during epochs
-            tracker.check(split, counts[split])
-        best_valid = max(best_valid, valid_stats["accuracy"])
+            job.tracker.check(split, counts[split])
         history["epochs"].append(
             {"epoch": epoch + 1, "train": train_stats, "valid": valid_stats, "seconds": epoch_seconds}
         )
-        log(
+        job.log(
             f"epoch {epoch + 1}/{args.epochs}: "
             f"train loss {train_stats['loss']:.4f} acc {train_stats['accuracy']:.4f}"
             f" | valid loss {valid_stats['loss']:.4f} acc {valid_stats['accuracy']:.4f}"
-            f" | {epoch_seconds:.2f}s",
-            flush=True,
+            f" | {epoch_seconds:.2f}s"
         )
         if context.is_main:
             metrics.emit("train:loss", train_stats["loss"])
@@ -454,54 +540,56 @@ def _run(
             metrics.emit("valid:loss", valid_stats["loss"])
             metrics.emit("valid:accuracy", valid_stats["accuracy"])
             metrics.emit("epoch:seconds", epoch_seconds)
-
-    test_stats = evaluate(
-        module,
-        criterion,
-        loaders["test"],
-        split="test",
-        context=context,
-        tracker=tracker,
-        callbacks=callbacks,
-        history=history,
-    )
-    tracker.check("test", counts["test"])
+    test_stats = run_evaluation("test", args.epochs - 1)
+    job.tracker.check("test", counts["test"])
     if context.is_main:
         metrics.emit("test:loss", test_stats["loss"])
         metrics.emit("test:accuracy", test_stats["accuracy"])
-    timings["total_seconds"] = time.perf_counter() - started
-    result: dict[str, Any] = {
-        "entry_point": entry_point,
+    return history, test_stats
+
+
+def summarize(
+    job: Job,
+    index: data_module.DatasetIndex,
+    loaders: Loaders,
+    history: dict[str, list],
+    test_stats: dict[str, float],
+) -> dict[str, Any]:
+    job.timings["total_seconds"] = time.perf_counter() - job.started
+    last = history["epochs"][-1] if history["epochs"] else None
+    return {
+        "entry_point": job.entry_point,
         "arch": ARCH,
-        "feature_cache": cache_features,
-        "world_size": context.world_size,
-        "rank": context.rank,
-        "device": str(context.device),
-        "hyperparameters": hyperparameters(args),
+        "feature_cache": loaders.cache_features,
+        "precision": job.precision.name,
+        "world_size": job.context.world_size,
+        "rank": job.context.rank,
+        "device": str(job.context.device),
+        "hyperparameters": hyperparameters(job.args),
         "classes": index.classes,
         "dataset": index.summary.to_dict(),
         "final": {
-            "train:loss": history["epochs"][-1]["train"]["loss"] if history["epochs"] else None,
-            "valid:loss": history["epochs"][-1]["valid"]["loss"] if history["epochs"] else None,
-            "valid:accuracy": history["epochs"][-1]["valid"]["accuracy"] if history["epochs"] else None,
+            "train:loss": last["train"]["loss"] if last else None,
+            "valid:loss": last["valid"]["loss"] if last else None,
+            "valid:accuracy": last["valid"]["accuracy"] if last else None,
             "test:loss": test_stats["loss"],
             "test:accuracy": test_stats["accuracy"],
         },
         "history": history,
-        "timings": timings,
-        **tracker.to_dict(),
+        "timings": job.timings,
+        **job.tracker.to_dict(),
     }
-    if context.is_main:
-        save_artifacts(model, index.classes, index.class_dirs, args, Path(args.model_dir))
-        output_dir = Path(args.output_data_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "metrics.json").write_text(json.dumps(result, indent=2))
-        log(
-            f"wrote model artifacts to {args.model_dir} and metrics to {output_dir / 'metrics.json'}",
-            flush=True,
-        )
-    distributed.barrier(context)
-    return result
+
+
+def write_outputs(
+    job: Job, model: FrozenBackboneClassifier, index: data_module.DatasetIndex, result: dict[str, Any]
+) -> None:
+    args = job.args
+    save_artifacts(model, index.classes, index.class_dirs, args, Path(args.model_dir))
+    output_dir = Path(args.output_data_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / METRICS_FILE).write_text(json.dumps(result, indent=2))
+    job.log(f"wrote model artifacts to {args.model_dir} and metrics to {output_dir / METRICS_FILE}")
 
 
 def save_artifacts(

@@ -11,9 +11,9 @@ import warnings
 
 from PIL import Image
 
-# 40 MP: far above any dataset photo (dogImages tops out near 20 MP), far below what would let a
-# small compressed file blow up the server's memory.
-MAX_IMAGE_PIXELS = 40_000_000
+from dogclf.contract import MAX_IMAGE_PIXELS  # one limit for ingest, training and serving
+
+__all__ = ["MAX_IMAGE_PIXELS", "InvalidImageError", "decode_image"]
 
 
 class InvalidImageError(ValueError):

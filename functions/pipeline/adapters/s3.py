@@ -58,6 +58,17 @@ class S3Store:
             raise ObjectTooLargeError(f"s3://{bucket}/{key} is {length} bytes, the limit is {max_bytes}")
         return response["Body"].read()
 
+    def open_stream(self, bucket: str, key: str) -> tuple[int, Any] | None:
+        """(ContentLength, streaming body) to read in chunks and close; None when the object does not
+        exist. Read errors (timeouts) raise from body.read() and are transient."""
+        try:
+            response = self.client.get_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error_code(error) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return int(response.get("ContentLength", 0)), response["Body"]
+
     def get_range(
         self, bucket: str, key: str, start: int, end_inclusive: int, version_id: str | None
     ) -> bytes:

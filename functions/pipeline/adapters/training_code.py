@@ -28,6 +28,16 @@ def layout_module(training_code_dir: Path) -> ModuleType:
     return importlib.import_module("dogclf.layout")
 
 
+def contract_module(training_code_dir: Path) -> ModuleType:
+    """``dogclf.contract`` from the layer: the limits, names and matchers training also uses."""
+    if not (training_code_dir / "dogclf" / "contract.py").is_file():
+        raise TrainingCodeError(f"dogclf/contract.py not found under TRAINING_CODE_DIR={training_code_dir}")
+    path = str(training_code_dir)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    return importlib.import_module("dogclf.contract")
+
+
 def metric_definitions(training_code_dir: Path) -> dict[str, Any]:
     """dogclf/metric_definitions.json: MetricDefinitions, HyperParameterTuningJobObjective, GateMetric."""
     path = training_code_dir / "dogclf" / "metric_definitions.json"

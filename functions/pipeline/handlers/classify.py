@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pipeline.adapters.s3 import S3Store
-from pipeline.classify import Classifier, ClassifyError
+from pipeline.classify import Classifier, ClassifyError, is_image_key
 from pipeline.observability import logger, metrics, tracer
 from pipeline.runtime import prepare_common, s3_objects
 
@@ -33,9 +33,16 @@ def prepare() -> Settings:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     settings = prepare()
-    classifier = Classifier(settings, S3Store())
+    classifier = Classifier(settings, S3Store(), remaining_ms=context.get_remaining_time_in_millis)
     if "Records" in event:
-        return [classifier.classify_object(obj["bucket"], obj["key"]) for obj in s3_objects(event)]
+        results = []
+        for obj in s3_objects(event):
+            # The S3 filter is prefix-only (its suffix match is case-sensitive): other keys end here.
+            if not is_image_key(obj["key"]):
+                logger.info("not a .jpg/.jpeg/.png key, ignored", extra={"key": obj["key"]})
+                continue
+            results.append(classifier.classify_object(obj["bucket"], obj["key"]))
+        return results
     if "bucket" in event and "key" in event:
         return classifier.classify_object(event["bucket"], event["key"])
     if "image" in event:

@@ -12,6 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
+from pipeline.adapters.training_code import contract_module
 from pipeline.deploy import on_training_finished
 from pipeline.idempotency import deferred_idempotent_function
 from pipeline.observability import logger, metrics, tracer
@@ -51,9 +52,17 @@ def prepare() -> Settings:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    prepare()
+    settings = prepare()
     from pipeline.events import TrainingJobStateChange
 
     change = eventbridge_detail(event, TrainingJobStateChange)
+    if not contract_module(settings.training_code_dir).is_pipeline_training_job(
+        change.TrainingJobName, settings.job_name_prefix
+    ):
+        # Another pipeline's job (or a tuning trial): not ours, so no Describe, no record, no error.
+        logger.info(
+            "ignoring a training job this pipeline did not start", extra={"job": change.TrainingJobName}
+        )
+        return {"ignored": change.TrainingJobName, "reason": "not a training job of this pipeline"}
     handle_once.register_lambda_context(context)
     return handle_once(job={"name": change.TrainingJobName, "status": change.TrainingJobStatus})

@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pipeline.adapters.notify import Notifier
+from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
+from pipeline.adapters.training_code import contract_module
 from pipeline.idempotency import deferred_idempotent_function
 from pipeline.observability import logger, metrics, tracer
 from pipeline.runtime import eventbridge_detail, load_settings, prepare_common
@@ -24,13 +26,18 @@ if TYPE_CHECKING:
 def handle_once(job: dict[str, str]) -> dict[str, Any]:
     settings = load_settings()
     return on_tuning_finished(
-        job["name"], job["status"], settings, SageMakerJobs(), Notifier(settings.notification_topic_arn)
+        job["name"],
+        job["status"],
+        settings,
+        SageMakerJobs(),
+        S3Store(),  # the dataset's manifest sizes the debug hook config
+        Notifier(settings.notification_topic_arn),
     )
 
 
 def prepare() -> Settings:
     """Everything the first call creates before its work (later calls find it ready)."""
-    settings = prepare_common("sagemaker", "sns")
+    settings = prepare_common("sagemaker", "s3", "sns")
     import aws_lambda_powertools.utilities.parser  # noqa: F401
 
     import pipeline.events  # noqa: F401
@@ -43,10 +50,19 @@ def prepare() -> Settings:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    prepare()
+    settings = prepare()
     from pipeline.events import TuningJobStateChange
 
     change = eventbridge_detail(event, TuningJobStateChange)
+    if not contract_module(settings.training_code_dir).is_pipeline_tuning_job(
+        change.HyperParameterTuningJobName, settings.job_name_prefix
+    ):
+        # Another pipeline's job (or a tuning trial): not ours, so no Describe, no record, no error.
+        logger.info(
+            "ignoring a tuning job this pipeline did not start",
+            extra={"job": change.HyperParameterTuningJobName},
+        )
+        return {"ignored": change.HyperParameterTuningJobName, "reason": "not a tuning job of this pipeline"}
     handle_once.register_lambda_context(context)
     return handle_once(
         job={"name": change.HyperParameterTuningJobName, "status": change.HyperParameterTuningJobStatus}

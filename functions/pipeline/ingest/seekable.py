@@ -12,6 +12,8 @@ import io
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from pipeline.errors import TransientError
+
 RangeFetcher = Callable[[int, int], bytes]  # (start, end_inclusive) -> bytes
 
 
@@ -99,8 +101,11 @@ class S3RangeReader(io.RawIOBase):
         start = index * self._block_size
         end = min(self._size, start + self._block_size) - 1
         data = self._fetch(start, end)
+        # S3 answered with fewer bytes than asked (a dropped stream): retry, never "bad zip".
         if len(data) != end - start + 1:
-            raise OSError(f"short ranged read: wanted {end - start + 1} bytes at {start}, got {len(data)}")
+            raise TransientError(
+                f"short ranged read: wanted {end - start + 1} bytes at {start}, got {len(data)}"
+            )
         self.requests += 1
         self.bytes_fetched += len(data)
         return data

@@ -1,7 +1,12 @@
 """Ingest one uploaded dataset zip: stream it into datasets/<id>/, write report.json and manifest.json.
 
-manifest.json is written last and only for an accepted dataset: its creation is what starts the
-tuning job (a separate function, so a failure to start tuning never re-extracts the archive).
+What is written last marks the work done (docs/contracts.md, "Error taxonomy"):
+- accepted: report.json, then manifest.json. The manifest's creation starts the tuning job (a
+  separate function, so a failure to start tuning never re-extracts the archive); a report without
+  a manifest is an attempt that died in between, and is redone.
+- rejected: report.json with status "rejected" is the only document, so it is the last one.
+Only data errors (ArchiveRejectedError) become a rejection; AWS and network errors propagate so
+Lambda retries the event.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
-from pipeline.adapters.training_code import layout_module
+from pipeline.adapters.training_code import contract_module, layout_module
 from pipeline.ingest.seekable import S3RangeReader
 from pipeline.ingest.unzip import ArchiveRejectedError, Limits, extract, open_archive
 from pipeline.observability import logger
@@ -45,6 +50,21 @@ def dataset_id(upload: Upload) -> str:
     return f"{stem}-{digest}"
 
 
+def finished_report(store: S3Store, bucket: str, prefix: str) -> dict[str, Any] | None:
+    """The report of a finished ingest of this dataset, or None when it has to be (re)done.
+
+    Finished means its last document exists: the manifest (accepted) or a rejected report.
+    """
+    if store.exists(bucket, prefix + "manifest.json"):
+        return dict(store.get_json(bucket, prefix + "report.json"))
+    if store.exists(bucket, prefix + "report.json"):
+        report = store.get_json(bucket, prefix + "report.json")
+        if report.get("status") == "rejected":
+            return dict(report)
+        logger.warning("report without manifest: redoing the ingest", extra={"prefix": prefix})
+    return None
+
+
 class _S3Writer:
     def __init__(self, store: S3Store, bucket: str) -> None:
         self._store = store
@@ -59,10 +79,11 @@ def ingest_upload(upload: Upload, settings: Settings, store: S3Store, notifier: 
     identifier = dataset_id(upload)
     prefix = f"{DATASETS_PREFIX}{identifier}/"
     bucket = settings.dataset_bucket
-    if store.exists(bucket, prefix + "report.json"):
+    done = finished_report(store, bucket, prefix)
+    if done is not None:
         # A redelivered event whose idempotency record has expired: the work is already done.
-        logger.info("dataset already ingested", extra={"dataset_id": identifier})
-        return store.get_json(bucket, prefix + "report.json")
+        logger.info("dataset already ingested", extra={"dataset_id": identifier, "status": done["status"]})
+        return done
 
     started = time.perf_counter()
     report: dict[str, Any] = {
@@ -82,15 +103,17 @@ def ingest_upload(upload: Upload, settings: Settings, store: S3Store, notifier: 
         max_member_bytes=settings.ingest_max_member_bytes,
         max_ratio=settings.ingest_max_ratio,
         concurrency=settings.ingest_concurrency,
+        max_image_pixels=contract_module(settings.training_code_dir).MAX_IMAGE_PIXELS,
     )
     layout = layout_module(settings.training_code_dir)
     try:
-        with open_archive(reader) as archive:
+        with open_archive(reader, limits) as archive:
             extraction, summary = extract(archive, _S3Writer(store, bucket), prefix, layout, limits)
     except ArchiveRejectedError as error:
         report.update(status="rejected", reason=str(error), seconds=round(time.perf_counter() - started, 3))
-        store.put_json(bucket, prefix + "report.json", report)
+        # Notify before the last write: a retry after a failed publish redoes both (at least once).
         notifier.publish(f"Dataset rejected: {upload.key}", report)
+        store.put_json(bucket, prefix + "report.json", report)
         logger.warning("dataset rejected", extra={"dataset_id": identifier, "reason": str(error)})
         return report
     finally:
@@ -109,15 +132,14 @@ def ingest_upload(upload: Upload, settings: Settings, store: S3Store, notifier: 
         "images": summary.to_dict()["images"],
     }
     store.put_json(bucket, prefix + "report.json", report)
-    store.put_json(bucket, prefix + "manifest.json", manifest)
-    skipped = extraction.to_dict()["skipped_total"]
     notifier.publish(
         f"Dataset accepted: {identifier}",
         {
             "dataset_id": identifier,
             "images": manifest["images"],
-            "skipped": skipped,
+            "skipped": extraction.to_dict()["skipped_total"],
             "classes": len(summary.classes),
         },
     )
+    store.put_json(bucket, prefix + "manifest.json", manifest)  # last: marks the ingest done
     return report

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import re
 import stat
+import struct
 import threading
 import time
 import zipfile
@@ -28,6 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol, cast
 
+from pipeline.errors import reraise_if_transient
 from pipeline.ingest.images import image_problem, sniff_content_type
 
 MAX_EXAMPLES = 50
@@ -50,6 +52,15 @@ class Limits:
     concurrency: int = 16
     # Uncompressed bytes read but not yet uploaded, across all threads.
     in_flight_bytes: int = 64 * 1024**2
+    # Width x height from the image header; None: no limit. Ingest passes dogclf.contract's
+    # MAX_IMAGE_PIXELS, the value training and serving use, so an image they refuse never gets in.
+    max_image_pixels: int | None = None
+
+    @property
+    def max_central_directory_bytes(self) -> int:
+        # zipfile reads the whole central directory into memory: 1 KiB an entry is ~6x a normal
+        # entry (46 bytes + name + extra fields) and keeps that read bounded.
+        return self.max_members * 1024
 
 
 @dataclass
@@ -139,10 +150,73 @@ def _entry_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
     return None
 
 
-def open_archive(fileobj: IO[bytes] | io.RawIOBase) -> zipfile.ZipFile:
+@dataclass(frozen=True)
+class CentralDirectory:
+    """What the end-of-central-directory record (zip64 if present) says about the archive."""
+
+    entries: int
+    size: int
+
+
+# signature, disk, cd disk, entries here, entries total, cd size, cd offset, comment length
+_EOCD = struct.Struct("<4s4H2LH")
+_EOCD_SIGNATURE = b"PK\x05\x06"
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")  # signature, disk, offset of the zip64 EOCD record, disks
+_ZIP64_LOCATOR_SIGNATURE = b"PK\x06\x07"
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")  # signature, size, versions, disks, entries x2, size, offset
+_ZIP64_EOCD_SIGNATURE = b"PK\x06\x06"
+_MAX_COMMENT = 0xFFFF
+
+
+def read_central_directory_record(fileobj: IO[bytes] | io.RawIOBase) -> CentralDirectory:
+    """Member count and central-directory size from the archive's last bytes, without parsing the
+    central directory itself (zipfile.ZipFile reads and parses all of it when it opens the file)."""
+    size = fileobj.seek(0, io.SEEK_END)
+    tail_start = max(0, size - _EOCD.size - _MAX_COMMENT)
+    fileobj.seek(tail_start)
+    tail = fileobj.read(size - tail_start) or b""
+    position = tail.rfind(_EOCD_SIGNATURE)
+    if position < 0 or len(tail) - position < _EOCD.size:
+        raise ArchiveRejectedError("not a readable zip archive: no end-of-central-directory record")
+    _, _, _, _, entries, cd_size, _, _ = _EOCD.unpack_from(tail, position)
+    if entries == 0xFFFF or cd_size == 0xFFFFFFFF:
+        locator_at = position - _ZIP64_LOCATOR.size
+        if locator_at < 0 or tail[locator_at : locator_at + 4] != _ZIP64_LOCATOR_SIGNATURE:
+            raise ArchiveRejectedError("not a readable zip archive: zip64 locator missing")
+        _, _, record_offset, _ = _ZIP64_LOCATOR.unpack_from(tail, locator_at)
+        fileobj.seek(record_offset)
+        record = fileobj.read(_ZIP64_EOCD.size) or b""
+        if len(record) < _ZIP64_EOCD.size or record[:4] != _ZIP64_EOCD_SIGNATURE:
+            raise ArchiveRejectedError(
+                "not a readable zip archive: bad zip64 end-of-central-directory record"
+            )
+        fields = _ZIP64_EOCD.unpack(record)
+        entries, cd_size = fields[7], fields[8]
+    fileobj.seek(0)
+    return CentralDirectory(entries=entries, size=cd_size)
+
+
+def check_central_directory(record: CentralDirectory, limits: Limits) -> None:
+    """Reject before parsing: too many members, or a central directory too large for that many."""
+    if record.entries > limits.max_members:
+        raise ArchiveRejectedError(f"{record.entries} members, the limit is {limits.max_members}")
+    if record.size > limits.max_central_directory_bytes:
+        raise ArchiveRejectedError(
+            f"central directory is {record.size} bytes, the limit is {limits.max_central_directory_bytes}"
+        )
+
+
+def open_archive(fileobj: IO[bytes] | io.RawIOBase, limits: Limits | None = None) -> zipfile.ZipFile:
+    """Open the archive; with ``limits``, its member count is checked first, from the
+    end-of-central-directory record. AWS/network errors while reading propagate (errors.py)."""
     try:
+        if limits is not None:
+            check_central_directory(read_central_directory_record(fileobj), limits)
         return zipfile.ZipFile(cast(IO[bytes], fileobj))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as error:
+    except ArchiveRejectedError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, struct.error) as error:
+        reraise_if_transient(error)  # a read timeout is not "File is not a zip file"
         raise ArchiveRejectedError(f"not a readable zip archive: {error}") from error
 
 
@@ -242,12 +316,13 @@ def _extract_planned(
                 with archive.open(info) as member_file:
                     data = member_file.read(limits.max_member_bytes + 1)
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as error:
+                reraise_if_transient(error)  # a read timeout does not make the member corrupt
                 report.skip(info.filename, f"corrupt ({type(error).__name__}: {error})"[:200])
                 continue
             if len(data) > limits.max_member_bytes:
                 report.skip(info.filename, "too large")
                 continue
-            problem = image_problem(data)
+            problem = image_problem(data, max_pixels=limits.max_image_pixels)
             if problem:
                 report.skip(info.filename, f"not an image: {problem}")
                 continue

@@ -1,4 +1,5 @@
-"""Turning expected failures into one clear error line and a non-zero exit (no traceback noise)."""
+"""The job's failure handling: expected errors become one clear line, exit code 2 and the failure file
+SageMaker reports as FailureReason (<base>/output/failure); anything else is written there and re-raised."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ and shape statistics reach the pooled features), so local runs with ``--weights 
 Same arguments -> same bytes: every image has its own RNG seeded from (seed, split, class, index),
 and zip entries carry a fixed timestamp.
 
-CLI: ``PYTHONPATH=training python -m dogclf.sample_data --out sample.zip --num-classes 4``
+CLI (from the repository root): ``python -m tools.sample_data --out sample.zip --num-classes 4``.
+Not part of the shipped training package: the Lambda layer and model.tar.gz never carry it.
 """
 
 from __future__ import annotations
@@ -17,13 +18,18 @@ import argparse
 import io
 import math
 import random
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
-from dogclf.layout import SPLITS
+try:
+    from dogclf.layout import SPLITS
+except ModuleNotFoundError:  # run from the repository root without PYTHONPATH=training
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    from dogclf.layout import SPLITS
 
 # The first dogImages classes, so the sample looks like the real thing.
 BREEDS = (

@@ -1,9 +1,16 @@
 """Profiling for train_model.py: step timing (data loading vs compute), a torch.profiler window and
 system metrics sampled in a background thread. report.py turns the result into profiler-report.html.
+
+System metrics are sampled every 0.2 s (SageMaker's finest ProfilingIntervalInMilliseconds is 100 ms),
+so a 20 s job draws a curve of about 100 points, plus one sample when profiling starts and one when
+it ends. GPU utilization comes from NVML through torch when pynvml is installed, else from
+``nvidia-smi`` (the driver ships it); neither exists on CPU instances.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,6 +21,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
 from dogclf.engine import Callbacks
+
+SAMPLE_INTERVAL_S = 0.2
 
 
 @dataclass
@@ -30,14 +39,42 @@ class SystemSample:
     cpu_percent: float
     memory_percent: float
     process_rss_mb: float
+    iowait_percent: float = 0.0
     gpu_memory_mb: float | None = None
+    gpu_memory_percent: float | None = None
     gpu_utilization: float | None = None
 
 
-class SystemMonitor:
-    """Samples CPU, memory (and GPU memory/utilization when present) every ``interval`` seconds."""
+def _nvidia_smi_utilization() -> float | None:
+    """GPU 0's utilization in percent from nvidia-smi, or None where it cannot say."""
+    executable = shutil.which("nvidia-smi")
+    if executable is None:
+        return None
+    try:
+        completed = subprocess.run(
+            [executable, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "--id=0"],
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=True,
+        )
+        return float(completed.stdout.strip().splitlines()[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
 
-    def __init__(self, interval: float = 0.5) -> None:
+
+def gpu_utilization() -> float | None:
+    try:
+        return float(torch.cuda.utilization())
+    except Exception:  # needs pynvml; nvidia-smi is the fallback
+        return _nvidia_smi_utilization()
+
+
+class SystemMonitor:
+    """Samples CPU, I/O wait, memory (and GPU memory/utilization when present) every ``interval``
+    seconds, from ``start`` to ``stop`` inclusive."""
+
+    def __init__(self, interval: float = SAMPLE_INTERVAL_S) -> None:
         self.interval = interval
         self.samples: list[SystemSample] = []
         self._stop = threading.Event()
@@ -47,31 +84,36 @@ class SystemMonitor:
 
     def start(self, origin: float) -> None:
         self._origin = origin
-        psutil.cpu_percent(interval=None)  # the first call only primes the counter
+        psutil.cpu_percent(interval=None)  # the first calls only prime the counters
+        psutil.cpu_times_percent(interval=None)
+        self.samples.append(self.sample())
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self.samples.append(self.sample())
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.samples.append(self.sample())
 
     def sample(self) -> SystemSample:
-        gpu_memory = gpu_util = None
+        gpu_memory = gpu_memory_percent = gpu_util = None
         if torch.cuda.is_available():
-            gpu_memory = torch.cuda.memory_allocated() / 2**20
-            try:
-                gpu_util = float(torch.cuda.utilization())
-            except Exception:  # needs pynvml / NVML; memory alone still tells a story
-                gpu_util = None
+            free, total = torch.cuda.mem_get_info()
+            gpu_memory = (total - free) / 2**20
+            gpu_memory_percent = 100.0 * (total - free) / total
+            gpu_util = gpu_utilization()
+        times = psutil.cpu_times_percent(interval=None)
         return SystemSample(
             at=time.perf_counter() - self._origin,
             cpu_percent=psutil.cpu_percent(interval=None),
             memory_percent=psutil.virtual_memory().percent,
             process_rss_mb=self._process.memory_info().rss / 2**20,
+            iowait_percent=float(getattr(times, "iowait", 0.0)),
             gpu_memory_mb=gpu_memory,
+            gpu_memory_percent=gpu_memory_percent,
             gpu_utilization=gpu_util,
         )
 
@@ -86,14 +128,24 @@ class ProfileResult:
     first_step_at: float | None
     total_seconds: float
     device: str
+    num_workers: int = 0
     cpu_count: int = field(default_factory=lambda: psutil.cpu_count() or 1)
 
 
 class ProfilingCallbacks(Callbacks):
     """Records every step; runs torch.profiler over steps [wait, wait+warmup+active) of the job."""
 
-    def __init__(self, *, wait: int = 1, warmup: int = 1, active: int = 5, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        *,
+        wait: int = 1,
+        warmup: int = 1,
+        active: int = 5,
+        interval: float = SAMPLE_INTERVAL_S,
+        num_workers: int = 0,
+    ) -> None:
         self.origin = time.perf_counter()
+        self.num_workers = num_workers
         self.steps: list[StepRecord] = []
         self.phases: dict[str, float] = {}
         self.monitor = SystemMonitor(interval)
@@ -143,6 +195,7 @@ class ProfilingCallbacks(Callbacks):
             first_step_at=self.steps[0].started if self.steps else None,
             total_seconds=time.perf_counter() - self.origin,
             device=device,
+            num_workers=self.num_workers,
         )
 
     def _top_operators(self, limit: int = 15) -> list[dict[str, Any]]:
