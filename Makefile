@@ -13,7 +13,7 @@ PY_CONTAINER := $(VENV_CONTAINER)/bin/python
 PY_TRAIN := $(VENV_TRAIN)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venvs job-overlay java demo test test-training test-app lint template-check sam-build bench clean
+.PHONY: help venvs job-overlay java demo test test-training test-app lint typecheck template-check sam-build bench clean
 
 help:
 	@echo "make demo    run the whole event-driven pipeline locally (no AWS, no Docker)"
@@ -58,9 +58,18 @@ venvs: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SAM)/
 demo: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp job-overlay java
 	$(PY) -m localcloud.demo $(if $(DATA),--data $(DATA),) $(DEMO_ARGS)
 
-lint: $(VENV)/.stamp
+lint: $(VENV)/.stamp typecheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# mypy over every tree. Test folders are checked one at a time (each has its own conftest.py, and
+# pytest, not a package, puts its helpers on the path); training/ against the training environment,
+# so that torch's and smdebug's types resolve.
+MYPY_APP_TESTS := tests/functions tests/localcloud tests/template tests/e2e
+typecheck: $(VENV)/.stamp $(VENV_TRAIN)/.stamp
+	$(VENV)/bin/mypy functions/pipeline localcloud cli bench tools
+	for tests in $(MYPY_APP_TESTS); do MYPYPATH=functions:training $(VENV)/bin/mypy $$tests || exit 1; done
+	MYPYPATH=training $(VENV)/bin/mypy --python-executable $(PY_TRAIN) training tests/training
 
 template-check: $(VENV)/.stamp $(VENV_SAM)/.stamp
 	$(VENV)/bin/cfn-lint template.yaml

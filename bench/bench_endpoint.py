@@ -6,13 +6,13 @@ way the emulator does: ``localcloud.sagemaker.endpoints.ModelServerProcess`` sta
 with sagemaker-pytorch-inference's handler service in the base env (the inference image).
 
 1. Straight at TorchServe, from process start: seconds until ``/ping`` answers 200, and until the first
-   ``/invocations`` of a JPEG answers 200 (the model is loaded); then RSS of the launcher (the
+   ``/invocations`` of a JPEG answers 200 (the model is loaded); then RSS/PSS of the launcher (the
    toolkit's entrypoint process), the JVM and the Python worker(s); then p50/p95 over --requests
    sequential JPEG invocations.
 2. Through the emulator (moto S3 + SageMaker emulator + boto3 sagemaker-runtime): CreateEndpoint ->
    InService seconds, and p50/p95 of --requests sequential InvokeEndpoint calls.
 
-    .venv/bin/python bench/bench_endpoint.py [--requests 50] [--image-size 224] [--classes 133]
+    .venv/bin/python bench/bench_endpoint.py [--requests 50] [--image-size 224] [--classes 133] [--threads 1]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import io
 import json
 import logging
+import os
 import random
 import statistics
 import subprocess
@@ -70,16 +71,17 @@ def jpeg(size: int) -> bytes:
     return buffer.getvalue()
 
 
-def rss_by_role(pgid: int) -> dict[str, float]:
-    """MiB of resident memory per process role in the endpoint's process group."""
-    roles: dict[str, float] = {}
+def memory_by_role(pgid: int) -> dict[str, tuple[float, float]]:
+    """(RSS, PSS) MiB per process role in the endpoint's process group. RSS counts the torch libraries
+    the launcher and the worker share in both; PSS splits shared pages between them."""
+    roles: dict[str, tuple[float, float]] = {}
     for pid in live_group_members(pgid):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            status = Path(f"/proc/{pid}/status").read_text()
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
         except OSError:
             continue
-        rss_kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        fields = {line.split(":")[0]: int(line.split()[1]) for line in rollup.splitlines()[1:] if ":" in line}
         if "org.pytorch.serve.ModelServer" in cmdline:
             role = "JVM (TorchServe frontend)"
         elif "model_service_worker" in cmdline:
@@ -88,7 +90,8 @@ def rss_by_role(pgid: int) -> dict[str, float]:
             role = "Python launcher (toolkit entrypoint)"
         else:
             role = "other"
-        roles[role] = roles.get(role, 0.0) + rss_kib / 1024
+        rss, pss = roles.get(role, (0.0, 0.0))
+        roles[role] = (rss + fields.get("Rss", 0) / 1024, pss + fields.get("Pss", 0) / 1024)
     return roles
 
 
@@ -101,8 +104,8 @@ def timed(call, count: int) -> list[float]:
     return timings
 
 
-def direct(model_dir: Path, body: bytes, requests: int, warmup: int) -> None:
-    server = ModelServerProcess("bench", model_dir, {}, model_dir.parent / "server.log")
+def direct(model_dir: Path, body: bytes, requests: int, warmup: int, environment: dict[str, str]) -> None:
+    server = ModelServerProcess("bench", model_dir, environment, model_dir.parent / "server.log")
     started = time.perf_counter()
     server.start()
     assert server.process is not None
@@ -120,7 +123,7 @@ def direct(model_dir: Path, body: bytes, requests: int, warmup: int) -> None:
             except OSError:
                 pass  # not listening yet
             time.sleep(0.05)  # a benchmark's poll interval (resolution of the start-up numbers)
-        memory = rss_by_role(server.process.pid)
+        memory = memory_by_role(server.process.pid)
 
         def invoke() -> None:
             status, _, payload = server.request("POST", "/invocations", body, headers)
@@ -134,16 +137,20 @@ def direct(model_dir: Path, body: bytes, requests: int, warmup: int) -> None:
         f"TorchServe direct: /ping 200 after {ping_at:.1f} s, "
         f"first /invocations 200 after {first_200_at:.1f} s"
     )
-    for role, mib in sorted(memory.items()):
-        print(f"  RSS {role:40s} {mib:8.0f} MiB")
-    print(f"  RSS {'total per endpoint':40s} {sum(memory.values()):8.0f} MiB")
+    print(f"  {'memory (MiB)':44s} {'RSS':>6s} {'PSS':>6s}")
+    for role, (rss, pss) in sorted(memory.items()):
+        print(f"  {role:44s} {rss:6.0f} {pss:6.0f}")
+    total_rss, total_pss = (sum(values) for values in zip(*memory.values(), strict=True))
+    print(f"  {'total per endpoint':44s} {total_rss:6.0f} {total_pss:6.0f}")
     print(
         f"  /invocations latency over {requests} sequential JPEGs: p50 {percentile(latencies, 50):.1f} ms, "
         f"p95 {percentile(latencies, 95):.1f} ms, mean {statistics.mean(latencies):.1f} ms"
     )
 
 
-def through_emulator(model_dir: Path, state_dir: Path, body: bytes, requests: int, warmup: int) -> None:
+def through_emulator(
+    model_dir: Path, state_dir: Path, body: bytes, requests: int, warmup: int, environment: dict[str, str]
+) -> None:
     with local_s3() as s3_url:
         s3 = client("s3", s3_url)
         s3.create_bucket(Bucket="bench")
@@ -203,6 +210,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--classes", type=int, default=133)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OMP_NUM_THREADS for the model worker (the model's Environment); more threads than free "
+        "cores make OpenMP spin-wait on a busy machine",
+    )
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,8 +240,11 @@ def main() -> None:
             f"model: ResNet18/{args.classes} classes, {args.image_size} px; request: one "
             f"{args.image_size} px JPEG ({len(body)} bytes); TorchServe 0.12 + sagemaker-pytorch-inference"
         )
-        direct(model_dir, body, args.requests, args.warmup)
-        through_emulator(model_dir, work / "state", body, args.requests, args.warmup)
+        environment = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+        load = os.getloadavg()[0]
+        print(f"torch threads {args.threads}; load average {load:.1f} on {os.cpu_count()} CPUs at start")
+        direct(model_dir, body, args.requests, args.warmup, environment)
+        through_emulator(model_dir, work / "state", body, args.requests, args.warmup, environment)
 
 
 if __name__ == "__main__":

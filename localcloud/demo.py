@@ -38,7 +38,8 @@ STATE_MARKER = ".localcloud-state"
 STATE_FILE = "state.json"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Notification subjects that mean the pipeline stopped short of a deployed model.
-FAILURE_SUBJECTS = ("rejected", "failed", "stopped", "no model", "not deployed")
+# "Model deploy failed" / "Model rolled back" are the endpoint's real outcome (pipeline.endpoint_lifecycle).
+FAILURE_SUBJECTS = ("rejected", "failed", "stopped", "no model", "not deployed", "rolled back")
 
 EXIT_OK = 0
 EXIT_PIPELINE_FAILED = 1
@@ -59,16 +60,19 @@ class DemoSettings:
     template: Path = REPO_ROOT / "template.yaml"
     stack_name: str = "dogbreed-local"
     num_classes: int = 4
-    train_per_class: int = 16
+    train_per_class: int = 32
     valid_per_class: int = 6
     test_per_class: int = 6
     image_size: int = 64
     trials: int = 4
     parallel: int = 2
-    # Worst case 4 x 16 / 16 x 5 = 20 training steps: the Debugger rules' minimum (contract.MIN_RULE_STEPS).
+    # Worst case 4 x 32 / 32 x 5 = 20 training steps: the Debugger rules' minimum (contract.MIN_RULE_STEPS);
+    # batches of 16+ keep single-batch losses from swamping the trend the loss rules read.
     epochs: str = "5,6"
-    batch_sizes: str = "8,16"
-    learning_rates: str = "0.001,0.05"
+    batch_sizes: str = "16,32"
+    # Adam above ~0.02 overshoots in the first steps on this data (loss x5 at step 1), which
+    # PoorWeightInitialization (blocking) reads as "loss did not decrease within 5 steps".
+    learning_rates: str = "0.001,0.01"
     accuracy_threshold: float = 0.5
     classify_images: int = 3
     timeout_s: float = 600.0
@@ -326,10 +330,13 @@ class DemoRun:
 
         progress.stage("endpoint")
         endpoint_name = self.outputs.get("EndpointName") or decision.get("endpoint_name", "")
+        # The run ends on the outcome the endpoint's own state event recorded in the decision
+        # ("Model InService: <job>"), not on the deploy request.
         self.result.endpoint = self.wait(
-            "the endpoint to be InService", lambda: self._endpoint(endpoint_name)
+            "the endpoint to be InService on the model", lambda: self._endpoint(endpoint_name, job_name)
         )
-        progress.say(f"endpoint {endpoint_name} InService")
+        outcome = self.result.decision.get("endpoint_outcome", {})
+        progress.say(f"endpoint {endpoint_name}: {outcome.get('message', 'InService')}")
 
         progress.stage("inference")
         self._classify(zip_path)
@@ -379,7 +386,11 @@ class DemoRun:
             return None
         return json.loads(body)
 
-    def _endpoint(self, name: str) -> dict[str, Any] | None:
+    def _endpoint(self, name: str, job_name: str) -> dict[str, Any] | None:
+        decision = self._decision(job_name) or {}
+        if decision.get("endpoint_outcome", {}).get("status") != "in-service":
+            return None  # a failed or rolled-back outcome also comes as a notification: check_failures
+        self.result.decision = decision
         try:
             endpoint = self.sm.describe_endpoint(EndpointName=name)
         except self.sm.exceptions.ClientError:

@@ -128,6 +128,7 @@ def max_image_pixels() -> int:
 
 def model_fn(model_dir: str) -> dict[str, Any]:
     """Load model.pth, classes.json and model_meta.json written by training."""
+    max_image_pixels()  # a bad DOGCLF_MAX_IMAGE_PIXELS fails the model load, not every request
     root = Path(model_dir)
     classes = json.loads((root / "classes.json").read_text())
     meta = json.loads((root / "model_meta.json").read_text())
@@ -140,7 +141,6 @@ def model_fn(model_dir: str) -> dict[str, Any]:
         "classes": classes,
         "transform": eval_preset(int(meta["image_size"])),
         "device": device,
-        "max_pixels": max_image_pixels(),  # read once: a bad setting fails the model load, not requests
     }
 
 

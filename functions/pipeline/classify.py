@@ -24,10 +24,10 @@ from botocore.exceptions import ClientError
 from pipeline.adapters.aws import error_code
 from pipeline.adapters.endpoint import Predictor, SageMakerEndpoint
 from pipeline.adapters.s3 import ObjectTooLargeError, S3Store
-from pipeline.adapters.training_code import contract_module
+from pipeline.adapters.training_layer import contract_module
 from pipeline.errors import TransientError, describe, is_transient
-from pipeline.ingest.images import image_problem, sniff_content_type
-from pipeline.observability import logger
+from pipeline.ingest.image_headers import image_problem, sniff_content_type
+from pipeline.powertools import logger
 
 if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
     from pipeline.settings import Settings

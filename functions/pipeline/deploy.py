@@ -1,8 +1,10 @@
-"""On a finished profiled training job: quality gate, then create or update the endpoint in place.
+"""On a finished profiled training job: quality gate, then offer the model to the endpoint lifecycle.
 
 The gate policy is pipeline.gate (pure, documented in docs/deploy.md); this module gathers its inputs
 (DescribeTrainingJob and rule_verdicts.json, streamed out of output.tar.gz) and acts on the decision.
-The decision and its reasons go to s3://<artifacts>/decisions/<job>.json and to the SNS topic.
+The decision and its reasons go to s3://<artifacts>/decisions/<job>.json and to the SNS topic; the
+endpoint's real outcome is added to the same document by pipeline.endpoint_lifecycle when the
+endpoint's state-change event shows it.
 
 Errors: S3/SageMaker errors and stream read timeouts propagate (transient: Lambda retries the
 event). An output archive that is too large, corrupt, or without a readable rule_verdicts.json is
@@ -22,9 +24,10 @@ from pipeline import gate
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Location, S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
-from pipeline.adapters.training_code import metric_definitions
-from pipeline.images import pytorch_image_uri
-from pipeline.observability import logger
+from pipeline.adapters.training_layer import metric_definitions
+from pipeline.endpoint_lifecycle import EndpointLifecycle, Model, epoch_seconds
+from pipeline.image_uris import pytorch_image_uri
+from pipeline.powertools import logger
 
 if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
     from pipeline.settings import Settings
@@ -32,18 +35,6 @@ if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold
 # The archive is streamed (never held in memory); this bounds how much of it the gate reads.
 MAX_OUTPUT_ARCHIVE_BYTES = 512 * 1024 * 1024
 MAX_VERDICTS_BYTES = 4 * 1024 * 1024  # rule_verdicts.json is a few kB
-BUSY_ENDPOINT_STATES = (
-    "Creating",
-    "Updating",
-    "SystemUpdating",
-    "RollingBack",
-    "Deleting",
-    "UpdateRollbackFailed",
-)
-
-
-class EndpointBusyError(RuntimeError):
-    """The endpoint is mid-change; raising makes Lambda retry the event later (then the DLQ)."""
 
 
 class OutputArchiveError(ValueError):
@@ -206,23 +197,25 @@ def update_endpoint_request(config_name: str, settings: Settings) -> dict[str, A
     return request
 
 
-def deploy(job: dict[str, Any], settings: Settings, jobs: SageMakerJobs) -> str:
-    """Create model and endpoint config, then create the endpoint or update it in place."""
+def deploy(job: dict[str, Any], settings: Settings, jobs: SageMakerJobs, lifecycle: EndpointLifecycle) -> str:
+    """Create the model and endpoint config, then offer the model to the endpoint lifecycle: it is
+    deployed now if the endpoint can take it, or recorded as pending (the newest passed model wins)
+    and deployed by the endpoint's next state-change event. Returns what was done, never "deployed":
+    that is only known when the endpoint's own event says so (pipeline.endpoint_lifecycle)."""
     jobs.create_model(model_request(job, settings))
     config = endpoint_config_request(job, settings)
     jobs.create_endpoint_config(config)
-    config_name = config["EndpointConfigName"]
-    endpoint = jobs.describe_endpoint(settings.endpoint_name)
-    if endpoint is None:
-        jobs.create_endpoint(settings.endpoint_name, config_name)
-        return "created"
-    if endpoint.get("EndpointConfigName") == config_name:
-        return "already-current"
-    status = endpoint.get("EndpointStatus", "")
-    if status in BUSY_ENDPOINT_STATES:
-        raise EndpointBusyError(f"endpoint {settings.endpoint_name} is {status}; retry later")
-    jobs.update_endpoint(update_endpoint_request(config_name, settings))
-    return "updated"
+    created = epoch_seconds(job.get("CreationTime"))
+    return lifecycle.offer(Model(job["TrainingJobName"], config["EndpointConfigName"], created))
+
+
+def default_lifecycle(
+    settings: Settings, jobs: SageMakerJobs, store: S3Store, notifier: Notifier
+) -> EndpointLifecycle:
+    from pipeline.adapters.endpoint_state import EndpointStateStore
+
+    state = EndpointStateStore(settings.idempotency_table, settings.endpoint_name)
+    return EndpointLifecycle(settings, jobs, state, store, notifier)
 
 
 def on_training_finished(
@@ -231,6 +224,7 @@ def on_training_finished(
     jobs: SageMakerJobs,
     store: S3Store,
     notifier: Notifier,
+    lifecycle: EndpointLifecycle | None = None,
 ) -> dict[str, Any]:
     if not contract.is_pipeline_training_job(training_job_name, settings.job_name_prefix):
         # A tuning trial or another pipeline's job: the EventBridge filter should not let it here.
@@ -242,15 +236,30 @@ def on_training_finished(
         return {"training_job_name": training_job_name, "action": "ignored"}
     in_script = read_in_script_verdicts(store, job) if job.get("TrainingJobStatus") == "Completed" else None
     decision = evaluate_gate(job, in_script, settings)
-    if decision.deploy:
-        decision.endpoint_action = deploy(job, settings, jobs)
     document = {
         **decision.to_dict(),
         "endpoint_name": settings.endpoint_name,
         "endpoint_mode": settings.endpoint_mode,
         "debugger_mode": settings.debugger_mode,
     }
+    if decision.deploy:
+        # Until the endpoint's state event records the real outcome, the decision says "requested".
+        document["endpoint_outcome"] = {"status": "pending", "message": "deploy requested"}
+        store.put_json(settings.artifacts_bucket, f"decisions/{training_job_name}.json", document)
+        lifecycle = lifecycle or default_lifecycle(settings, jobs, store, notifier)
+        document["endpoint_action"] = deploy(job, settings, jobs, lifecycle)
+        if document["endpoint_action"].startswith("superseded"):
+            document["endpoint_outcome"] = {"status": "superseded", "message": document["endpoint_action"]}
+        # Re-read: a fast endpoint event may already have recorded the outcome in the meantime.
+        current = store.get_json(settings.artifacts_bucket, f"decisions/{training_job_name}.json")
+        if current.get("endpoint_outcome", {}).get("status") not in (None, "pending"):
+            document["endpoint_outcome"] = current["endpoint_outcome"]
     store.put_json(settings.artifacts_bucket, f"decisions/{training_job_name}.json", document)
-    verb = f"deployed ({decision.endpoint_action})" if decision.deploy else "not deployed"
+    # Short: SNS subjects stop at 100 characters (the full action is in the message).
+    verb = (
+        f"passed the gate ({document['endpoint_action'].split(' (')[0]})"
+        if decision.deploy
+        else "not deployed"
+    )
     notifier.publish(f"Model {verb}: {training_job_name}", document)
     return document

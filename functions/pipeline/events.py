@@ -1,7 +1,12 @@
-"""Parser models of the EventBridge events the functions receive (the ``detail`` part)."""
+"""The events the functions receive, parsed the Powertools way: ``event_source`` data classes for S3
+notifications, parser models (with ``EventBridgeEnvelope``) for the ``detail`` of EventBridge events."""
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools.utilities.data_classes import S3Event
 from pydantic import BaseModel, ConfigDict
 
 
@@ -20,3 +25,26 @@ class TrainingJobStateChange(BaseModel):
     TrainingJobName: str
     TrainingJobStatus: str
     TuningJobArn: str | None = None
+
+
+class EndpointStateChange(BaseModel):
+    """detail of "SageMaker Endpoint State Change" (status spelt IN_SERVICE, ROLLING_BACK, ... there)."""
+
+    model_config = ConfigDict(extra="ignore")
+    EndpointName: str
+    EndpointStatus: str
+    FailureReason: str | None = None
+
+
+def s3_objects(event: S3Event) -> list[dict[str, Any]]:
+    """The objects an S3 notification names, keys decoded (S3 URL-encodes them; the data class's
+    ``get_object.key`` is the raw key)."""
+    return [
+        {
+            "bucket": record.s3.bucket.name,
+            "key": unquote_plus(record.s3.get_object.key),
+            "etag": record.s3.get_object.etag or "",
+            "version_id": record.s3.get_object.version_id,
+        }
+        for record in event.records
+    ]

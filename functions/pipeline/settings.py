@@ -52,6 +52,8 @@ class Settings(BaseModel):
     gate_blocking_rules: list[str] = Field(default_factory=lambda: list(contract.DEFAULT_BLOCKING_RULES))
     debugger_mode: str = contract.DEFAULT_DEBUGGER_MODE
     rollback_alarm_names: list[str] = Field(default_factory=list)
+    # endpoint configs and models kept on InService (pipeline.endpoint_lifecycle.cleanup_plan)
+    endpoint_keep_configs: int = Field(default=3, ge=1)
     # ingest guards
     ingest_concurrency: int = Field(default=16, ge=1, le=64)
     ingest_max_members: int = 100_000

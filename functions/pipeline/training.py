@@ -28,8 +28,8 @@ from pipeline.adapters.aws import error_code
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import ObjectTooLargeError, S3Location, S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
-from pipeline.images import debugger_rule_image_uri, pytorch_image_uri
-from pipeline.observability import logger
+from pipeline.image_uris import debugger_rule_image_uri, pytorch_image_uri
+from pipeline.powertools import logger
 
 if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
     from pipeline.settings import Settings

@@ -9,10 +9,10 @@ from dogclf.contract import tuning_job_name  # <prefix>-hpo-<hash>, within SageM
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
-from pipeline.adapters.training_code import metric_definitions
-from pipeline.images import pytorch_image_uri
-from pipeline.observability import logger
-from pipeline.training_code import ensure_uploaded
+from pipeline.adapters.training_layer import metric_definitions
+from pipeline.image_uris import pytorch_image_uri
+from pipeline.powertools import logger
+from pipeline.source_dir import ensure_uploaded
 
 if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
     from pipeline.settings import Settings

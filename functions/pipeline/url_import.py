@@ -323,7 +323,7 @@ def _abort(s3: Any, bucket: str, key: str, upload_id: str) -> None:
     try:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
     except Exception as error:  # the bucket's lifecycle rule removes it after a day anyway
-        from pipeline.observability import logger
+        from pipeline.powertools import logger
 
         logger.warning("could not abort the multipart upload", extra={"key": key, "error": str(error)})
 
@@ -351,7 +351,7 @@ def run_import(
 ) -> dict[str, Any]:
     """The function's work: import, or record a permanent rejection (notification + returned status)
     and return normally so Lambda does not retry it. Transient errors propagate (Lambda retries)."""
-    from pipeline.observability import logger
+    from pipeline.powertools import logger
 
     limits = limits_from(settings)
     request: ImportRequest | None = None

@@ -48,6 +48,9 @@ DEFAULT_WORKERS = "1"
 LOAD_FAILED = re.compile(r"Load model failed: ")
 # The worker's own stderr/stdout lines, as TorchServe relays them; the last "...Error: msg" is the cause.
 MODEL_ERROR_LINE = re.compile(r"MODEL_LOG - ((?:[A-Za-z_][\w.]*)?(?:Error|Exception)\b.*)$")
+# The frontend logs the failure before it has relayed all of the dead worker's output; these lines end it.
+WORKER_OUTPUT_DONE = re.compile(r"Stopped Scanner - W-\S+-(stdout|stderr)")
+CAUSE_WAIT_SECONDS = 10.0
 
 
 class ModelServerStartError(Exception):
@@ -107,6 +110,7 @@ class ModelServerProcess:
         self._log_activity = threading.Condition()
         self._load_failure: str | None = None
         self._stopped = False
+        self._worker_streams_done: set[str] = set()
         self._pump: threading.Thread | None = None
         self._model_error: str | None = None
         self._pool: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
@@ -163,6 +167,9 @@ class ModelServerProcess:
                         self._model_error = error.group(1).strip()
                     if LOAD_FAILED.search(line) and self._load_failure is None:
                         self._load_failure = line
+                    done = WORKER_OUTPUT_DONE.search(line)
+                    if done:
+                        self._worker_streams_done.add(done.group(1))
                     self._log_activity.notify_all()
         with self._log_activity:
             self._log_activity.notify_all()  # the process closed its output: let waiters look
@@ -196,13 +203,19 @@ class ModelServerProcess:
         """Return once the model is loaded; raise ModelServerStartError (server stopped) otherwise."""
         deadline = time.monotonic() + timeout
         while True:
-            if self.process is None or self.process.poll() is not None:
-                code = None if self.process is None else self.process.wait()
+            process = self.process
+            if process is None or process.poll() is not None:
+                code = None if process is None else process.wait()
                 if self._pump is not None:
                     self._pump.join(timeout=10)  # the log's last lines say why
                 self.stop()
                 raise ModelServerStartError(f"model server exited with code {code}: {self.log_tail()[-800:]}")
             with self._log_activity:
+                if self._load_failure:
+                    # Wait for the worker's traceback to be relayed: its last "...Error: ..." is the cause.
+                    self._log_activity.wait_for(
+                        lambda: len(self._worker_streams_done) == 2, timeout=CAUSE_WAIT_SECONDS
+                    )
                 failure, cause = self._load_failure, self._model_error
             if failure:
                 self.stop()

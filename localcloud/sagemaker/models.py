@@ -185,6 +185,10 @@ class SageMakerBackend:
                 {**copy.deepcopy(detail), "Tags": dict(self._tags.get(resource_arn, {}))}
             ),
         }
+        if "EndpointStatus" in event["detail"]:
+            # Endpoint events spell the status IN_SERVICE, UPDATING, ... (AWS's documented example),
+            # where DescribeEndpoint says InService, Updating.
+            event["detail"]["EndpointStatus"] = _event_status(event["detail"]["EndpointStatus"])
         self._events.put(event)
 
     def _dispatch_events(self) -> None:
@@ -650,6 +654,26 @@ class SageMakerBackend:
                 raise ValidationException(f'Could not find model "{self.arn("model", params["ModelName"])}".')
             return copy.deepcopy(desc)
 
+    def list_models(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            rows = [
+                {key: desc[key] for key in ("ModelName", "ModelArn", "CreationTime")}
+                for desc in self.models.values()
+            ]
+        rows = _filter_rows(rows, params, "ModelName", "")
+        page, token = _page(rows, params, {"Name": "ModelName", "CreationTime": "CreationTime"})
+        return {"Models": page, **token}
+
+    def list_endpoint_configs(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            rows = [
+                {key: desc[key] for key in ("EndpointConfigName", "EndpointConfigArn", "CreationTime")}
+                for desc in self.endpoint_configs.values()
+            ]
+        rows = _filter_rows(rows, params, "EndpointConfigName", "")
+        page, token = _page(rows, params, {"Name": "EndpointConfigName", "CreationTime": "CreationTime"})
+        return {"EndpointConfigs": page, **token}
+
     def delete_model(self, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             if self.models.pop(params["ModelName"], None) is None:
@@ -941,6 +965,11 @@ class SageMakerBackend:
             thread.join(timeout=30)
         self._events.put(None)
         self._event_thread.join(timeout=10)
+
+
+def _event_status(status: str) -> str:
+    """InService -> IN_SERVICE, UpdateRollbackFailed -> UPDATE_ROLLBACK_FAILED."""
+    return "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(status)).upper()
 
 
 def _variant_summary(variant: dict[str, Any], when: float) -> dict[str, Any]:

@@ -63,6 +63,14 @@ def set_test_environment(monkeypatch: Any) -> None:
         monkeypatch.setenv(name, value)
 
 
+def drop_handler_modules() -> None:
+    """Forget the imported handler modules: the next import runs their init (settings, clients) again."""
+    for name in [
+        name for name in sys.modules if name == "pipeline.handlers" or name.startswith("pipeline.handlers.")
+    ]:
+        del sys.modules[name]
+
+
 @dataclass
 class FakeLambdaContext:
     function_name: str = "test-function"

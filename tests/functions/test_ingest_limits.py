@@ -12,8 +12,8 @@ import zlib
 import pytest
 from fn_support import ENV, TRAINING_DIR, build_zip, layout_members, s3_event
 
-from pipeline.adapters.training_code import contract_module
-from pipeline.ingest.images import image_problem, image_size
+from pipeline.adapters.training_layer import contract_module
+from pipeline.ingest.image_headers import image_problem, image_size
 from pipeline.ingest.unzip import ArchiveRejectedError, Limits, open_archive, read_central_directory_record
 
 BUCKET = ENV["DATASET_BUCKET"]

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from fn_support import ENV, REGION, TRAINING_DIR, s3_event
 
-from pipeline.training_code import pack
+from pipeline.source_dir import pack
 from pipeline.tuning import tuning_job_name
 
 
@@ -119,7 +119,7 @@ def test_existing_tuning_job_is_not_an_error(start_tuning, aws, lambda_context) 
 
 def test_code_archive_is_deterministic_and_uploaded_once(aws) -> None:
     from pipeline.adapters.s3 import S3Store
-    from pipeline.training_code import ensure_uploaded
+    from pipeline.source_dir import ensure_uploaded
 
     first, first_hash = pack(TRAINING_DIR)
     second, second_hash = pack(TRAINING_DIR)

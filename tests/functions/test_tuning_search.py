@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fn_support import TRAINING_DIR
 
-from pipeline.adapters.training_code import metric_definitions
+from pipeline.adapters.training_layer import metric_definitions
 from pipeline.settings import Settings
 from pipeline.tuning import build_tuning_request
 

@@ -117,9 +117,12 @@ def test_another_pipelines_jobs_are_ignored(
 
 def test_our_own_job_still_reaches_aws(no_aws_calls, lambda_context) -> None:
     """The guard is not vacuous: our job name gets past it, to the first (stubbed, failing) call."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
     from botocore.exceptions import UnStubbedResponseError
 
     from pipeline.handlers import tuning_completed
 
-    with pytest.raises(UnStubbedResponseError):
+    # Its first call is the idempotency record's PutItem, which Powertools wraps.
+    with pytest.raises(IdempotencyPersistenceLayerError) as caught:
         tuning_completed.handler(load_event("tuning_completed.json"), lambda_context)
+    assert isinstance(caught.value.__cause__, UnStubbedResponseError)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fn_support import TRAINING_DIR, build_zip, layout_members, sample_zip_bytes, tiny_jpeg
 
-from pipeline.adapters.training_code import layout_module
+from pipeline.adapters.training_layer import layout_module
 from pipeline.ingest.seekable import S3RangeReader
 from pipeline.ingest.unzip import ArchiveRejectedError, Limits, extract, open_archive
 

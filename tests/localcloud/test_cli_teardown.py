@@ -63,7 +63,7 @@ def test_teardown_follows_next_tokens(capsys) -> None:
     for name in models:
         stub.add_response("delete_model", {}, {"ModelName": name})
     target = Target(
-        session=StubbedSession(sm),  # type: ignore[arg-type]
+        session=StubbedSession(sm),
         dataset_bucket=None,
         inference_bucket=None,
         artifacts_bucket=None,

@@ -1,13 +1,14 @@
 """EventBridge pattern matching: patterns that must and must not match, per AWS's documented rules."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from localcloud.patterns import PatternError, matches_event_pattern
 from localcloud.template import TemplateResolver, load_template
 
-TRAINING_EVENT = {
+TRAINING_EVENT: dict[str, Any] = {
     "version": "0",
     "id": "0c9c5a3a-1111-2222-3333-444455556666",
     "detail-type": "SageMaker Training Job State Change",
@@ -178,7 +179,7 @@ def test_nested_objects_and_wildcard():
 
 
 def test_or():
-    pattern = {
+    pattern: dict[str, Any] = {
         "source": ["aws.sagemaker"],
         "$or": [
             {"detail": {"TrainingJobStatus": ["Failed"]}},

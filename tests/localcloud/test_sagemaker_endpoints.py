@@ -96,7 +96,7 @@ def serving_processes(state_dir: Path) -> list[str]:
         except OSError:
             continue
         if str(state_dir) in cmdline or cwd.startswith(str(state_dir)):
-            found.append(f"{entry.name}: {cmdline[:200]}")
+            found.append(f"{entry.name}: {cmdline}")
     return found
 
 
@@ -157,6 +157,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 "runtime": client("sagemaker-runtime", server.url),
                 "events": events,
                 "server": server,
+                "state_dir": state_dir,
             }
         finally:
             server.stop()
@@ -221,6 +222,12 @@ def test_valid_requests_are_answered_by_torchserve(cloud: dict[str, Any]) -> Non
     assert_prediction(invoke(runtime, "ep-basic", jpeg, "application/x-image"), "v1")
     body = json.dumps({"image": base64.b64encode(jpeg).decode(), "top_k": 2}).encode()
     assert_prediction(invoke(runtime, "ep-basic", body, "application/json"), "v1", top_k=2)
+    # TorchServe's JVM runs with this generation's config, temp dir and loopback-only addresses.
+    base = cloud["state_dir"] / "endpoints" / "ep-basic" / "gen-1"
+    [jvm] = [line for line in serving_processes(base) if "org.pytorch.serve.ModelServer" in line]
+    assert f"-Djava.io.tmpdir={base / 'tmp'}" in jvm and f"-f {base / 'sagemaker-ts.properties'}" in jvm
+    properties = (base / "sagemaker-ts.properties").read_text()
+    assert "127.0.0.1" in properties and "0.0.0.0" not in properties
     # Several Accept types, with and without q-values: JSON is among the acceptable ones.
     for accept in ("application/json, text/plain", "text/plain;q=1.0, application/json;q=0.5", "*/*"):
         assert_prediction(invoke(runtime, "ep-basic", jpeg, accept=accept), "v1")
@@ -420,7 +427,8 @@ def test_delete_endpoint_and_events(cloud: dict[str, Any]) -> None:
 
     server.wait_for_events()
     seen = events.of("SageMaker Endpoint State Change", "EndpointName", "ep-gone")
-    assert [e["detail"]["EndpointStatus"] for e in seen] == ["Creating", "InService", "Deleting"]
+    # Events spell the status as AWS's documented example does (IN_SERVICE), Describe as InService.
+    assert [e["detail"]["EndpointStatus"] for e in seen] == ["CREATING", "IN_SERVICE", "DELETING"]
     in_service = seen[1]
     assert in_service["source"] == "aws.sagemaker"
     assert in_service["resources"] == [in_service["detail"]["EndpointArn"]]

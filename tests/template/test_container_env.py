@@ -18,7 +18,7 @@ import pytest
 from template_loader import REPO
 
 from localcloud.containerenv import base_python
-from pipeline.images import FRAMEWORK_VERSIONS
+from pipeline.image_uris import FRAMEWORK_VERSIONS
 
 CONTAINER_REQUIREMENTS = REPO / "container" / "requirements.txt"
 JOB_REQUIREMENTS = REPO / "training" / "requirements.txt"

@@ -12,7 +12,13 @@ from pipeline.settings import Settings
 from pipeline.training import training_job_name
 from pipeline.tuning import tuning_job_name
 
-ALLOWED_WILDCARD_RESOURCE_ACTIONS = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
+# Actions without resource-level permissions (the service authorization reference lists no resource type).
+ALLOWED_WILDCARD_RESOURCE_ACTIONS = {
+    "ecr:GetAuthorizationToken",
+    "cloudwatch:PutMetricData",
+    "sagemaker:ListEndpointConfigs",
+    "sagemaker:ListModels",
+}
 
 
 def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -45,6 +51,20 @@ def test_globals_runtime_architecture_tracing(template):
     assert function_globals["Architectures"] == ["arm64"]
     assert function_globals["Tracing"] == "Active"
     assert function_globals["Environment"]["Variables"]["TRAINING_CODE_DIR"] == "/opt"
+
+
+def test_snapstart_is_a_parameter_on_published_versions(template):
+    """SnapStart snapshots published versions only, and SAM cannot make AutoPublishAlias conditional:
+    every function publishes a version behind one alias; the parameter (off by default) snapshots it."""
+    function_globals = template["Globals"]["Function"]
+    assert function_globals["AutoPublishAlias"] == "live"
+    assert function_globals["SnapStart"] == {
+        "ApplyOn": {"Fn::If": ["UseSnapStart", "PublishedVersions", "None"]}
+    }
+    assert template["Conditions"]["UseSnapStart"] == {"Fn::Equals": [{"Ref": "SnapStart"}, "true"]}
+    assert template["Parameters"]["SnapStart"]["Default"] == "false"
+    for name, properties in functions(template).items():  # no function opts out of the alias
+        assert "AutoPublishAlias" not in properties and "SnapStart" not in properties, name
 
 
 def test_every_setting_is_declared_in_the_template(template):

@@ -21,7 +21,7 @@ from trainhelpers import FAST_HPS, REPO, TRAINING_DIR, toolkit_environment
 from localcloud.containerenv import base_python, overlay_python
 
 sys.path.insert(0, str(REPO / "functions"))
-from pipeline.training_code import pack  # the Lambda's own packer
+from pipeline.source_dir import pack  # the Lambda's own packer
 
 pytestmark = pytest.mark.slow
 

@@ -66,6 +66,17 @@ def _loss_trial(out_dir, phases: list[tuple[modes.ModeKeys, list[float]]]):
     return create_trial(str(out_dir))
 
 
+def _linear(module: nn.Module | torch.Tensor) -> nn.Linear:
+    assert isinstance(module, nn.Linear), module
+    return module
+
+
+def _he_init(block: nn.Module) -> None:
+    fc = _linear(block.fc)
+    nn.init.kaiming_normal_(fc.weight, nonlinearity="relu")
+    nn.init.zeros_(fc.bias)
+
+
 def _mlp(scale_layer: int | None = None, scale: float = 1.0) -> nn.Sequential:
     """Three Linear+ReLU blocks and an output layer; ReLUs named "relu" as in torchvision models, so
     smdebug saves "<block>.relu_input_0" tensors that the ".*relu_input" regex selects."""
@@ -74,10 +85,9 @@ def _mlp(scale_layer: int | None = None, scale: float = 1.0) -> nn.Sequential:
     ]
     model = nn.Sequential(*blocks, nn.Linear(16, 2))
     for block in blocks:  # He initialization: keeps activation variance steady across ReLU layers
-        nn.init.kaiming_normal_(block.fc.weight, nonlinearity="relu")
-        nn.init.zeros_(block.fc.bias)
+        _he_init(block)
     if scale_layer is not None:
-        layer = model[scale_layer].fc if scale_layer < 3 else model[scale_layer]
+        layer = _linear(model[scale_layer].fc if scale_layer < 3 else model[scale_layer])
         with torch.no_grad():
             layer.weight.mul_(scale)
     return model
@@ -101,10 +111,9 @@ def _head(scale: float = 1.0) -> nn.Sequential:
     as "head.<i>.relu_input_0") and an output layer."""
     blocks = [nn.Sequential(OrderedDict(fc=nn.Linear(16, 16), relu=nn.ReLU())) for _ in range(2)]
     for block in blocks:
-        nn.init.kaiming_normal_(block.fc.weight, nonlinearity="relu")
-        nn.init.zeros_(block.fc.bias)
+        _he_init(block)
     with torch.no_grad():
-        blocks[1].fc.weight.mul_(scale)
+        _linear(blocks[1].fc).weight.mul_(scale)
     return nn.Sequential(nn.BatchNorm1d(16, affine=False), *blocks, nn.Linear(16, 2))
 
 
@@ -217,9 +226,9 @@ def test_overtraining_fires_on_a_plateau_and_not_while_improving(tmp_path):
 
 
 # --- LossNotDecreasing ----------------------------------------------------------------------------
-@pytest.mark.parametrize("values", [[1.0] * 25, list(np.linspace(1.0, 0.5, 10)) + [0.5] * 15])
+@pytest.mark.parametrize("values", [[1.0] * 25, list(np.linspace(1.0, 0.5, 10)) + [0.5] * 25])
 def test_loss_not_decreasing_on_flat_losses(tmp_path, values):
-    """A loss fixed by construction: the rule must fire once a num_steps window shows no decrease."""
+    """A loss fixed by construction: the rule must fire once a window of num_steps shows no decrease."""
     verdict = _verdict(_loss_trial(tmp_path / "flat", [(modes.TRAIN, values)]), "LossNotDecreasing")
     assert verdict.RuleEvaluationStatus == rules.ISSUES_FOUND, verdict
 
@@ -229,6 +238,18 @@ def test_loss_not_decreasing_quiet_while_the_loss_falls(tmp_path):
     verdict = _verdict(trial, "LossNotDecreasing")
     assert verdict.RuleEvaluationStatus == rules.NO_ISSUES_FOUND, verdict
     assert verdict.StepsEvaluated == 25
+
+
+def test_loss_not_decreasing_reads_the_trend_not_single_batches(tmp_path):
+    """Batches alternate easy/hard (x5 apart) while the loss falls: single values would fire on the
+    hard batch after an easy one; window means see the fall."""
+    trend = np.linspace(2.0, 0.5, 40)
+    noisy = [value * (0.4 if step % 2 else 2.0) for step, value in enumerate(trend)]
+    trial = _loss_trial(tmp_path / "noisy", [(modes.TRAIN, noisy)])
+    assert _verdict(trial, "LossNotDecreasing").RuleEvaluationStatus == rules.NO_ISSUES_FOUND
+    rising = _loss_trial(tmp_path / "rising", [(modes.TRAIN, [*trend[:20], *np.linspace(0.6, 3.0, 20)])])
+    verdict = _verdict(rising, "LossNotDecreasing")
+    assert verdict.RuleEvaluationStatus == rules.ISSUES_FOUND and "rose" in verdict.StatusDetails
 
 
 # --- Too little data, missing data, crashes ---------------------------------------------------------

@@ -72,6 +72,7 @@ def test_images_are_structured_not_noise(tmp_path):
                 continue
             with Image.open(io.BytesIO(archive.read(name))) as image:
                 centre = image.crop((20, 20, 44, 44)).resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+            assert isinstance(centre, tuple), "the sample images are RGB"
             means.setdefault(name.split("/")[2], []).append(centre)
 
     def distance(a, b):

@@ -17,12 +17,12 @@ from tools.sample_data import write_sample_tree
 pytestmark = pytest.mark.slow
 
 # The demo's dataset (localcloud/demo.py DemoSettings) and the worst case of its search space.
-DEMO = {"classes": 4, "train": 16, "valid": 6, "test": 6}
+DEMO = {"classes": 4, "train": 32, "valid": 6, "test": 6}
 HEALTHY_HPS: dict[str, object] = {
     "weights": "none",
     "image_size": 64,
     "epochs": 5,
-    "batch_size": 16,
+    "batch_size": 32,
     "learning_rate": 0.001,
     "num_workers": 0,
     "augment": False,
@@ -143,15 +143,15 @@ def test_profiler_report_covers_the_profiler_rules(healthy_job):
 
 def test_loss_history_has_every_training_step_and_each_epoch(healthy_job):
     history = json.loads((healthy_job.output_data_dir / contract.METRICS_FILE).read_text())["history"]
-    assert len(history["train_step_loss"]) == 5 * 4  # 64 images / 16 per batch, 5 epochs
+    assert len(history["train_step_loss"]) == 5 * 4  # 128 images / 32 per batch, 5 epochs
     assert [round(x, 3) for x, _ in history["train_step_loss"][:4]] == [0.25, 0.5, 0.75, 1.0]
-    assert len(history["valid_step_loss"]) == 5 * 2 and len(history["epochs"]) == 5
+    assert len(history["valid_step_loss"]) == 5 and len(history["epochs"]) == 5
 
 
 def test_nothing_learns_loss_not_decreasing_fires_with_the_in_script_hook(tmp_path, demo_dataset):
     """learning_rate 0 and one batch holding the whole train split: the loss is exactly flat. No
     DebugHookConfig: the in-script hook uses the same config, sized from the dataset."""
-    hps = {**HEALTHY_HPS, "image_size": 32, "epochs": 20, "learning_rate": 0, "batch_size": 64}
+    hps = {**HEALTHY_HPS, "image_size": 32, "epochs": 20, "learning_rate": 0, "batch_size": 128}
     result = run_script("train_model.py", tmp_path, hps, {"training": demo_dataset})
     assert result.returncode == 0, result.log
     assert "Debugger hook from in-script default" in result.stdout
@@ -162,3 +162,4 @@ def test_nothing_learns_loss_not_decreasing_fires_with_the_in_script_hook(tmp_pa
         assert verdicts[name]["RuleEvaluationStatus"] == contract.ISSUES_FOUND, verdicts[name]
         assert f"rule {name}: IssuesFound at step" in result.stdout
     assert "did not decrease by 0.1%" in verdicts[contract.LOSS_NOT_DECREASING]["StatusDetails"]
+    assert verdicts[contract.LOSS_NOT_DECREASING][contract.STEPS_EVALUATED_KEY] == 20

@@ -294,6 +294,7 @@ def _image_loader(
     shuffle: bool,
     seed: int,
 ) -> DataLoader:
+    sampler: Sampler[int] | None
     if context.distributed:
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed)
     else:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from pipeline.adapters.aws import client
-from pipeline.observability import logger
+from pipeline.powertools import logger
 
 
 class Notifier:

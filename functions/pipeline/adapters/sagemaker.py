@@ -27,6 +27,13 @@ def _not_found(error: ClientError) -> bool:
     )
 
 
+def _in_progress(error: ClientError) -> bool:
+    """ "Cannot update in-progress endpoint", "... while it is Deleting": another change is under way."""
+    message = str(error.response.get("Error", {}).get("Message", "")).lower()
+    busy = ("in-progress" in message, "in progress" in message, "deleting" in message)
+    return error_code(error) == "ValidationException" and any(busy)
+
+
 class SageMakerJobs:
     def __init__(self, sagemaker_client: Any | None = None) -> None:
         self.client = sagemaker_client or client("sagemaker")
@@ -71,3 +78,54 @@ class SageMakerJobs:
 
     def update_endpoint(self, request: dict[str, Any]) -> None:
         self.client.update_endpoint(**request)
+
+    def update_endpoint_if_idle(self, request: dict[str, Any]) -> bool:
+        """UpdateEndpoint; False when SageMaker refuses it because a change is already in progress."""
+        try:
+            self.client.update_endpoint(**request)
+        except ClientError as error:
+            if _in_progress(error):
+                return False
+            raise
+        return True
+
+    def delete_endpoint(self, name: str) -> bool:
+        """DeleteEndpoint; False when it is already gone or already being deleted."""
+        try:
+            self.client.delete_endpoint(EndpointName=name)
+        except ClientError as error:
+            if _not_found(error) or _in_progress(error):
+                return False
+            raise
+        return True
+
+    def list_endpoint_configs(self, name_contains: str) -> list[tuple[str, float]]:
+        """(name, CreationTime as epoch seconds) of every endpoint config, all pages."""
+        pages = self.client.get_paginator("list_endpoint_configs").paginate(NameContains=name_contains)
+        return [
+            (row["EndpointConfigName"], row["CreationTime"].timestamp())
+            for page in pages
+            for row in page.get("EndpointConfigs", [])
+        ]
+
+    def list_models(self, name_contains: str) -> list[tuple[str, float]]:
+        pages = self.client.get_paginator("list_models").paginate(NameContains=name_contains)
+        return [
+            (row["ModelName"], row["CreationTime"].timestamp())
+            for page in pages
+            for row in page.get("Models", [])
+        ]
+
+    def delete_endpoint_config(self, name: str) -> None:
+        try:
+            self.client.delete_endpoint_config(EndpointConfigName=name)
+        except ClientError as error:
+            if not _not_found(error):
+                raise
+
+    def delete_model(self, name: str) -> None:
+        try:
+            self.client.delete_model(ModelName=name)
+        except ClientError as error:
+            if not _not_found(error):
+                raise

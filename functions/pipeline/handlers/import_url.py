@@ -6,43 +6,35 @@ A permanent failure (bad URL, HTTP 4xx, not a zip, too big) is notified and retu
 ``{"status": "rejected"}``; a transient one raises so Lambda's async retries run. Not idempotent on
 purpose: importing the same URL again is a legitimate re-import (the bytes, hence the multipart
 ETag and the dataset id, are the same, so ingest's own idempotency returns the first result).
-
-Kept cheap to import (cold start): what the first call needs is created by prepare() (pipeline.runtime).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline.adapters.aws import client
 from pipeline.adapters.notify import Notifier
-from pipeline.observability import logger, metrics, tracer
-from pipeline.runtime import prepare_common
+from pipeline.powertools import logger, metrics, tracer
+from pipeline.settings import Settings
 from pipeline.url_import import run_import
 
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
-
-    from pipeline.settings import Settings
-
-
-def prepare() -> Settings:
-    """Everything the first call creates before its work (later calls find it ready)."""
-    return prepare_common("s3", "sns")
+settings = Settings.from_env()
+s3_client = client("s3")
+notifier = Notifier(settings.notification_topic_arn)
 
 
 @logger.inject_lambda_context(log_event=False)  # a presigned URL's query string is a secret
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = prepare()
     result = run_import(
         event,
         settings,
-        client("s3"),
-        Notifier(settings.notification_topic_arn),
+        s3_client,
+        notifier,
         remaining_s=lambda: context.get_remaining_time_in_millis() / 1000,
     )
     metrics.add_metric(name=f"UrlImports{result['status'].capitalize()}", unit=MetricUnit.Count, value=1)

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
-from pipeline.adapters.training_code import contract_module, layout_module
+from pipeline.adapters.training_layer import contract_module, layout_module
 from pipeline.ingest.seekable import S3RangeReader
 from pipeline.ingest.unzip import ArchiveRejectedError, Limits, extract, open_archive
-from pipeline.observability import logger
+from pipeline.powertools import logger
 
 if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
     from pipeline.settings import Settings

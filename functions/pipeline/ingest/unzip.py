@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Protocol, cast
 
 from pipeline.errors import reraise_if_transient
-from pipeline.ingest.images import image_problem, sniff_content_type
+from pipeline.ingest.image_headers import image_problem, sniff_content_type
 
 MAX_EXAMPLES = 50
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from dogclf.contract import MIN_RULE_STEPS
 
@@ -108,7 +109,7 @@ def _train_only(**train: str) -> dict[str, str]:
 
 def debug_hook_config(
     *, train_examples: int, batch_size: int, epochs: int, valid_examples: int = 0
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """DebugHookConfig (HookParameters + CollectionConfigurations) without S3OutputPath/LocalPath.
 
     All parameter values are strings, as CreateTrainingJob requires.

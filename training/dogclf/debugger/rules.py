@@ -32,6 +32,14 @@ the tensors of the parameters that train (the head: the frozen backbone has no g
   the loss ``num_steps`` steps earlier, and may never rise more than ``increase_threshold_percent``
   percent above the lowest loss so far. mode=None checks EVAL, then TRAIN, then GLOBAL steps, using
   the first that has losses (train_model.py passes mode="TRAIN": EVAL steps are different batches).
+  One difference from AWS's rule: "the loss at step s" is the mean of the saved losses of the
+  ``num_steps`` steps up to s, not the single batch's loss saved at s. On small batches one batch's
+  loss varies by more than the trend (up to 5x on the demo's batches of 8), so single values fire on
+  noise; window means compare the trend. Checks stop once the loss is below ``converged_loss``.
+
+Convergence: VanishingGradient, PoorWeightInitialization's gradient check and LossNotDecreasing do not
+judge steps whose training loss is below ``converged_loss`` (1e-3): there, near-zero gradients and a
+flat loss are what a converged run looks like, not a fault.
 
 Verdicts. Each rule counts the saved steps it read. A rule that fired is IssuesFound. A rule that did
 not fire but read fewer than ``contract.MIN_RULE_STEPS`` steps has not passed: it is Error with
@@ -68,6 +76,10 @@ from dogclf.contract import (
 from dogclf.debugger.hook_config import GRAD_SCALE
 
 __all__ = ["ERROR", "ISSUES_FOUND", "NO_ISSUES_FOUND", "RULES", "Verdict", "evaluate_all", "evaluate_rule"]
+
+
+# Below this training loss a run has converged (see the module docstring).
+CONVERGED_LOSS = 1e-3
 
 
 class _TrialRule(Rule):
@@ -127,7 +139,9 @@ class _TrialRule(Rule):
 
 
 class VanishingGradient(_TrialRule):
-    def __init__(self, base_trial: Any, threshold: float = 1e-7, converged_loss: float = 1e-3) -> None:
+    def __init__(
+        self, base_trial: Any, threshold: float = 1e-7, converged_loss: float = CONVERGED_LOSS
+    ) -> None:
         super().__init__(base_trial)
         self.threshold = float(threshold)
         self.converged_loss = float(converged_loss)
@@ -281,8 +295,10 @@ class PoorWeightInitialization(_TrialRule):
         distribution_range: float = 0.001,
         patience: int = 5,
         steps: int = 10,
+        converged_loss: float = CONVERGED_LOSS,
     ) -> None:
         super().__init__(base_trial)
+        self.converged_loss = float(converged_loss)
         self.activation_regex = re.compile(activation_inputs_regex)
         self.threshold, self.distribution_range = float(threshold), float(distribution_range)
         self.patience, self.steps = int(patience), int(steps)
@@ -324,7 +340,11 @@ class PoorWeightInitialization(_TrialRule):
                     f"activation-input variance ranges from {low:.3g} to {high:.3g} across {len(variances)} "
                     f"layers: ratio {ratio:.3g} > {self.threshold}"
                 )
+        loss = self._loss_at(step)
         gradients: list[np.ndarray] = []
+        if loss is not None and loss < self.converged_loss:
+            self.steps_read.add(step)  # converged: tiny gradients are expected, not a poor init
+            return False
         for name in self._names("gradients"):
             gradient = self._gradient(name, step)
             if gradient is not None and gradient.size:
@@ -340,7 +360,6 @@ class PoorWeightInitialization(_TrialRule):
                     f"gradients are nearly constant: 5th-95th percentile spread {spread:.3g} "
                     f"< {self.distribution_range}"
                 )
-        loss = self._loss_at(step)
         if loss is not None:
             if self._first_loss is None or self._best_loss is None:
                 self._first_loss = self._best_loss = loss
@@ -388,12 +407,14 @@ class LossNotDecreasing(_TrialRule):
         diff_percent: float = 0.1,
         increase_threshold_percent: float = 5,
         mode: str | None = None,
+        converged_loss: float = CONVERGED_LOSS,
     ) -> None:
         super().__init__(base_trial)
+        self.converged_loss = float(converged_loss)
         self.num_steps, self.diff_percent = int(num_steps), float(diff_percent)
         self.increase_threshold_percent = float(increase_threshold_percent)
         self.mode_name = mode
-        self._series: dict[int, tuple[int, float]] | None = None  # global step -> (mode step, loss)
+        self._series: dict[int, tuple[int, float]] | None = None  # global step -> (mode step, window mean)
         self._last_checked: tuple[int, float] | None = None
         self._min_loss: float | None = None
 
@@ -411,11 +432,13 @@ class LossNotDecreasing(_TrialRule):
             if not mode_steps:
                 continue
             series = {}
+            window: list[float] = []
             for mode_step in mode_steps:
                 global_step = (
                     self.base_trial.global_step(mode, mode_step) if mode != ModeKeys.GLOBAL else mode_step
                 )
-                series[global_step] = (mode_step, float(np.mean(tensor.value(mode_step, mode=mode))))
+                window = [*window, float(np.mean(tensor.value(mode_step, mode=mode)))][-self.num_steps :]
+                series[global_step] = (mode_step, float(np.mean(window)))
             return series
         return {}
 
@@ -426,6 +449,8 @@ class LossNotDecreasing(_TrialRule):
             return False
         self.steps_read.add(step)
         mode_step, loss = self._series[step]
+        if mode_step + 1 < self.num_steps:  # the first full window ends at mode step num_steps - 1
+            return False
         self._min_loss = loss if self._min_loss is None else min(self._min_loss, loss)
         if self._last_checked is None:
             self._last_checked = (mode_step, loss)
@@ -433,17 +458,19 @@ class LossNotDecreasing(_TrialRule):
         previous_step, previous_loss = self._last_checked
         if mode_step - previous_step < self.num_steps:
             return False
-        self.checks += 1
         self._last_checked = (mode_step, loss)
+        if max(loss, previous_loss) < self.converged_loss:
+            return False
+        self.checks += 1
         if loss > self._min_loss * (1 + self.increase_threshold_percent / 100) and loss > previous_loss:
             return self._fire(
-                f"loss rose to {loss:.4f}, more than {self.increase_threshold_percent}% above its minimum "
-                f"{self._min_loss:.4f}"
+                f"mean loss of the last {self.num_steps} steps rose to {loss:.4f}, more than "
+                f"{self.increase_threshold_percent}% above its minimum {self._min_loss:.4f}"
             )
         if loss > previous_loss * (1 - self.diff_percent / 100):
             return self._fire(
-                f"loss {loss:.4f} at step {mode_step} did not decrease by {self.diff_percent}% "
-                f"from {previous_loss:.4f} at step {previous_step}"
+                f"mean loss of the last {self.num_steps} steps {loss:.4f} at step {mode_step} did not "
+                f"decrease by {self.diff_percent}% from {previous_loss:.4f} at step {previous_step}"
             )
         return False
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fn_support import TRAINING_DIR
 
-from pipeline.training_code import pack
+from pipeline.source_dir import pack
 
 
 def _members(archive: bytes) -> dict[str, bytes]:

@@ -1,6 +1,6 @@
 """Container image URIs derived from the framework version, the region and the instance type.
 
-Values follow the SageMaker SDK's image_uris config (tests/functions/test_images.py checks them
+Values follow the SageMaker SDK's image_uris config (tests/functions/test_image_uris.py checks them
 against ``sagemaker.core.image_uris.retrieve`` and ``sagemaker.core.debugger``); the SDK itself is a
 dev dependency only, too large for a Lambda package.
 """

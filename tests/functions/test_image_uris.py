@@ -6,7 +6,7 @@ import pytest
 from sagemaker.core import image_uris
 from sagemaker.core.debugger import get_rule_container_image_uri
 
-from pipeline.images import (
+from pipeline.image_uris import (
     FRAMEWORK_VERSIONS,
     SUPPORTED_REGIONS,
     UnsupportedImageError,
