@@ -75,7 +75,7 @@ def activity(aws, monkeypatch) -> AwsActivity:
 
 def test_every_handler_module_is_covered() -> None:
     modules = {path.stem for path in HANDLERS_DIR.glob("*.py")} - {"__init__"}
-    assert modules == set(CLIENTS_AT_INIT)
+    assert modules == set(CLIENTS_AT_INIT) == set(EVENTS)
 
 
 @pytest.mark.parametrize("name", sorted(CLIENTS_AT_INIT))
@@ -108,6 +108,7 @@ EVENTS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "training_completed": lambda aws: load_event("training_completed.json"),
     "classify": _classify_event,
     "import_url": lambda aws: {"url": "http://example.com/plain-http.zip", "name": "cold"},
+    "endpoint_state": lambda aws: load_event("endpoint_state.json"),
 }
 
 
