@@ -28,7 +28,7 @@ from dogclf import contract
 from localcloud.containerenv import ContainerEnvError, overlay_python
 
 if TYPE_CHECKING:
-    from localcloud.sagemaker.models import SageMakerBackend, TrainingJob
+    from localcloud.sagemaker.registry import TrainingJob, TrainingRegistry
 
 logger = logging.getLogger("localcloud.sagemaker.training")
 
@@ -93,10 +93,11 @@ class MetricScraper:
 class TrainingJobRunner:
     """Drives one job through Downloading -> Training -> Uploading -> Completed/Failed/Stopped."""
 
-    def __init__(self, backend: SageMakerBackend, job: TrainingJob) -> None:
-        self.backend = backend
+    def __init__(self, registry: TrainingRegistry, job: TrainingJob) -> None:
+        self.registry = registry
+        self.context = registry.context
         self.job = job
-        self.base_dir = backend.state_dir / "jobs" / job.name
+        self.base_dir = self.context.state_dir / "jobs" / job.name
         self.process: subprocess.Popen[str] | None = None
         self.max_runtime_exceeded = False
         self._log_tail: deque[str] = deque(maxlen=LOG_KEEP_LINES)
@@ -106,17 +107,17 @@ class TrainingJobRunner:
     def run(self) -> None:
         """Thread body. Every outcome ends in a terminal status; nothing escapes the thread."""
         try:
-            with self.backend.training_slot(self.job):
+            with self.registry.training_slot(self.job):
                 if self.job.stop_requested.is_set():
-                    self.backend.finish_training_job(self.job, "Stopped", secondary="Stopped")
+                    self.registry.finish_training_job(self.job, "Stopped", secondary="Stopped")
                     return
                 self._run_in_slot()
         except JobSetupError as error:
-            self.backend.finish_training_job(self.job, "Failed", failure_reason=f"ClientError: {error}")
+            self.registry.finish_training_job(self.job, "Failed", failure_reason=f"ClientError: {error}")
         except Exception as error:  # the job fails, the emulator keeps serving
             logger.exception("training job %s crashed in the emulator", self.job.name)
             reason = f"InternalServerError: {type(error).__name__}: {error}"
-            self.backend.finish_training_job(self.job, "Failed", failure_reason=reason)
+            self.registry.finish_training_job(self.job, "Failed", failure_reason=reason)
 
     def stop(self) -> None:
         """Terminate the job's process group; run() then records Stopped."""
@@ -130,39 +131,39 @@ class TrainingJobRunner:
 
     def _run_in_slot(self) -> None:
         desc = self.job.desc
-        self.backend.set_secondary_status(self.job, "Downloading", "Downloading input data")
+        self.registry.set_secondary_status(self.job, "Downloading", "Downloading input data")
         self._prepare_directories()
         self._download_channels(desc.get("InputDataConfig") or [])
         self._download_source_dir(desc.get("HyperParameters") or {})
         self._sync_checkpoints(download=True)
         self._write_config_files()
         if self.job.stop_requested.is_set():
-            self.backend.finish_training_job(self.job, "Stopped", secondary="Stopped")
+            self.registry.finish_training_job(self.job, "Stopped", secondary="Stopped")
             return
 
-        self.backend.set_secondary_status(
+        self.registry.set_secondary_status(
             self.job, "Training", "Training image download completed. Training in progress."
         )
         exit_code = self._run_process()
         self._sync_checkpoints(download=False)
 
         stopped = self.job.stop_requested.is_set() or self.max_runtime_exceeded
-        self.backend.set_secondary_status(self.job, "Uploading", "Uploading generated training model")
+        self.registry.set_secondary_status(self.job, "Uploading", "Uploading generated training model")
         model_uri = self._upload_artifacts(include_model=exit_code == 0 or stopped)
         rule_statuses = self._rule_statuses(final=True, succeeded=exit_code == 0)
 
         if self.max_runtime_exceeded:
-            self.backend.finish_training_job(
+            self.registry.finish_training_job(
                 self.job, "Stopped", secondary="MaxRuntimeExceeded", model_uri=model_uri, rules=rule_statuses
             )
         elif self.job.stop_requested.is_set():
-            self.backend.finish_training_job(
+            self.registry.finish_training_job(
                 self.job, "Stopped", secondary="Stopped", model_uri=model_uri, rules=rule_statuses
             )
         elif exit_code == 0:
-            self.backend.finish_training_job(self.job, "Completed", model_uri=model_uri, rules=rule_statuses)
+            self.registry.finish_training_job(self.job, "Completed", model_uri=model_uri, rules=rule_statuses)
         else:
-            self.backend.finish_training_job(
+            self.registry.finish_training_job(
                 self.job, "Failed", failure_reason=self._failure_reason(exit_code), rules=rule_statuses
             )
 
@@ -171,7 +172,7 @@ class TrainingJobRunner:
             (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
 
     def _download_channels(self, channels: list[dict[str, Any]]) -> None:
-        s3 = self.backend.s3_client()
+        s3 = self.context.s3_client()
         for channel in channels:
             name = channel["ChannelName"]
             source = channel.get("DataSource", {}).get("S3DataSource")
@@ -193,7 +194,7 @@ class TrainingJobRunner:
                         destination.parent.mkdir(parents=True, exist_ok=True)
                         s3.download_file(bucket, key, str(destination))
                         count += 1
-            except self.backend.s3_errors as error:
+            except self.context.s3_errors as error:
                 raise JobSetupError(f"Data download failed for channel {name}: {error}") from error
             if count == 0:
                 # SageMaker refuses an empty channel rather than training on nothing.
@@ -209,8 +210,8 @@ class TrainingJobRunner:
         bucket, key = parse_s3_uri(str(uri))
         archive = self.base_dir / "sourcedir.tar.gz"
         try:
-            self.backend.s3_client().download_file(bucket, key, str(archive))
-        except self.backend.s3_errors as error:
+            self.context.s3_client().download_file(bucket, key, str(archive))
+        except self.context.s3_errors as error:
             raise JobSetupError(f"could not download source dir {uri}: {error}") from error
         code_dir = self.base_dir / "code"
         try:
@@ -298,7 +299,7 @@ class TrainingJobRunner:
             if not key.startswith(("SM_", "SAGEMAKER_", "AWS_ENDPOINT_URL"))
         }
         env.update(desc.get("Environment") or {})
-        threads = str(self.backend.threads_per_job)
+        threads = str(self.context.threads_per_job)
         env.update(
             {
                 "SAGEMAKER_BASE_DIR": str(self.base_dir),
@@ -308,12 +309,12 @@ class TrainingJobRunner:
                 "SM_STUDIO_LOCAL_MODE": "true",
                 "SMDEBUG_CONFIG_FILE_PATH": str(config / "debughookconfig.json"),
                 "SMPROFILER_CONFIG_PATH": str(config / "profilerconfig.json"),
-                "AWS_REGION": self.backend.region,
-                "AWS_DEFAULT_REGION": self.backend.region,
+                "AWS_REGION": self.context.region,
+                "AWS_DEFAULT_REGION": self.context.region,
                 "AWS_ACCESS_KEY_ID": "testing",
                 "AWS_SECRET_ACCESS_KEY": "testing",
-                "S3_ENDPOINT_URL": self.backend.s3_endpoint_url,
-                "AWS_ENDPOINT_URL_S3": self.backend.s3_endpoint_url,
+                "S3_ENDPOINT_URL": self.context.s3_endpoint_url,
+                "AWS_ENDPOINT_URL_S3": self.context.s3_endpoint_url,
                 "PYTHONUNBUFFERED": "1",
                 # Several jobs share few cores: give each its share instead of oversubscribing.
                 "OMP_NUM_THREADS": threads,
@@ -355,7 +356,7 @@ class TrainingJobRunner:
                 self._log_tail.append(line)
                 scraper.feed(line)
                 self.job.final_metrics = scraper.final_metric_data_list()
-                self.backend.job_log_line(self.job.name, line)
+                self.context.job_log_line(self.job.name, line)
         exit_code = self.process.wait()
         if timer:
             timer.cancel()
@@ -366,7 +367,7 @@ class TrainingJobRunner:
         """The image's interpreter, or, when the source dir ships requirements.txt, the cached overlay
         over it that holds them. The toolkit then runs its own `pip install -r requirements.txt` as in
         the container, and finds everything already satisfied (no download)."""
-        base = Path(self.backend.training_python)
+        base = Path(self.context.training_python)
         requirements = self.base_dir / "code" / "requirements.txt"
         with log_path.open("w", encoding="utf-8") as log_file:
             if not requirements.is_file():
@@ -376,7 +377,7 @@ class TrainingJobRunner:
                 log_file.write(line + "\n")
                 log_file.flush()
                 self._log_tail.append(line)
-                self.backend.job_log_line(self.job.name, line)
+                self.context.job_log_line(self.job.name, line)
 
             try:
                 return overlay_python(requirements, base=base, log=log)
@@ -401,7 +402,7 @@ class TrainingJobRunner:
         desc = self.job.desc
         bucket, prefix = parse_s3_uri(desc["OutputDataConfig"]["S3OutputPath"])
         prefix = "/".join(part for part in (prefix.rstrip("/"), self.job.name, "output") if part)
-        s3 = self.backend.s3_client()
+        s3 = self.context.s3_client()
         model_uri = None
         uploads = [(contract.OUTPUT_ARCHIVE, self.base_dir / "output" / "data")]
         if include_model:
@@ -438,7 +439,7 @@ class TrainingJobRunner:
         local.mkdir(parents=True, exist_ok=True)
         bucket, prefix = parse_s3_uri(config["S3Uri"])
         prefix = prefix.rstrip("/") + "/" if prefix else ""
-        s3 = self.backend.s3_client()
+        s3 = self.context.s3_client()
         try:
             if download:
                 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -451,7 +452,7 @@ class TrainingJobRunner:
             for path in sorted(local.rglob("*")):
                 if path.is_file():
                     s3.upload_file(str(path), bucket, prefix + path.relative_to(local).as_posix())
-        except self.backend.s3_errors as error:
+        except self.context.s3_errors as error:
             raise JobSetupError(f"Checkpoint sync with {config['S3Uri']} failed: {error}") from error
 
     def _debug_local_path(self) -> Path:
@@ -463,7 +464,7 @@ class TrainingJobRunner:
             return
         bucket, prefix = parse_s3_uri(config["S3OutputPath"])
         base = "/".join(part for part in (prefix.rstrip("/"), self.job.name, suffix) if part)
-        s3 = self.backend.s3_client()
+        s3 = self.context.s3_client()
         for path in sorted(source.rglob("*")):
             if path.is_file():
                 s3.upload_file(str(path), bucket, f"{base}/{path.relative_to(source).as_posix()}")

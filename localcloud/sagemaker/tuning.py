@@ -34,7 +34,7 @@ import optuna
 from localcloud.sagemaker.exceptions import ValidationException
 
 if TYPE_CHECKING:
-    from localcloud.sagemaker.models import SageMakerBackend, TuningJob
+    from localcloud.sagemaker.registry import TrainingJob, TuningJob, TuningRegistry
 
 logger = logging.getLogger("localcloud.sagemaker.tuning")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -295,8 +295,8 @@ def build_strategy(config: dict[str, Any]) -> SearchStrategy:
 
 
 class TuningJobRunner:
-    def __init__(self, backend: SageMakerBackend, tuning_job: TuningJob) -> None:
-        self.backend = backend
+    def __init__(self, registry: TuningRegistry, tuning_job: TuningJob) -> None:
+        self.registry = registry
         self.tuning_job = tuning_job
         self.config = tuning_job.desc["HyperParameterTuningJobConfig"]
         self.definition = tuning_job.desc["TrainingJobDefinition"]
@@ -326,8 +326,8 @@ class TuningJobRunner:
         while True:
             for name in list(running):
                 self._observe(name)
-            for name in [name for name in running if self.backend.training_jobs[name].done.is_set()]:
-                job = self.backend.training_jobs[name]
+            for name in [name for name in running if self.registry.training_job(name).done.is_set()]:
+                job = self.registry.training_job(name)
                 value = objective_of(job.final_metrics, self.objective["MetricName"])
                 early_stopped = name in self.early_stopped
                 if job.desc["TrainingJobStatus"] != "Completed" and not early_stopped:
@@ -357,7 +357,7 @@ class TuningJobRunner:
 
     def _observe(self, name: str) -> None:
         """Record a trial's new objective report; apply the median rule to it when early stopping is on."""
-        job = self.backend.training_jobs[name]
+        job = self.registry.training_job(name)
         for metric in list(job.final_metrics):
             if metric["MetricName"] != self.objective["MetricName"]:
                 continue
@@ -378,16 +378,16 @@ class TuningJobRunner:
                 self._stop_early(job, value, len(series))
             return
 
-    def _stop_early(self, job: Any, value: float, step: int) -> None:
+    def _stop_early(self, job: TrainingJob, value: float, step: int) -> None:
         self.early_stopped.add(job.name)
         message = (
             f"Stopped early by {self.tuning_job.name}: {self.objective['MetricName']}={value:g} at report "
             f"{step} is worse than the median of the earlier trials' running averages (median stopping rule)."
         )
-        self.backend.job_log_line(job.name, message)
+        self.registry.context.job_log_line(job.name, message)
         logger.info("%s", message)
         try:
-            self.backend._stop_training_job(job)
+            self.registry.stop_trial(job)
         except ValidationException:  # it finished in the meantime: nothing to stop
             self.early_stopped.discard(job.name)
 
@@ -416,19 +416,13 @@ class TuningJobRunner:
         ):
             if optional in self.definition:
                 params[optional] = self.definition[optional]
-        with self.backend._lock:
-            self.tuning_job.tuned[name] = values
-        self.backend.create_training_job(
-            params, tuning_job_arn=self.tuning_job.desc["HyperParameterTuningJobArn"]
-        )
-        with self.backend._lock:  # listed only once the job exists
-            self.tuning_job.trial_names.append(name)
+        self.registry.launch_trial(self.tuning_job, params, values)
         return name
 
     def _refresh(self) -> None:
         """Recompute counters and the best trial from the trials' current state (no event)."""
         summaries = [
-            self.backend.trial_summary(self.tuning_job, name) for name in list(self.tuning_job.trial_names)
+            self.registry.trial_summary(self.tuning_job, name) for name in list(self.tuning_job.trial_names)
         ]
         status_counters = {
             "Completed": 0,
@@ -453,7 +447,7 @@ class TuningJobRunner:
             fields["BestTrainingJob"] = pick(
                 scored, key=lambda s: s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
             )
-        self.backend.update_tuning_job(self.tuning_job, emit=False, **fields)
+        self.registry.update_tuning_job(self.tuning_job, emit=False, **fields)
 
     def _finish(self, status: str, reason: str | None = None) -> None:
         fields: dict[str, Any] = {
@@ -462,5 +456,5 @@ class TuningJobRunner:
         }
         if reason:
             fields["FailureReason"] = reason
-        self.backend.update_tuning_job(self.tuning_job, emit=True, **fields)
+        self.registry.update_tuning_job(self.tuning_job, emit=True, **fields)
         self.tuning_job.done.set()

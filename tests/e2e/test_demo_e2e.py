@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from localcloud.containerenv import REPO_ROOT
 from localcloud.demo import EXIT_OK, DemoSettings, run_demo
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 

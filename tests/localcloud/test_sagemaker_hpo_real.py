@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from localcloud.containerenv import REPO_ROOT
 from localcloud.sagemaker.server import SageMakerServer
-from localcloud.sagemaker.testing import ROLE_ARN, client, local_s3
+from tests.support.sagemaker import ROLE_ARN, client, local_s3
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINING_DIR = REPO_ROOT / "training"
 BUCKET = "pipeline"
 

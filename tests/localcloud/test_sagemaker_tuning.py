@@ -13,8 +13,8 @@ import botocore.exceptions
 import pytest
 
 from localcloud.sagemaker.server import SageMakerServer
-from localcloud.sagemaker.testing import ROLE_ARN, EventLog, client, local_s3, tar_gz
 from localcloud.sagemaker.tuning import BayesianSearch, RandomSearch
+from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3, tar_gz
 
 BUCKET = "tuning"
 
