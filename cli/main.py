@@ -25,8 +25,8 @@ from typing import Any
 import boto3
 
 from dogclf import contract
+from localcloud.state import DEFAULT_STATE_FILE, read_state_file
 
-DEFAULT_STATE_FILE = Path(".localcloud/state.json")
 DEFAULT_JOB_PREFIX = "dogclf"
 OUTPUT_KEYS = {
     "dataset_bucket": "DatasetBucketName",
@@ -76,7 +76,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
                 f"{state_path} not found: start the local cloud with "
                 "`python -m localcloud.demo --keep-running`"
             )
-        state = json.loads(state_path.read_text())
+        state = read_state_file(state_path)
         # Point every boto3 client made by this process (and the SageMaker SDK) at the local cloud.
         os.environ.update(state["environment"])
         session = boto3.Session(region_name=state["region"])

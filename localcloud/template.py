@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-ACCOUNT_ID = "123456789012"  # moto's default account: the ARNs we make must match moto's.
+from localcloud.shared import ACCOUNT_ID
+
 NO_VALUE = object()  # AWS::NoValue: the enclosing key or list item disappears.
 
 _SCALAR_TAGS = {

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from localcloud.containerenv import REPO_ROOT
-from localcloud.demo import EXIT_OK, DemoSettings, run_demo
+from localcloud.demo import run_demo
+from localcloud.demo_run import DemoSettings
+from localcloud.demo_summary import EXIT_OK
 
 pytestmark = pytest.mark.slow
 
