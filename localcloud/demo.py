@@ -119,6 +119,7 @@ def _merge_partial(partial: DemoResult, failure: DemoResult) -> DemoResult:
 
 
 def parse_args(argv: list[str] | None = None) -> DemoSettings:
+    """The demo's flags as DemoSettings. (Long only because it lists every flag: it decides nothing.)"""
     defaults = DemoSettings()
     parser = argparse.ArgumentParser(prog="python -m localcloud.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument(

@@ -187,6 +187,7 @@ class TemplateResolver:
 
     # -- names -----------------------------------------------------------------------------------
     def _identity(self, logical_id: str, body: dict[str, Any]) -> ResolvedResource:
+        """A resource's local Ref and GetAtt values (one table of resource types: long, not branching)."""
         rtype = body.get("Type", "")
         props = body.get("Properties", {}) or {}
         region, account = self.region, ACCOUNT_ID

@@ -21,8 +21,8 @@ import botocore.exceptions
 from localcloud.sagemaker import paging
 from localcloud.sagemaker.endpoints import ModelServerProcess, ModelServerStartError
 from localcloud.sagemaker.exceptions import ModelError, RuntimeValidationError, ValidationException
+from localcloud.sagemaker.job_files import parse_s3_uri
 from localcloud.sagemaker.registry import BackendContext
-from localcloud.sagemaker.training import parse_s3_uri
 from localcloud.shared import ACCOUNT_ID
 
 logger = logging.getLogger("localcloud.sagemaker")
@@ -215,7 +215,11 @@ class EndpointsBackend:
         return desc
 
     def _deploy(self, endpoint: Endpoint, config: dict[str, Any], updating: bool) -> None:
-        """Start a server for `config`; on success switch to it, then drain and stop the old one."""
+        """Start a server for `config`; on success switch to it, then drain and stop the old one.
+
+        One sequence (start, roll back or switch under the lock, drain): kept whole so the lock's
+        scope around the switch stays visible, hence a little over 60 lines.
+        """
         with self.context.lock:
             endpoint.generation += 1
             generation = endpoint.generation
