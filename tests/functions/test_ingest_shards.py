@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
+import threading
 import zipfile
 from typing import Any
 
@@ -16,7 +18,7 @@ from fn_support import ENV, build_zip, layout_members, tiny_jpeg
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.ingest.service import Upload, dataset_id, ingest_upload
-from pipeline.ingest.shards import ShardLimits
+from pipeline.ingest.shards import MIN_PART_BYTES, ShardLimits, TarShardSink
 from pipeline.settings import Settings
 
 BUCKET = ENV["DATASET_BUCKET"]
@@ -188,3 +190,71 @@ def test_zip_timestamps_become_tar_mtimes(aws) -> None:
     body = read_object(aws, f"datasets/{dataset_id(upload)}/valid/valid-00000.tar")
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
         assert {info.mtime for info in tar.getmembers()} == {1589718600}
+
+
+class GatedS3:
+    """A fake S3 whose UploadPart calls wait at a gate, to see how much the writer holds meanwhile."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.changed = threading.Condition()
+        self.waiting = 0
+        self.parts: dict[tuple[str, int], bytes] = {}
+        self.objects: dict[str, bytes] = {}
+
+    def create_multipart_upload(self, **kwargs: Any) -> dict[str, str]:
+        return {"UploadId": "upload-" + kwargs["Key"]}
+
+    def upload_part(self, **kwargs: Any) -> dict[str, str]:
+        with self.changed:
+            self.waiting += 1
+            self.changed.notify_all()
+        assert self.gate.wait(timeout=60)
+        with self.changed:
+            self.waiting -= 1
+        self.parts[(kwargs["Key"], kwargs["PartNumber"])] = kwargs["Body"]
+        return {"ETag": f'"{kwargs["PartNumber"]}"'}
+
+    def complete_multipart_upload(self, **kwargs: Any) -> None:
+        numbers = [part["PartNumber"] for part in kwargs["MultipartUpload"]["Parts"]]
+        assert numbers == list(range(1, len(numbers) + 1))
+        self.objects[kwargs["Key"]] = b"".join(self.parts[(kwargs["Key"], number)] for number in numbers)
+
+
+def test_memory_is_bounded_by_the_parts_in_flight_and_parts_are_big_enough() -> None:
+    s3 = GatedS3()
+    limits = ShardLimits(max_shard_bytes=64 * 1024**2, part_bytes=MIN_PART_BYTES, parts_in_flight=2)
+    sink = TarShardSink(s3, BUCKET, "datasets/x/", SPLITS, limits)
+    images = {f"001.Breed_1/img_{index:03d}.jpg": os.urandom(1024**2) for index in range(30)}
+    added: list[str] = []
+
+    def add_all() -> None:
+        for name, data in images.items():
+            sink.add(f"train/{name}", data, zipfile.ZipInfo(name))
+            added.append(name)
+
+    adder = threading.Thread(target=add_all)
+    adder.start()
+    with s3.changed:
+        assert s3.changed.wait_for(lambda: s3.waiting == limits.parts_in_flight, timeout=60)
+    adder.join(timeout=2)  # it must stay blocked while both parts wait at the gate
+    assert adder.is_alive()
+    # Held: the parts in flight plus the one being filled (and one member past the part size).
+    held_parts = limits.parts_in_flight + 1
+    assert len(added) <= held_parts * limits.part_bytes // 1024**2 + 1 < len(images)
+    s3.gate.set()
+    adder.join(timeout=60)
+    assert not adder.is_alive() and len(added) == len(images)
+    shards = sink.close()
+
+    [shard] = shards["train"]
+    body = s3.objects[shard.key]
+    part_sizes = [len(data) for (key, _), data in sorted(s3.parts.items()) if key == shard.key]
+    assert len(part_sizes) >= 5 and all(size >= MIN_PART_BYTES for size in part_sizes[:-1])
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:") as tar:
+        read = {}
+        for info in tar.getmembers():
+            handle = tar.extractfile(info)
+            assert handle is not None
+            read[info.name] = handle.read()
+    assert read == images and len(body) == shard.bytes

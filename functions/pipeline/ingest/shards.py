@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_SHARD_BYTES = 256 * 1024**2  # a shard's tar size, end-of-archive blocks included
-PART_BYTES = 8 * 1024**2  # S3 needs >= 5 MiB for every part but the last
+PART_BYTES = 8 * 1024**2  # each part but a shard's last is at least this
 PARTS_IN_FLIGHT = 4  # part uploads running or queued, across all splits
 SHARD_SUFFIX = ".tar"
 _BLOCK = tarfile.BLOCKSIZE  # 512: headers and member data are padded to whole blocks
@@ -37,11 +37,25 @@ _BLOCK = tarfile.BLOCKSIZE  # 512: headers and member data are padded to whole b
 _END_OF_ARCHIVE = 2 * _BLOCK
 
 
+MIN_PART_BYTES = 5 * 1024**2  # S3's minimum for every part but the last
+MAX_PARTS = 10_000  # S3's maximum number of parts of one upload
+
+
 @dataclass(frozen=True)
 class ShardLimits:
     max_shard_bytes: int = MAX_SHARD_BYTES
     part_bytes: int = PART_BYTES
     parts_in_flight: int = PARTS_IN_FLIGHT
+
+    def __post_init__(self) -> None:
+        if self.part_bytes < MIN_PART_BYTES:
+            raise ValueError(f"part size {self.part_bytes} is below S3's minimum of {MIN_PART_BYTES}")
+        if self.max_shard_bytes < 4 * 512 or self.max_shard_bytes > self.part_bytes * (MAX_PARTS - 1):
+            raise ValueError(
+                f"shard size {self.max_shard_bytes} does not fit {MAX_PARTS} parts of {self.part_bytes}"
+            )
+        if self.parts_in_flight < 1:
+            raise ValueError("parts_in_flight must be at least 1")
 
 
 @dataclass
