@@ -10,6 +10,15 @@ channels of each layout into a fresh folder. Prints objects per dataset, ingest 
 seconds and requests.
 
     .venv/bin/python bench/bench_shards.py [--dog-classes 133 --dog-per-class 8 --dog-size 224]
+
+Measured 2026-11-29 on 2 shared cores (objects = everything under datasets/<id>/; staging = the
+three channels, all of the emulator's S3 requests):
+    sample (112 images, 0.4 MB)            per image: 112 objects, staging 2.20 s, 227 requests
+                                           tar shards:  6 objects, staging 0.08 s,   9 requests
+    133 classes x 8 images, 224 px (27 MB) per image: 1064 objects, staging 18.7 s, 2131 requests
+                                           tar shards:    6 objects, staging 0.12 s,  11 requests
+    133 classes x 8 images, 500 px (124 MB) per image: 1064 objects, staging 19.0 s, 2131 requests
+                                           tar shards:    6 objects, staging 1.21 s,  22 requests
 """
 
 from __future__ import annotations
