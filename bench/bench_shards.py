@@ -108,7 +108,7 @@ def stage_channels(s3: Any, prefix: str, workdir: Path) -> tuple[float, int, int
 
     counter = CountingS3(s3)
     runner = SimpleNamespace(
-        backend=SimpleNamespace(s3_client=lambda: s3, s3_errors=(ClientError, BotoCoreError)),
+        context=SimpleNamespace(s3_client=lambda: s3, s3_errors=(ClientError, BotoCoreError)),
         base_dir=workdir,
     )
     channels = [
