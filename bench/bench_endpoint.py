@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from localcloud.containerenv import base_python  # noqa: E402
 from localcloud.sagemaker.endpoints import ModelServerProcess, live_group_members  # noqa: E402
 from localcloud.sagemaker.server import SageMakerServer  # noqa: E402
-from localcloud.sagemaker.testing import ROLE_ARN, client, local_s3, tar_gz_directory  # noqa: E402
+from tests.support.sagemaker import ROLE_ARN, client, local_s3, tar_gz_directory  # noqa: E402
 
 BUILD_MODEL = r"""
 import json, sys, torch

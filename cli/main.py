@@ -25,8 +25,8 @@ from typing import Any
 import boto3
 
 from dogclf import contract
+from localcloud.state import DEFAULT_STATE_FILE, read_state_file
 
-DEFAULT_STATE_FILE = Path(".localcloud/state.json")
 DEFAULT_JOB_PREFIX = "dogclf"
 OUTPUT_KEYS = {
     "dataset_bucket": "DatasetBucketName",
@@ -76,7 +76,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
                 f"{state_path} not found: start the local cloud with "
                 "`python -m localcloud.demo --keep-running`"
             )
-        state = json.loads(state_path.read_text())
+        state = read_state_file(state_path)
         # Point every boto3 client made by this process (and the SageMaker SDK) at the local cloud.
         os.environ.update(state["environment"])
         session = boto3.Session(region_name=state["region"])
@@ -161,6 +161,12 @@ def cmd_status(args: argparse.Namespace, target: Target) -> int:
     if args.json:
         print(json.dumps(status, indent=2, default=str))
         return 0
+    print_status(status)
+    return 0
+
+
+def print_status(status: dict[str, Any]) -> None:
+    """cmd_status's human-readable form."""
     print("tuning jobs:")
     for job in status["tuning_jobs"] or [{"name": "(none)", "status": "", "trials": ""}]:
         print(f"  {job['name']:<40} {job['status']:<12} {job['trials']}")
@@ -181,7 +187,6 @@ def cmd_status(args: argparse.Namespace, target: Target) -> int:
             print(f"  reason: {reason}")
     else:
         print("last gate decision: (none)")
-    return 0
 
 
 def last_decision(target: Target) -> dict[str, Any] | None:
@@ -406,6 +411,7 @@ def add_location_arguments(parser: argparse.ArgumentParser, default: Any) -> Non
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command and flag (long only because it lists them)."""
     parser = argparse.ArgumentParser(
         prog="python -m cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -11,14 +11,9 @@ import sys
 from pathlib import Path
 
 from localcloud.cloud import LocalCloud, LocalCloudConfig
-from localcloud.demo import (
-    DemoSettings,
-    PipelineFailedError,
-    Progress,
-    keep_running,
-    prepare_state_dir,
-    write_state_file,
-)
+from localcloud.demo_run import DemoSettings
+from localcloud.demo_summary import Progress
+from localcloud.state import StateDirError, keep_running, prepare_state_dir, write_state_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = args.state_dir.resolve()
     try:
         prepare_state_dir(state_dir)
-    except PipelineFailedError as error:
+    except StateDirError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     progress = Progress()

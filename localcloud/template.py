@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-ACCOUNT_ID = "123456789012"  # moto's default account: the ARNs we make must match moto's.
+from localcloud.shared import ACCOUNT_ID
+
 NO_VALUE = object()  # AWS::NoValue: the enclosing key or list item disappears.
 
 _SCALAR_TAGS = {
@@ -186,6 +187,7 @@ class TemplateResolver:
 
     # -- names -----------------------------------------------------------------------------------
     def _identity(self, logical_id: str, body: dict[str, Any]) -> ResolvedResource:
+        """A resource's local Ref and GetAtt values (one table of resource types: long, not branching)."""
         rtype = body.get("Type", "")
         props = body.get("Properties", {}) or {}
         region, account = self.region, ACCOUNT_ID

@@ -25,18 +25,17 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
 from collections import deque
 from pathlib import Path
 
-from localcloud.containerenv import ContainerEnvError, base_python
+from localcloud.containerenv import REPO_ROOT, ContainerEnvError, base_python
+from localcloud.shared import free_port
 
 logger = logging.getLogger("localcloud.sagemaker.endpoints")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DRAIN_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 20.0
 MODEL_NAME = "model"  # the name the toolkit registers the model under in TorchServe
@@ -55,12 +54,6 @@ CAUSE_WAIT_SECONDS = 10.0
 
 class ModelServerStartError(Exception):
     """The model server died, failed to load the model or never got ready; the message says why."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def live_group_members(pgid: int) -> list[int]:

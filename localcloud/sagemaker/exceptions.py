@@ -58,11 +58,6 @@ class RuntimeValidationError(SageMakerError):
     code = "ValidationError"
 
 
-class ModelNotReadyException(SageMakerError):  # noqa: N818 (AWS error code)
-    code = "ModelNotReadyException"
-    status = 429
-
-
 class ModelError(SageMakerError):
     """The model container answered with a non-2xx status: SageMaker wraps it as HTTP 424."""
 

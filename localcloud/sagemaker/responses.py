@@ -17,8 +17,8 @@ import botocore.session
 import botocore.validate
 from botocore.model import OperationModel, ServiceModel, Shape
 
+from localcloud.sagemaker.backend import SageMakerBackend
 from localcloud.sagemaker.exceptions import SageMakerError, UnknownOperationException, ValidationException
-from localcloud.sagemaker.models import SageMakerBackend
 
 logger = logging.getLogger("localcloud.sagemaker.responses")
 
@@ -139,7 +139,7 @@ def handle_control_plane(
                 "message": f"Request body is not valid JSON: {error}",
             }
         validate_request(model.operation_model(operation_name), params)
-        result = getattr(backend, snake_case(operation_name))(params)
+        result = backend.operation(snake_case(operation_name))(params)
         return 200, result
     except SageMakerError as error:
         return error.status, error.body()

@@ -11,8 +11,8 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
+from localcloud.sagemaker.backend import SageMakerBackend
 from localcloud.sagemaker.exceptions import RuntimeValidationError, SageMakerError
-from localcloud.sagemaker.models import SageMakerBackend
 
 INVOCATIONS_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations/?$")
 PASSTHROUGH_HEADERS = ("Content-Type", "Accept", "X-Amzn-SageMaker-Custom-Attributes")

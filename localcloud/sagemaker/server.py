@@ -15,7 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from localcloud.sagemaker.models import EventCallback, LogCallback, SageMakerBackend
+from localcloud.sagemaker.backend import SageMakerBackend
+from localcloud.sagemaker.events import EventCallback
+from localcloud.sagemaker.registry import LogCallback
 from localcloud.sagemaker.responses import JSON_CONTENT_TYPE, handle_control_plane
 from localcloud.sagemaker.runtime import handle_invoke, match_invocation
 
@@ -129,7 +131,3 @@ class SageMakerServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def start_sagemaker_server(**kwargs: Any) -> SageMakerServer:
-    return SageMakerServer(**kwargs).start()

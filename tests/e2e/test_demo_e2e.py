@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from localcloud.demo import EXIT_OK, DemoSettings, run_demo
+from localcloud.containerenv import REPO_ROOT
+from localcloud.demo import run_demo
+from localcloud.demo_run import DemoSettings
+from localcloud.demo_summary import EXIT_OK
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
@@ -30,14 +32,15 @@ def demo(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("e2e") / "state"
     settings = DemoSettings(
         state_dir=state_dir,
-        num_classes=3,
-        train_per_class=12,
+        # The demo's own sizes (enough training steps for every Debugger rule to evaluate at least
+        # contract.MIN_RULE_STEPS saved steps, so the gate can pass), at half its image size.
+        num_classes=4,
+        train_per_class=32,
         valid_per_class=4,
         test_per_class=4,
         image_size=32,
         trials=4,
         parallel=2,
-        epochs="1,2",
         accuracy_threshold=0.4,
         classify_images=2,
         timeout_s=420,

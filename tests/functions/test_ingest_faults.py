@@ -148,15 +148,27 @@ def test_a_read_timeout_during_extraction_does_not_count_the_member_as_corrupt(
 def test_a_throttled_upload_propagates_instead_of_skipping(
     ingest, aws, upload, lambda_context, monkeypatch
 ) -> None:
-    fault = FailOnce(
-        ingest.S3Store.put_bytes,
-        lambda bucket, key, *rest: key.endswith(".jpg"),
-        server_error("PutObject", "SlowDown", 503),
-    )
-    monkeypatch.setattr(ingest.S3Store, "put_bytes", fault)
+    real_client = ingest.store.client
+    calls = []
+
+    class ThrottledOnce:
+        """The handler's S3 client, whose first UploadPart (a shard's bytes) is throttled."""
+
+        def upload_part(self, **kwargs: Any) -> Any:
+            calls.append(kwargs["Key"])
+            if len(calls) == 1:
+                raise server_error("UploadPart", "SlowDown", 503)
+            return real_client.upload_part(**kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_client, name)
+
+    monkeypatch.setattr(ingest.store, "client", ThrottledOnce())
     event = s3_event("ingest.json", BUCKET, KEY, upload["etag"])
     with pytest.raises(ClientError, match="SlowDown"):
         ingest.handler(event, lambda_context)
+    assert calls[0].endswith(".tar")
+    assert aws.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     [report] = ingest.handler(event, lambda_context)
     assert report["extraction"]["written"] == IMAGES
 

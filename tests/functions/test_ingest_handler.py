@@ -36,17 +36,17 @@ def test_upload_is_extracted_with_manifest_and_report(ingest, aws, sample_zip, l
     assert report["status"] == "accepted" and report["dataset_id"] == identifier
     assert identifier.startswith("dog-images-2026-v1-")
     keys = aws.keys(BUCKET, f"datasets/{identifier}/")
-    images = [key for key in keys if key.endswith((".jpg", ".png"))]
-    assert len(images) == 24 and report["extraction"]["written"] == 24
+    assert report["extraction"]["written"] == 24
     manifest = json.loads(
         aws.s3.get_object(Bucket=BUCKET, Key=f"datasets/{identifier}/manifest.json")["Body"].read()
     )
     assert manifest["channels"]["train"] == f"s3://{BUCKET}/datasets/{identifier}/train/"
     assert manifest["images"] == {"train": 12, "valid": 6, "test": 6}
     assert len(manifest["classes"]) == 3
-    # Channel prefixes hold the class folders directly (what SM_CHANNEL_TRAIN etc. expect).
-    assert all(
-        key.split("/")[2] in ("train", "valid", "test", "manifest.json", "report.json") for key in keys
+    # Each channel prefix holds its split's tar shards (one each at this size), nothing else.
+    assert sorted(keys) == sorted(
+        [f"datasets/{identifier}/{name}" for name in ("index.json", "manifest.json", "report.json")]
+        + [f"datasets/{identifier}/{split}/{split}-00000.tar" for split in ("train", "valid", "test")]
     )
     [note] = aws.notifications()
     assert note["subject"].startswith("Dataset accepted")

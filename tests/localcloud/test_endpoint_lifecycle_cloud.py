@@ -18,8 +18,8 @@ import pytest
 
 from localcloud.patterns import matches_event_pattern
 from localcloud.sagemaker.server import SageMakerServer
-from localcloud.sagemaker.testing import ROLE_ARN, EventLog, client, local_s3
 from localcloud.template import TemplateResolver, load_template
+from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3
 
 REPO = Path(__file__).resolve().parents[2]
 for path in (REPO / "functions", REPO / "training"):

@@ -1,10 +1,10 @@
 """EventBridge pattern matching: patterns that must and must not match, per AWS's documented rules."""
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from localcloud.containerenv import REPO_ROOT
 from localcloud.patterns import PatternError, matches_event_pattern
 from localcloud.template import TemplateResolver, load_template
 
@@ -26,8 +26,6 @@ TRAINING_EVENT: dict[str, Any] = {
         "HyperParameters": {"epochs": "2"},
     },
 }
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _template_rules() -> dict[str, dict]:

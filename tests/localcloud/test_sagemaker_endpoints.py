@@ -23,11 +23,10 @@ import botocore.exceptions
 import pytest
 from PIL import Image
 
-from localcloud.containerenv import base_python
+from localcloud.containerenv import REPO_ROOT, base_python
 from localcloud.sagemaker.server import SageMakerServer
-from localcloud.sagemaker.testing import ROLE_ARN, EventLog, client, local_s3, tar_gz_directory
+from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3, tar_gz_directory
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "models"
 CLASSES = ("a", "b", "c")
 

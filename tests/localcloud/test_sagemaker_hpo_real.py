@@ -1,5 +1,6 @@
 """The real training code through the emulator: a tuning job of training/hpo.py on a tiny sample
-dataset, then its best model deployed and invoked with training/inference.py."""
+dataset stored as ingest stores it (tar shards), then its best model deployed and invoked with
+training/inference.py."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from localcloud.containerenv import REPO_ROOT
 from localcloud.sagemaker.server import SageMakerServer
-from localcloud.sagemaker.testing import ROLE_ARN, client, local_s3
+from tests.support.sagemaker import ROLE_ARN, client, local_s3
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINING_DIR = REPO_ROOT / "training"
 BUCKET = "pipeline"
 
@@ -40,12 +41,28 @@ def test_tuning_job_runs_hpo_py_and_best_model_serves(tmp_path: Path) -> None:
         s3 = client("s3", s3_url)
         s3.create_bucket(Bucket=BUCKET)
         sample_image = b""
+        # The dataset as ingest stores it: each split as tar shards of <class_dir>/<image> members
+        # (under its own prefix: moto's state outlives the server, and a split is shards or folders).
+        members: dict[str, list[tuple[str, bytes]]] = {}
         for relative, data in iter_sample_files(
             num_classes=3, train_per_class=6, valid_per_class=3, test_per_class=3, image_size=32, seed=1
         ):
-            s3.put_object(Bucket=BUCKET, Key=f"dataset/{relative}", Body=data)
+            split, member = relative.split("/", 1)
+            members.setdefault(split, []).append((member, data))
             if relative.startswith("test/") and relative.endswith(".jpg"):
                 sample_image = data
+        shard_keys = []
+        for split, split_members in members.items():
+            for number, start in enumerate(range(0, len(split_members), 10)):  # 10 images a shard
+                buffer = io.BytesIO()
+                with tarfile.open(fileobj=buffer, mode="w") as tar:
+                    for member, data in split_members[start : start + 10]:
+                        info = tarfile.TarInfo(member)
+                        info.size = len(data)
+                        tar.addfile(info, io.BytesIO(data))
+                shard_keys.append(f"sharded/{split}/{split}-{number:05d}.tar")
+                s3.put_object(Bucket=BUCKET, Key=shard_keys[-1], Body=buffer.getvalue())
+        assert "sharded/train/train-00001.tar" in shard_keys and len(shard_keys) == 4
         s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=source_dir_archive())
 
         server = SageMakerServer(state_dir=tmp_path / "state", s3_endpoint_url=s3_url).start()
@@ -89,7 +106,7 @@ def test_tuning_job_runs_hpo_py_and_best_model_serves(tmp_path: Path) -> None:
                         {
                             "ChannelName": "training",
                             "DataSource": {
-                                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/dataset/"}
+                                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/sharded/"}
                             },
                         }
                     ],

@@ -15,7 +15,7 @@ import pytest
 from botocore.config import Config
 
 from localcloud.sagemaker.server import SageMakerServer
-from localcloud.sagemaker.testing import CREDENTIALS, client, local_s3, training_job_request
+from tests.support.sagemaker import CREDENTIALS, client, local_s3, training_job_request
 
 BUCKET = "protocol"
 

@@ -11,9 +11,9 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
+from localcloud.sagemaker.search import median_rule_stops
 from localcloud.sagemaker.server import SageMakerServer
-from localcloud.sagemaker.testing import ROLE_ARN, client, local_s3, tar_gz
-from localcloud.sagemaker.tuning import median_rule_stops
+from tests.support.sagemaker import ROLE_ARN, client, local_s3, tar_gz
 
 BUCKET = "search"
 

@@ -13,7 +13,7 @@ import botocore.exceptions
 import pytest
 
 from localcloud.sagemaker.server import SageMakerServer
-from localcloud.sagemaker.testing import EventLog, client, local_s3, tar_gz, training_job_request
+from tests.support.sagemaker import EventLog, client, local_s3, tar_gz, training_job_request
 
 BUCKET = "jobs"
 

@@ -12,9 +12,9 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
+from localcloud.sagemaker.search import BayesianSearch, RandomSearch
 from localcloud.sagemaker.server import SageMakerServer
-from localcloud.sagemaker.testing import ROLE_ARN, EventLog, client, local_s3, tar_gz
-from localcloud.sagemaker.tuning import BayesianSearch, RandomSearch
+from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3, tar_gz
 
 BUCKET = "tuning"
 
@@ -332,7 +332,7 @@ def test_reverse_log_and_bayesian_sampler_respect_bounds() -> None:
 
 def test_grid_search_enumerates_categorical_combinations_once() -> None:
     from localcloud.sagemaker.exceptions import ValidationException
-    from localcloud.sagemaker.tuning import GridSearch, validate_tuning_config
+    from localcloud.sagemaker.search import GridSearch, validate_tuning_config
 
     ranges = {
         "CategoricalParameterRanges": [

@@ -1,13 +1,11 @@
 """The template resolver: intrinsic tags, parameters, conditions and local names."""
 
 import textwrap
-from pathlib import Path
 
 import pytest
 
+from localcloud.containerenv import REPO_ROOT
 from localcloud.template import TemplateError, TemplateResolver, load_template
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 TEMPLATE = textwrap.dedent(
     """

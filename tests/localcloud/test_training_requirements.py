@@ -13,7 +13,7 @@ import pytest
 
 from localcloud.containerenv import overlay_python
 from localcloud.sagemaker.server import SageMakerServer
-from localcloud.sagemaker.testing import client, local_s3, tar_gz, training_job_request
+from tests.support.sagemaker import client, local_s3, tar_gz, training_job_request
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "jobs"

@@ -10,8 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cli.main import main
-from localcloud.cloud import REPO_ROOT, LocalCloud, LocalCloudConfig
-from localcloud.demo import write_state_file
+from localcloud.cloud import LocalCloud, LocalCloudConfig
+from localcloud.containerenv import REPO_ROOT
+from localcloud.state import write_state_file
 from tools.sample_data import write_sample_zip
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from cli.main import main
 from localcloud.cloud import LocalCloud, LocalCloudConfig
-from localcloud.demo import write_state_file
+from localcloud.state import write_state_file
 
 
 @pytest.mark.parametrize(

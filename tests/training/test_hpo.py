@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from trainhelpers import FAST_HPS, run_script
+from trainhelpers import FAST_HPS, run_script, write_tar_shards
 
 from dogclf import metrics
 from tools.sample_data import write_sample_tree
@@ -83,6 +83,25 @@ def test_separate_split_channels_with_augmentation(tmp_path, sample_dataset):
     assert recorded["feature_cache"] is False
     assert recorded["history"]["epochs"][0]["train"]["count"] == 160
     assert "cached backbone features" not in result.stdout
+
+
+def test_one_epoch_from_tar_shard_channels(tmp_path, sample_dataset):
+    """SM_CHANNEL_TRAIN/VALID/TEST holding tar shards, as ingest writes them (no class folders)."""
+    channels = write_tar_shards(sample_dataset, tmp_path / "shards", members_per_shard=50)
+    result = run_script("hpo.py", tmp_path / "job", {**FAST_HPS, "epochs": 1}, channels)
+    assert result.returncode == 0, result.log
+    train_channel = result.base_dir / "input" / "data" / "train"
+    assert sorted(path.name for path in train_channel.iterdir()) == [f"train-0000{n}.tar" for n in range(4)]
+    recorded = json.loads((result.output_data_dir / "metrics.json").read_text())
+    assert recorded["dataset"]["images"] == {"train": 160, "valid": 40, "test": 40}
+    assert recorded["history"]["epochs"][0]["train"]["count"] == 160
+    assert recorded["final"]["test:accuracy"] >= 0.4  # chance is 0.25: the labels came through
+    assert json.loads((result.model_dir / "classes.json").read_text()) == [
+        "Affenpinscher",
+        "Afghan_hound",
+        "Airedale_terrier",
+        "Akita",
+    ]
 
 
 def test_bad_layout_fails_with_a_clear_error(tmp_path):

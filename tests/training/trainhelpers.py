@@ -162,3 +162,24 @@ FAST_HPS: dict[str, object] = {
     "num_workers": 0,
     "augment": False,
 }
+
+
+def write_tar_shards(tree: Path, out: Path, members_per_shard: int) -> dict[str, Path]:
+    """The dataset folder ``tree`` as ingest shapes it: ``out/<split>/<split>-NNNNN.tar`` with members
+    ``<class_dir>/<image>``, written here with the standard library's tarfile (not the ingest code).
+    Members go in reverse name order, so reading them back in order is not an accident of the input."""
+    import tarfile
+
+    split_dirs = {}
+    for split in ("train", "valid", "test"):
+        files = [path for path in (tree / split).rglob("*") if path.is_file()]
+        names = sorted(path.relative_to(tree / split).as_posix() for path in files)
+        names.reverse()
+        split_dir = out / split
+        split_dir.mkdir(parents=True)
+        for number, start in enumerate(range(0, len(names), members_per_shard)):
+            with tarfile.open(split_dir / f"{split}-{number:05d}.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+                for name in names[start : start + members_per_shard]:
+                    tar.add(tree / split / name, arcname=name)
+        split_dirs[split] = split_dir
+    return split_dirs

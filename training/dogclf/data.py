@@ -9,12 +9,29 @@ Rules (the layout rule itself lives in ``layout.py``):
   not kill a tuning job. They are reported by path in the log and in metrics.json. If more than
   ``max_bad_fraction`` of a split is undecodable the run fails (BadImagesError), because then the
   data, not one file, is broken.
+
+Two shapes of a split folder (a channel), read to the same index (same samples, same order, same
+labels):
+- class folders ``<NNN.Class_Name>/<image>`` (tests, users' own data);
+- tar shards ``*.tar`` (what ingest writes: ``<split>-00000.tar``, ...) whose members are
+  ``<NNN.Class_Name>/<image>``; the same layout rule (layout.locate) places each member.
+
+Shards are read in place, by random access: the tar headers are scanned once (``tarfile`` seeks
+over the member data) for each member's data offset and size, and an image is one ``os.pread``.
+Why not extract them into the job's folder first: that writes the dataset to the volume a second
+time (the default volume is 30 GB) and delays the first batch by a full copy, and it would turn
+member names from the archive into file paths. The page cache serves later epochs as it would
+extracted files. Each process (each DataLoader worker) opens its own file handles.
 """
 
 from __future__ import annotations
 
+import os
+import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import torch
 from torch.utils.data import Dataset
@@ -22,16 +39,34 @@ from torch.utils.data import Dataset
 from dogclf.images import InvalidImageError, decode_image
 from dogclf.layout import SPLITS, DatasetLayoutError, LayoutSummary, locate, summarize
 
+SHARD_SUFFIX = ".tar"
+
 
 class BadImagesError(RuntimeError):
     """Too many undecodable images in one split."""
+
+
+@dataclass(frozen=True)
+class TarMember:
+    """One image inside a tar shard: ``size`` bytes at ``offset`` of the file ``shard``."""
+
+    shard: str
+    name: str
+    offset: int
+    size: int
+
+    def __str__(self) -> str:  # how a bad image is reported: <shard>:<member>
+        return f"{self.shard}:{self.name}"
+
+
+ImageSource: TypeAlias = str | TarMember  # a file path, or a member of a shard
 
 
 @dataclass
 class DatasetIndex:
     summary: LayoutSummary
     split_dirs: dict[str, Path]
-    samples: dict[str, list[tuple[str, int]]]
+    samples: dict[str, list[tuple[ImageSource, int]]]
 
     @property
     def classes(self) -> list[str]:
@@ -81,47 +116,126 @@ def find_split_dirs(
 def scan(split_dirs: dict[str, Path]) -> DatasetIndex:
     """List the images of every split and check the layout (raises DatasetLayoutError)."""
     relative_paths: list[str] = []
+    sources: dict[str, ImageSource] = {}  # "<split>/<class_dir>/<image>" -> where its bytes are
     for split in SPLITS:
         split_dir = split_dirs[split]
         if not split_dir.is_dir():
             raise DatasetLayoutError(f"missing split {split}: {split_dir} is not a folder")
+        shards = sorted(
+            path for path in split_dir.iterdir() if path.suffix == SHARD_SUFFIX and path.is_file()
+        )
+        if shards:
+            _index_shards(split, shards, split_dir, relative_paths, sources)
+            continue
         for class_path in sorted(split_dir.iterdir()):
             class_dir = class_path.name
             if not class_path.is_dir():
                 continue
             relative_paths.append(f"{split}/{class_dir}/")
-            relative_paths += [
-                f"{split}/{class_dir}/{name}" for name in sorted(p.name for p in class_path.iterdir())
-            ]
+            for name in sorted(p.name for p in class_path.iterdir()):
+                relative_paths.append(f"{split}/{class_dir}/{name}")
+                sources[relative_paths[-1]] = str(class_path / name)
     summary = summarize(relative_paths)
     index_of = {class_dir: index for index, class_dir in enumerate(summary.class_dirs)}
-    samples: dict[str, list[tuple[str, int]]] = {split: [] for split in SPLITS}
+    samples: dict[str, list[tuple[ImageSource, int]]] = {split: [] for split in SPLITS}
 
-    for relative in relative_paths:
+    # Sorted by class folder, then file name: folders and shards give the same order.
+    for relative in sorted(
+        relative_paths, key=lambda path: [p for p in path.split("/") if p not in ("", ".")]
+    ):
         member = locate(relative)
         if member is not None:
-            path = split_dirs[member.split] / member.class_dir / member.filename
-            samples[member.split].append((str(path), index_of[member.class_dir]))
+            samples[member.split].append((sources[relative], index_of[member.class_dir]))
     return DatasetIndex(summary=summary, split_dirs=split_dirs, samples=samples)
 
 
-class ImageListDataset(Dataset):
-    """(path, target) samples -> (tensor or None, target, path). None marks an undecodable image."""
+def _index_shards(
+    split: str,
+    shards: list[Path],
+    split_dir: Path,
+    relative_paths: list[str],
+    sources: dict[str, ImageSource],
+) -> None:
+    """Add the members of a split's shards; class folders and shards do not mix in one split."""
+    folders = [path.name for path in split_dir.iterdir() if path.is_dir() and not path.name.startswith(".")]
+    if folders:
+        raise DatasetLayoutError(
+            f"{split_dir} holds both tar shards and class folders ({', '.join(sorted(folders)[:3])}); "
+            "give a split as one or the other"
+        )
+    for shard in shards:
+        try:
+            with tarfile.open(shard, mode="r:") as tar:  # uncompressed only: members are read in place
+                infos = list(tar)
+        except (tarfile.TarError, OSError) as error:
+            raise DatasetLayoutError(f"{shard} is not a readable uncompressed tar: {error}") from error
+        for info in infos:
+            if info.isdir():
+                relative_paths.append(f"{split}/{info.name.rstrip('/')}/")  # an empty class folder
+                continue
+            if not info.isreg() or info.sparse is not None:
+                continue  # links, devices, sparse files: never images
+            relative = f"{split}/{info.name}"
+            if locate(relative) is None:
+                continue
+            if relative in sources:
+                raise DatasetLayoutError(f"{info.name} appears twice in the {split} shards ({shard.name})")
+            relative_paths.append(relative)
+            sources[relative] = TarMember(str(shard), info.name, info.offset_data, info.size)
 
-    def __init__(self, samples: list[tuple[str, int]], transform) -> None:
+
+def sample_name(source: ImageSource, split_dir: Path) -> str:
+    """``<class_dir>/<image>`` of a sample, whatever holds it (for reports and comparisons)."""
+    if isinstance(source, TarMember):
+        return "/".join(part for part in source.name.split("/") if part not in ("", "."))
+    return Path(source).relative_to(split_dir).as_posix()
+
+
+class ImageListDataset(Dataset):
+    """(source, target) samples -> (tensor or None, target, name). None marks an undecodable image."""
+
+    def __init__(self, samples: Sequence[tuple[ImageSource, int]], transform: Any) -> None:
         self.samples = samples
         self.transform = transform
+        self._pid = os.getpid()
+        self._handles: dict[str, int] = {}  # shard path -> file descriptor, of this process only
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int):
-        path, target = self.samples[index]
+        source, target = self.samples[index]
         try:
-            image = decode_image(path)
+            image = decode_image(self._read(source) if isinstance(source, TarMember) else source)
         except InvalidImageError:
-            return None, target, path
-        return self.transform(image), target, path
+            return None, target, str(source)
+        return self.transform(image), target, str(source)
+
+    def _read(self, member: TarMember) -> bytes:
+        """The member's bytes: one positional read, so no shared file position between threads."""
+        if self._pid != os.getpid():  # a forked DataLoader worker: open its own handles
+            self._handles, self._pid = {}, os.getpid()
+        handle = self._handles.get(member.shard)
+        if handle is None:
+            handle = self._handles[member.shard] = os.open(member.shard, os.O_RDONLY)
+        data = os.pread(handle, member.size, member.offset)
+        if len(data) != member.size:  # the shard changed or was cut short under us: not a bad image
+            raise OSError(f"{member}: read {len(data)} of {member.size} bytes")
+        return data
+
+    def __getstate__(self) -> dict[str, Any]:  # spawned workers (and pickling) get no handles
+        state = dict(self.__dict__)
+        state["_handles"] = {}
+        return state
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            os.close(handle)
+        self._handles = {}
+
+    def __del__(self) -> None:
+        if getattr(self, "_pid", None) == os.getpid():
+            self.close()
 
 
 def collate_skipping_bad(batch):

@@ -8,6 +8,8 @@ Data channels (both shapes are supported; separate channels win when both are se
   ``<NNN.Class_Name>/<image>`` of one split.
 - ``SM_CHANNEL_TRAINING``: one channel holding the whole dataset, ``{train,valid,test}/<class>/...``,
   at its top or inside one top-level folder (e.g. the extracted ``dogImages/``).
+A split's folder holds either the class folders or tar shards ``*.tar`` whose members are
+``<NNN.Class_Name>/<image>`` (what ingest writes: ``<split>-00000.tar``, ...); dogclf.data reads both.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """Ingest one uploaded dataset zip: stream it into datasets/<id>/, write report.json and manifest.json.
 
+Layout written (docs/contracts.md, "Object layout"): each split as a few tar shards
+``datasets/<id>/<split>/<split>-NNNNN.tar`` (pipeline.ingest.shards; the manifest's channels are
+these split prefixes), ``index.json`` (every shard's members: name, data offset, size), then
+report.json and manifest.json.
+
 What is written last marks the work done (docs/contracts.md, "Error taxonomy"):
 - accepted: report.json, then manifest.json. The manifest's creation starts the tuning job (a
   separate function, so a failure to start tuning never re-extracts the archive); a report without
@@ -22,6 +27,7 @@ from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.training_layer import contract_module, layout_module
 from pipeline.ingest.seekable import S3RangeReader
+from pipeline.ingest.shards import Shard, ShardLimits, TarShardSink
 from pipeline.ingest.unzip import ArchiveRejectedError, Limits, extract, open_archive
 from pipeline.powertools import logger
 
@@ -29,6 +35,8 @@ if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold
     from pipeline.settings import Settings
 
 DATASETS_PREFIX = "datasets/"
+DATA_FORMAT = "tar-shards"  # manifest["format"]: what the channels hold (dogclf.data reads both shapes)
+INDEX_FILE = "index.json"
 
 
 @dataclass(frozen=True)
@@ -65,16 +73,13 @@ def finished_report(store: S3Store, bucket: str, prefix: str) -> dict[str, Any] 
     return None
 
 
-class _S3Writer:
-    def __init__(self, store: S3Store, bucket: str) -> None:
-        self._store = store
-        self._bucket = bucket
-
-    def put(self, key: str, data: bytes, content_type: str) -> None:
-        self._store.put_bytes(self._bucket, key, data, content_type)
-
-
-def ingest_upload(upload: Upload, settings: Settings, store: S3Store, notifier: Notifier) -> dict[str, Any]:
+def ingest_upload(
+    upload: Upload,
+    settings: Settings,
+    store: S3Store,
+    notifier: Notifier,
+    shard_limits: ShardLimits | None = None,
+) -> dict[str, Any]:
     """Extract and validate one upload; returns the report (status accepted or rejected)."""
     identifier = dataset_id(upload)
     prefix = f"{DATASETS_PREFIX}{identifier}/"
@@ -106,30 +111,50 @@ def ingest_upload(upload: Upload, settings: Settings, store: S3Store, notifier: 
         max_image_pixels=contract_module(settings.training_code_dir).MAX_IMAGE_PIXELS,
     )
     layout = layout_module(settings.training_code_dir)
+    sink = TarShardSink(store.client, bucket, prefix, tuple(layout.SPLITS), shard_limits or ShardLimits())
     try:
         with open_archive(reader, limits) as archive:
-            extraction, summary = extract(archive, _S3Writer(store, bucket), prefix, layout, limits)
+            extraction, summary = extract(archive, sink, prefix, layout, limits)
+        shards = sink.close()
     except ArchiveRejectedError as error:
+        sink.abort()
+        # Shards written before the rejection (every member of a split was bad, say) are removed:
+        # a rejected dataset has no channels.
+        sink.remove_stale(keep=set())
         report.update(status="rejected", reason=str(error), seconds=round(time.perf_counter() - started, 3))
         # Notify before the last write: a retry after a failed publish redoes both (at least once).
         notifier.publish(f"Dataset rejected: {upload.key}", report)
         store.put_json(bucket, prefix + "report.json", report)
         logger.warning("dataset rejected", extra={"dataset_id": identifier, "reason": str(error)})
         return report
+    except BaseException:
+        sink.abort()  # no multipart upload is left open; S3 errors propagate (transient: retried)
+        raise
     finally:
         reader.close()
 
+    # Shards or per-image objects of an earlier attempt must not end up in a channel.
+    stale = sink.remove_stale(keep=sink.written_keys())
+    if stale:
+        logger.info("removed objects of an earlier attempt", extra={"count": len(stale), "first": stale[0]})
+    store.put_json(bucket, prefix + INDEX_FILE, shard_index(identifier, shards))
     report.update(status="accepted", extraction=extraction.to_dict(), layout=summary.to_dict())
+    report["shards"] = {split: len(split_shards) for split, split_shards in shards.items()}
+    report["objects"] = sum(report["shards"].values())
     report["seconds"] = round(time.perf_counter() - started, 3)
     manifest = {
         "dataset_id": identifier,
         "source": report["source"],
         "bucket": bucket,
         "prefix": prefix,
+        "format": DATA_FORMAT,
         "channels": {split: f"s3://{bucket}/{prefix}{split}/" for split in layout.SPLITS},
+        "shards": {split: [shard.summary() for shard in shards[split]] for split in layout.SPLITS},
+        "index": f"s3://{bucket}/{prefix}{INDEX_FILE}",
         "classes": summary.classes,
         "class_dirs": summary.class_dirs,
         "images": summary.to_dict()["images"],
+        "counts": summary.to_dict()["counts"],
     }
     store.put_json(bucket, prefix + "report.json", report)
     notifier.publish(
@@ -143,3 +168,15 @@ def ingest_upload(upload: Upload, settings: Settings, store: S3Store, notifier: 
     )
     store.put_json(bucket, prefix + "manifest.json", manifest)  # last: marks the ingest done
     return report
+
+
+def shard_index(identifier: str, shards: dict[str, list[Shard]]) -> dict[str, Any]:
+    """index.json: every shard's members (name, data offset, size), to browse or audit a dataset, or
+    to read one image with a ranged GET, without downloading the shards."""
+    return {
+        "dataset_id": identifier,
+        "format": DATA_FORMAT,
+        "splits": {
+            split: [shard.index() for shard in split_shards] for split, split_shards in shards.items()
+        },
+    }

@@ -1,7 +1,8 @@
 """Guarded, streaming extraction of a dataset zip into object storage.
 
 Members are read front to back in archive order through one seekable reader (see seekable.py) and
-uploaded by a bounded thread pool; the bytes in flight are capped by a budget, so memory stays flat
+handed to a MemberSink (the tar shards the pipeline writes, shards.py) or uploaded one object per
+image by a bounded thread pool; the bytes in flight are capped by a budget, so memory stays flat
 whatever the archive size. Nothing is written outside ``prefix``: object keys are rebuilt from the
 layout parts (split/class/file), never from the raw member name.
 
@@ -27,7 +28,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol, cast
+from typing import IO, Any, Protocol, cast, runtime_checkable
 
 from pipeline.errors import reraise_if_transient
 from pipeline.ingest.image_headers import image_problem, sniff_content_type
@@ -40,7 +41,17 @@ class ArchiveRejectedError(ValueError):
 
 
 class ObjectWriter(Protocol):
+    """One object per image (``put`` runs on the upload pool's threads)."""
+
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+
+@runtime_checkable
+class MemberSink(Protocol):
+    """Takes each valid member (``<split>/<class_dir>/<image>``) in archive order, on the extracting
+    thread, so what it writes is deterministic (tar shards, pipeline.ingest.shards)."""
+
+    def add(self, relative: str, data: bytes, info: zipfile.ZipInfo) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -222,7 +233,7 @@ def open_archive(fileobj: IO[bytes] | io.RawIOBase, limits: Limits | None = None
 
 def extract(
     archive: zipfile.ZipFile,
-    writer: ObjectWriter,
+    writer: ObjectWriter | MemberSink,
     prefix: str,
     layout: Any,
     limits: Limits,
@@ -230,7 +241,8 @@ def extract(
 ) -> tuple[ExtractionReport, Any]:
     """Extract the images of ``archive`` under ``prefix``; returns the report and layout summary.
 
-    ``layout`` is the dogclf.layout module (locate, summarize, DatasetLayoutError).
+    ``layout`` is the dogclf.layout module (locate, summarize, DatasetLayoutError). A MemberSink
+    ``writer`` receives the members (``prefix`` unused); an ObjectWriter gets one object per image.
     """
     started = time.perf_counter()
     report = ExtractionReport()
@@ -288,7 +300,7 @@ def extract(
 def _extract_planned(
     archive: zipfile.ZipFile,
     planned: Iterable[tuple[zipfile.ZipInfo, str]],
-    writer: ObjectWriter,
+    writer: ObjectWriter | MemberSink,
     prefix: str,
     limits: Limits,
     report: ExtractionReport,
@@ -300,9 +312,9 @@ def _extract_planned(
     # most 4 x concurrency wait, on top of the byte budget. O(1) per member, whatever the archive.
     pending: deque[Future[None]] = deque()
 
-    def upload(relative: str, data: bytes, content_type: str) -> None:
+    def upload(target: ObjectWriter, relative: str, data: bytes, content_type: str) -> None:
         try:
-            writer.put(prefix + relative, data, content_type)
+            target.put(prefix + relative, data, content_type)
             with lock:
                 report.written += 1
                 report.bytes_written += len(data)
@@ -326,9 +338,15 @@ def _extract_planned(
             if problem:
                 report.skip(info.filename, f"not an image: {problem}")
                 continue
-            budget.acquire(len(data))
-            content_type = sniff_content_type(data) or "application/octet-stream"
-            pending.append(pool.submit(upload, relative, data, content_type))
+            if isinstance(writer, MemberSink):
+                writer.add(relative, data, info)  # errors (S3, transient) propagate
+                report.written += 1
+                report.bytes_written += len(data)
+                report.written_paths.append(relative)
+            else:
+                budget.acquire(len(data))
+                content_type = sniff_content_type(data) or "application/octet-stream"
+                pending.append(pool.submit(upload, writer, relative, data, content_type))
             while pending and (len(pending) > 4 * limits.concurrency or pending[0].done()):
                 pending.popleft().result()  # re-raises the upload's error
             if on_progress and index % 500 == 0:

@@ -1,4 +1,4 @@
-"""Helpers for tests and benchmarks of the emulator: a local S3 (moto), source tarballs, requests.
+"""Helpers for tests and benchmarks of the SageMaker emulator: a local S3 (moto), source tarballs, requests.
 
 Only ever 127.0.0.1; dummy credentials.
 """
@@ -6,7 +6,6 @@ Only ever 127.0.0.1; dummy credentials.
 from __future__ import annotations
 
 import io
-import socket
 import tarfile
 import threading
 from collections.abc import Iterator, Mapping
@@ -16,15 +15,11 @@ from typing import Any
 
 import boto3
 
+from localcloud.shared import ACCOUNT_ID, free_port
+
 REGION = "us-east-1"
-ROLE_ARN = "arn:aws:iam::123456789012:role/LocalSageMakerRole"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/LocalSageMakerRole"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": REGION}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager

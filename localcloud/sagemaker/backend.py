@@ -1,0 +1,83 @@
+"""The emulator's backend: one object per resource family behind SageMaker's operation names.
+
+Like moto's services, the backend is split by resource: ``TrainingJobs`` (training_jobs.py),
+``TuningJobs`` (tuning_jobs.py), ``EndpointsBackend`` (endpoints_backend.py: models, endpoint configs,
+endpoints, InvokeEndpoint), sharing a ``BackendContext`` (registry.py: settings, the lock, threads,
+S3, the event bus of events.py). ``operation("create_training_job")`` finds the part that implements
+an operation; the protocol layer (responses.py) dispatches through it. State lives in memory (and job
+files under ``state_dir``): a restarted emulator starts empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from localcloud.sagemaker.endpoints_backend import EndpointsBackend
+from localcloud.sagemaker.events import EventCallback
+from localcloud.sagemaker.registry import BackendContext, LogCallback
+from localcloud.sagemaker.training_jobs import TrainingJobs
+from localcloud.sagemaker.tuning_jobs import TuningJobs
+
+
+class SageMakerBackend:
+    def __init__(
+        self,
+        state_dir: Path,
+        region: str = "us-east-1",
+        s3_endpoint_url: str | None = None,
+        training_python: Path | None = None,
+        on_event: EventCallback | None = None,
+        on_log: LogCallback | None = None,
+        max_concurrent_jobs: int | None = None,
+        endpoint_start_timeout: float = 180.0,
+    ) -> None:
+        self.context = BackendContext(
+            state_dir=state_dir,
+            region=region,
+            s3_endpoint_url=s3_endpoint_url,
+            training_python=training_python,
+            on_event=on_event,
+            on_log=on_log,
+            max_concurrent_jobs=max_concurrent_jobs,
+            endpoint_start_timeout=endpoint_start_timeout,
+        )
+        self.training = TrainingJobs(self.context)
+        self.tuning = TuningJobs(self.context, self.training)
+        self.endpoints = EndpointsBackend(self.context)
+        self._parts: tuple[object, ...] = (self.training, self.tuning, self.endpoints)
+
+    def operation(self, method_name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """The bound method implementing an operation (snake_case of its name); AttributeError if none."""
+        for part in self._parts if not method_name.startswith("_") else ():
+            handler = getattr(part, method_name, None)
+            if handler is not None:
+                return handler
+        raise AttributeError(f"no backend part implements {method_name}")
+
+    def invoke_endpoint(
+        self, name: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        return self.endpoints.invoke_endpoint(name, body, headers)
+
+    def wait_for_events(self) -> None:
+        """Block until every event emitted so far has been handed to on_event."""
+        self.context.events.wait()
+
+    def shutdown(self) -> None:
+        """Stop every job and endpoint process (jobs end Stopped), then the event thread."""
+        with self.context.lock:
+            jobs = [job for job in self.training.jobs.values() if not job.done.is_set()]
+            tunings = list(self.tuning.jobs.values())
+        servers = self.endpoints.servers()
+        for tuning_job in tunings:
+            tuning_job.stop_requested.set()
+        for job in jobs:
+            job.stop_requested.set()
+            if job.runner:
+                job.runner.stop()
+        for server in servers:
+            server.stop()
+        self.context.join_threads(timeout=30)
+        self.context.events.close()

@@ -1,0 +1,175 @@
+"""What the SageMaker backend's resource parts share, and the narrow interfaces the runners get.
+
+``BackendContext`` holds the settings, the one lock that guards every resource record, the worker
+threads, the per-thread S3 client and the event bus. ``TrainingJob``/``TuningJob`` are the records
+the runners move through their statuses. The runners (``training.TrainingJobRunner``,
+``tuning.TuningJobRunner``) see only ``TrainingRegistry``/``TuningRegistry``: the few calls they make,
+never the backend's dictionaries or lock. This module imports no runner and no resource backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from localcloud.containerenv import base_python
+from localcloud.sagemaker.events import EventBus, EventCallback
+from localcloud.shared import ACCOUNT_ID
+
+logger = logging.getLogger("localcloud.sagemaker")
+
+LogCallback = Callable[[str, str], None]
+
+
+class Runner(Protocol):
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class TrainingJob:
+    name: str
+    desc: dict[str, Any]
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    final_metrics: list[dict[str, Any]] = field(default_factory=list)
+    runner: Runner | None = None
+
+
+@dataclass
+class TuningJob:
+    name: str
+    desc: dict[str, Any]
+    trial_names: list[str] = field(default_factory=list)
+    tuned: dict[str, dict[str, str]] = field(default_factory=dict)  # trial name -> tuned values
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class BackendContext:
+    """Settings, the lock, worker threads, S3 access and the event bus: what every resource part uses."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        region: str = "us-east-1",
+        s3_endpoint_url: str | None = None,
+        training_python: Path | None = None,
+        on_event: EventCallback | None = None,
+        on_log: LogCallback | None = None,
+        max_concurrent_jobs: int | None = None,
+        endpoint_start_timeout: float = 180.0,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.region = region
+        s3_url = s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
+        if not s3_url:
+            # Never fall back to real AWS.
+            raise ValueError(
+                "s3_endpoint_url (or AWS_ENDPOINT_URL_S3) is required: the emulator only talks to local S3"
+            )
+        self.s3_endpoint_url = s3_url
+        self.training_python = Path(training_python or base_python())
+        self.on_log = on_log
+        cap = max_concurrent_jobs or int(os.environ.get("LOCALCLOUD_MAX_TRAINING_JOBS", "2"))
+        self.max_concurrent_jobs = max(1, cap)
+        self.threads_per_job = max(1, (os.cpu_count() or 1) // self.max_concurrent_jobs)
+        self.endpoint_start_timeout = endpoint_start_timeout
+        self.max_parallel_training_jobs_limit = int(
+            os.environ.get("LOCALCLOUD_MAX_PARALLEL_TRAINING_JOBS", "10")
+        )
+        self.s3_errors: tuple[type[BaseException], ...] = (
+            botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError,
+        )
+        self.lock = threading.RLock()  # guards every resource record of every part
+        self._threads: list[threading.Thread] = []
+        self._s3_local = threading.local()
+        self.events = EventBus(region, on_event)
+
+    def arn(self, kind: str, name: str) -> str:
+        return f"arn:aws:sagemaker:{self.region}:{ACCOUNT_ID}:{kind}/{name.lower()}"
+
+    def s3_client(self) -> Any:
+        client = getattr(self._s3_local, "client", None)
+        if client is None:
+            client = boto3.client(
+                "s3",
+                endpoint_url=self.s3_endpoint_url,
+                region_name=self.region,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                config=Config(retries={"max_attempts": 3}),
+            )
+            self._s3_local.client = client
+        return client
+
+    def spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        with self.lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+        thread.start()
+
+    def join_threads(self, timeout: float) -> None:
+        for thread in list(self._threads):
+            thread.join(timeout=timeout)
+
+    def emit(self, detail_type: str, resource_arn: str, detail: dict[str, Any]) -> None:
+        self.events.emit(detail_type, resource_arn, detail)
+
+    def job_log_line(self, job_name: str, line: str) -> None:
+        logger.debug("[%s] %s", job_name, line)
+        if self.on_log:
+            try:
+                self.on_log(job_name, line)
+            except Exception:
+                logger.exception("on_log callback failed")
+
+
+class TrainingRegistry(Protocol):
+    """What a training job's runner may ask of the backend."""
+
+    context: BackendContext
+
+    def training_slot(self, job: TrainingJob) -> AbstractContextManager[None]: ...
+
+    def set_secondary_status(self, job: TrainingJob, status: str, message: str) -> None: ...
+
+    def finish_training_job(
+        self,
+        job: TrainingJob,
+        status: str,
+        secondary: str | None = None,
+        failure_reason: str | None = None,
+        model_uri: str | None = None,
+        rules: dict[str, list[dict[str, Any]]] | None = None,
+    ) -> None: ...
+
+
+class TuningRegistry(Protocol):
+    """What a tuning job's runner may ask of the backend."""
+
+    context: BackendContext
+
+    def training_job(self, name: str) -> TrainingJob: ...
+
+    def stop_trial(self, job: TrainingJob) -> None: ...
+
+    def launch_trial(self, tuning_job: TuningJob, params: dict[str, Any], values: dict[str, str]) -> None: ...
+
+    def trial_summary(self, tuning_job: TuningJob, trial_name: str) -> dict[str, Any]: ...
+
+    def update_tuning_job(self, tuning_job: TuningJob, emit: bool, **fields: Any) -> None: ...

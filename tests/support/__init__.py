@@ -1,0 +1,1 @@
+"""Test support shared by tests/localcloud, tests/e2e and bench/ (import as ``tests.support``)."""
