@@ -92,7 +92,7 @@ class FakeAws:
 
     def notifications(self) -> list[dict[str, Any]]:
         """Messages published to the topic so far (through an SQS subscription)."""
-        messages = []
+        messages: list[dict[str, Any]] = []
         while True:
             batch = self.sqs.receive_message(QueueUrl=self.notifications_queue_url, MaxNumberOfMessages=10)
             if not batch.get("Messages"):
@@ -120,7 +120,7 @@ def fake_aws() -> Iterator[FakeAws]:
     from pipeline.adapters import aws as aws_adapter
 
     with mock_aws():
-        aws_adapter.client.cache_clear()
+        aws_adapter.clear_clients()
         s3 = boto3.client("s3", region_name=REGION)
         for bucket in (ENV["DATASET_BUCKET"], ENV["ARTIFACTS_BUCKET"], ENV["INFERENCE_BUCKET"]):
             s3.create_bucket(Bucket=bucket)
@@ -141,7 +141,7 @@ def fake_aws() -> Iterator[FakeAws]:
         ]
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
         yield FakeAws(s3=s3, sns=sns, sqs=sqs, dynamodb=dynamodb, notifications_queue_url=queue_url)
-        aws_adapter.client.cache_clear()
+        aws_adapter.clear_clients()
 
 
 # ------------------------------------------------------------------ archives

@@ -141,7 +141,7 @@ def test_client_cache_returns_one_client_per_service(aws) -> None:
     first = aws_adapter.client("s3")
     assert aws_adapter.client("s3") is first
     assert aws_adapter.client("sns") is not first
-    aws_adapter.client.cache_clear()
+    aws_adapter.clear_clients()
     assert aws_adapter.client("s3") is not first
 
 

@@ -387,7 +387,10 @@ def test_failed_endpoint_is_deleted_then_recreated_with_the_newest_passed_model(
     expect_create(sagemaker, B)
     result = lc.on_endpoint_state(ENDPOINT, "DELETING", lifecycle(), deadline=clock[0] + 200)
     assert result["action"] == "create requested"
-    assert load_state().inflight.model == model(B) and not load_state().recreate
+    state = load_state()
+    assert state.inflight is not None
+    assert state.inflight.model == model(B)
+    assert not state.recreate
 
 
 def test_failed_create_with_no_other_model_is_not_recreated_forever(aws, sagemaker, lifecycle):

@@ -56,7 +56,12 @@ def test_duplicate_event_does_not_ingest_twice(ingest, aws, sample_zip, lambda_c
     aws.s3.put_object(Bucket=BUCKET, Key=KEY, Body=sample_zip)
     calls = []
     real = ingest.ingest_upload
-    monkeypatch.setattr(ingest, "ingest_upload", lambda *args: calls.append(args) or real(*args))
+
+    def counting_ingest(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(ingest, "ingest_upload", counting_ingest)
     event = s3_event("ingest.json", BUCKET, KEY, "same-etag")
     first = ingest.handler(event, lambda_context)
     second = ingest.handler(event, lambda_context)

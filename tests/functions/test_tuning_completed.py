@@ -102,21 +102,24 @@ def tuning_description(status: str = "Completed", best: bool = True) -> dict:
             "TrainingJobArn": f"{ARN_PREFIX}:training-job/{TUNING}-003-a1b2c3d4",
             "CreationTime": datetime(2026, 11, 29),
             "TrainingJobStatus": "Completed",
-            "TunedHyperParameters": {"learning_rate": "0.0031", "epochs": "4", "batch_size": '"64"'},
+            # What the tuner passes back for batch_size: the categorical value as the request sent it,
+            # json.dumps(64) == "64" (tuning.py JSON-encodes the settings' ints).
+            "TunedHyperParameters": {"learning_rate": "0.0031", "epochs": "4", "batch_size": "64"},
             "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "valid:accuracy", "Value": 0.81},
         }
     return description
 
 
 # dogImages' split sizes, as ingest writes them into manifest.json.
-MANIFEST = {
+MANIFEST: dict[str, Any] = {
     "dataset_id": "dogimages-3f1c2a9b7d4e",
     "images": {"train": 6680, "valid": 835, "test": 836},
     "channels": {split: f"s3://{DATASETS}/datasets/dogimages-3f1c2a9b7d4e/{split}/" for split in ("train",)},
 }
 
 # 6680 images / batch 64 = 105 steps x 4 epochs = 420 TRAIN steps: gradients every 10th step plus the
-# first 20, ReLU-input reductions over the first 20, weight/bias reductions every 42nd, losses always.
+# first 20 (and the fp16 loss scale at the same steps), ReLU-input reductions over the first 20,
+# weight/bias reductions every 42nd, losses always.
 WEIGHT_REDUCTIONS = "mean,std,l2_norm"
 _TRAIN_ONLY = {"eval.end_step": "0", "predict.end_step": "0", "global.end_step": "0"}
 PINNED_HOOK_CONFIG = {
@@ -127,6 +130,15 @@ PINNED_HOOK_CONFIG = {
         {
             "CollectionName": "gradients",
             "CollectionParameters": {
+                "train.save_interval": "10",
+                "train.save_steps": "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19",
+                **_TRAIN_ONLY,
+            },
+        },
+        {
+            "CollectionName": "grad_scale",
+            "CollectionParameters": {
+                "include_regex": "^grad_scale",
                 "train.save_interval": "10",
                 "train.save_steps": "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19",
                 **_TRAIN_ONLY,
@@ -167,7 +179,7 @@ PINNED_IN_SCRIPT_REQUEST = {
         **STATIC_HYPERPARAMETERS,
         "learning_rate": "0.0031",
         "epochs": "4",
-        "batch_size": '"64"',
+        "batch_size": "64",
         "sagemaker_program": '"train_model.py"',
         "sagemaker_job_name": f'"{TRAINING}"',
     },

@@ -76,7 +76,9 @@ def test_dataloader_workers_read_shards_with_their_own_handles(tmp_path, tree):
     assert parent_handles
 
     def check_worker_handles(worker_id: int) -> None:
-        worker_dataset = get_worker_info().dataset
+        info = get_worker_info()
+        assert info is not None and isinstance(info.dataset, ImageListDataset)
+        worker_dataset = info.dataset
         worker_dataset[0]
         own = set(worker_dataset._handles.values())
         assert own and own.isdisjoint(parent_handles), (own, parent_handles)

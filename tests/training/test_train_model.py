@@ -74,7 +74,7 @@ def healthy_job(tmp_path_factory, demo_dataset):
         extra_env={"SMDEBUG_CONFIG_FILE_PATH": str(config)},
     )
     assert result.returncode == 0, result.log
-    result.config = config  # type: ignore[attr-defined]
+    result.config = config
     return result
 
 

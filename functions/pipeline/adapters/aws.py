@@ -32,13 +32,10 @@ def client(service: str) -> Any:
         return _clients[service]
 
 
-def _cache_clear() -> None:
+def clear_clients() -> None:
+    """Forget the cached clients (tests drop them between moto mocks)."""
     with _lock:
         _clients.clear()
-
-
-# Same API as functools.cache's wrapper, which tests use to drop clients between moto mocks.
-client.cache_clear = _cache_clear  # type: ignore[attr-defined]
 
 
 def error_code(error: Exception) -> str:
