@@ -90,6 +90,8 @@ def test_cli_import_url_feeds_ingest_through_one_s3_event(cloud, zip_server, tmp
     note, _ = wait_for_subject(cloud, "Dataset accepted")
     report = json.loads(note["message"])
     assert report["images"] == {"train": 12, "valid": 6, "test": 6}
+    # Ingest notifies before its last write: wait for its invocation to end before reading the records.
+    assert cloud.wait_s3_events_delivered(120)
     ingests = [
         record
         for record in cloud.runner.records

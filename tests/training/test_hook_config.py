@@ -15,7 +15,7 @@ from dogclf.contract import MIN_RULE_STEPS, RULE_NAMES
 from dogclf.debugger import hook_config
 from dogclf.debugger.hook_config import debug_hook_config, save_plan
 
-DEMO_PY = trainhelpers.REPO / "localcloud" / "demo.py"
+DEMO_PY = trainhelpers.REPO / "localcloud" / "demo_run.py"  # where DemoSettings lives
 
 
 def _collections(config: dict) -> dict[str, dict[str, str]]:
@@ -82,7 +82,7 @@ def test_bad_sizes_are_clear_errors(arguments):
 
 
 def _demo_defaults() -> dict[str, str]:
-    """DemoSettings' literal defaults in localcloud/demo.py (read, not imported: no boto3 here)."""
+    """DemoSettings' literal defaults in localcloud/demo_run.py (read, not imported: no boto3 here)."""
     tree = ast.parse(DEMO_PY.read_text())
     settings = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DemoSettings")
     return {
