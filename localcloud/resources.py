@@ -1,8 +1,11 @@
-"""Resources from the template: buckets, tables, topics and queues in moto, and one ``FunctionSpec``
-per function with the S3 and EventBridge subscriptions its events declare.
+"""Resources from the transformed template: buckets, tables, topics and queues in moto, and one
+``FunctionSpec`` per ``AWS::Lambda::Function`` with the S3 and EventBridge subscriptions that invoke it.
 
-SAM's semantics applied here: Globals.Function merged under each function, layers mounted at /opt,
-``EventInvokeConfig`` (retries, OnSuccess/OnFailure destinations) and ``DeadLetterQueue``.
+Everything is read from the CloudFormation the SAM translator generates (localcloud.template), not
+from the SAM shorthand: the bucket ``NotificationConfiguration`` for S3 events, ``AWS::Events::Rule``
+patterns and targets, ``AWS::Lambda::EventInvokeConfig`` (retries, OnSuccess/OnFailure destinations),
+``DeadLetterConfig``, and ``AWS::Lambda::LayerVersion`` folders mounted at /opt. Targets name a
+function, a version or an alias (AutoPublishAlias); all run the function's code on disk.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.lambda_runner import Destination, FunctionSpec, base_lambda_environment
+from localcloud.sam import code_folder
 from localcloud.shared import ACCOUNT_ID
 from localcloud.template import ResolvedResource, TemplateResolver
 
@@ -67,15 +71,6 @@ def create_resources(resolver: TemplateResolver, client: ClientFactory, region: 
             s3.put_bucket_versioning(Bucket=res.ref, VersioningConfiguration={"Status": versioning})
     for res in resolver.of_type("AWS::DynamoDB::Table"):
         _create_table(ddb, res)
-    for res in resolver.of_type("AWS::Serverless::SimpleTable"):
-        key = res.properties.get("PrimaryKey", {"Name": "id", "Type": "String"})
-        type_code = {"String": "S", "Number": "N", "Binary": "B"}[key["Type"]]
-        ddb.create_table(
-            TableName=res.ref,
-            KeySchema=[{"AttributeName": key["Name"], "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": key["Name"], "AttributeType": type_code}],
-            BillingMode="PAY_PER_REQUEST",
-        )
     for res in resolver.of_type("AWS::SNS::Topic"):
         sns.create_topic(Name=res.attributes["TopicName"])
     for res in resolver.of_type("AWS::SQS::Queue"):
@@ -125,88 +120,132 @@ def _create_table(ddb: Any, res: ResolvedResource) -> None:
 def function_wiring(
     resolver: TemplateResolver, template: Path, region: str, endpoint_env: Mapping[str, str]
 ) -> FunctionWiring:
-    """One FunctionSpec per AWS::Serverless::Function, and the subscriptions of its events."""
+    """One FunctionSpec per AWS::Lambda::Function, and the S3 and EventBridge subscriptions to it."""
     template_dir = template.resolve().parent
-    globals_fn = resolver.resolve(resolver.globals.get("Function", {}) or {})
+    invoke_configs = {
+        str(res.properties["FunctionName"]): res.properties
+        for res in resolver.of_type("AWS::Lambda::EventInvokeConfig")
+    }
     wiring = FunctionWiring()
-    for res in resolver.of_type("AWS::Serverless::Function"):
-        props = {**globals_fn, **res.properties}
-        spec = _function_spec(resolver, res, props, globals_fn, template_dir, region, endpoint_env)
+    for res in resolver.of_type("AWS::Lambda::Function"):
+        config = invoke_configs.get(res.ref, {})
+        spec = _function_spec(resolver, res, config, template_dir, region, endpoint_env)
         wiring.specs[spec.name] = spec
-        for event_id, event in (props.get("Events", {}) or {}).items():
-            _subscribe(wiring, spec, event_id, event)
+    targets = _function_targets(resolver)
+    wiring.s3 = _s3_subscriptions(resolver, targets)
+    wiring.eventbridge = _eventbridge_subscriptions(resolver, targets)
     return wiring
+
+
+def _function_targets(resolver: TemplateResolver) -> dict[str, str]:
+    """Function name by every name or ARN that invokes it: its own, its versions' and aliases'."""
+    targets: dict[str, str] = {}
+    for res in resolver.of_type("AWS::Lambda::Function"):
+        targets[res.ref] = targets[res.attributes["Arn"]] = res.ref
+    for res in resolver.of_type("AWS::Lambda::Alias", "AWS::Lambda::Version"):
+        targets[res.ref] = str(res.properties["FunctionName"])
+    return targets
 
 
 def _function_spec(
     resolver: TemplateResolver,
     res: ResolvedResource,
-    props: dict[str, Any],
-    globals_fn: dict[str, Any],
+    invoke_config: Mapping[str, Any],
     template_dir: Path,
     region: str,
     endpoint_env: Mapping[str, str],
 ) -> FunctionSpec:
-    env_vars = {
-        **(globals_fn.get("Environment", {}) or {}).get("Variables", {}),
-        **(res.properties.get("Environment", {}) or {}).get("Variables", {}),
-    }
+    props = res.properties
     layer_dirs = []
     for layer_arn in props.get("Layers", []) or []:
         layer = resolver.find_by_arn_or_ref(str(layer_arn))
-        if layer is not None and "ContentUri" in layer.properties:
-            layer_dirs.append((template_dir / str(layer.properties["ContentUri"])).resolve())
+        folder = code_folder(layer.properties.get("Content")) if layer is not None else None
+        if folder is not None:
+            layer_dirs.append((template_dir / folder).resolve())
     timeout = float(props.get("Timeout", 3))
     memory = int(props.get("MemorySize", 128))
     environment = base_lambda_environment(res.ref, res.attributes["Arn"], memory, timeout, region)
     environment.update(endpoint_env)
-    for key, value in env_vars.items():
+    for key, value in ((props.get("Environment", {}) or {}).get("Variables", {}) or {}).items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
-        if layer_dirs and (text == "/opt" or text.startswith("/opt/")):
-            text = str(layer_dirs[0]) + text[len("/opt") :]  # Lambda mounts layers at /opt
-        environment[key] = text
-    invoke_config = props.get("EventInvokeConfig", {}) or {}
+        environment[key] = _opt_path(text, layer_dirs)
     destinations = invoke_config.get("DestinationConfig", {}) or {}
-    dead_letter = props.get("DeadLetterQueue")
+    dead_letter = (props.get("DeadLetterConfig", {}) or {}).get("TargetArn")
+    folder = code_folder(props.get("Code"))
+    if folder is None:
+        raise ValueError(f"{res.logical_id}: Code is not a local folder (CodeUri), cannot run it locally")
     return FunctionSpec(
         logical_id=res.logical_id,
         name=res.ref,
         arn=res.attributes["Arn"],
         handler=str(props["Handler"]),
-        code_dir=(template_dir / str(props.get("CodeUri", "."))).resolve(),
+        code_dir=(template_dir / folder).resolve(),
         environment=environment,
         timeout_s=timeout,
         memory_mb=memory,
         extra_sys_path=[d / "python" for d in layer_dirs if (d / "python").is_dir()],
-        max_retries=int(invoke_config.get("MaximumRetryAttempts", 2)),
+        max_retries=int(invoke_config.get("MaximumRetryAttempts", 2)),  # Lambda's default: 2
         on_failure=_destination(destinations.get("OnFailure")),
         on_success=_destination(destinations.get("OnSuccess")),
-        dead_letter=Destination(str(dead_letter["TargetArn"])) if dead_letter else None,
+        dead_letter=Destination(str(dead_letter)) if dead_letter else None,
     )
 
 
-def _subscribe(wiring: FunctionWiring, spec: FunctionSpec, event_id: str, event: Mapping[str, Any]) -> None:
-    kind, props = event.get("Type"), event.get("Properties", {}) or {}
-    if kind == "S3":
-        wanted = props["Events"] if isinstance(props["Events"], list) else [props["Events"]]
-        rules = (props.get("Filter", {}) or {}).get("S3Key", {}).get("Rules", [])
-        wiring.s3.append(
-            S3Subscription(
-                function=spec.name,
-                event_id=event_id,
-                bucket=str(props["Bucket"]),
-                events=[str(e) for e in wanted],
-                # S3 accepts Prefix/prefix; moto compares names exactly, so normalise.
-                filter_rules=[{"Name": r["Name"].lower(), "Value": str(r["Value"])} for r in rules],
+def _opt_path(text: str, layer_dirs: list[Path]) -> str:
+    """A path under /opt mapped into the layer folder that provides it. Lambda extracts the layers into
+    /opt in order, a later layer overwriting an earlier one, so the last layer holding the path wins
+    (for /opt itself: the last layer)."""
+    if not layer_dirs or not (text == "/opt" or text.startswith("/opt/")):
+        return text
+    rest = text[len("/opt") :].lstrip("/")
+    holders = [d for d in layer_dirs if (d / rest).exists()] or layer_dirs
+    return str(holders[-1] / rest) if rest else str(holders[-1])
+
+
+def _s3_subscriptions(resolver: TemplateResolver, targets: Mapping[str, str]) -> list[S3Subscription]:
+    """The LambdaConfigurations of each bucket's NotificationConfiguration (SAM writes them there)."""
+    found = []
+    for bucket in resolver.of_type("AWS::S3::Bucket"):
+        notification = bucket.properties.get("NotificationConfiguration", {}) or {}
+        for index, config in enumerate(notification.get("LambdaConfigurations", []) or []):
+            function = targets.get(str(config["Function"]))
+            if function is None:
+                _not_emulated(f"{bucket.logical_id}: notification target {config['Function']}")
+                continue
+            rules = (config.get("Filter", {}) or {}).get("S3Key", {}).get("Rules", [])
+            found.append(
+                S3Subscription(
+                    function=function,
+                    event_id=f"{bucket.logical_id}{index}",
+                    bucket=bucket.ref,
+                    events=[str(config["Event"])],
+                    # S3 accepts Prefix/prefix; moto compares names exactly, so normalise.
+                    filter_rules=[{"Name": r["Name"].lower(), "Value": str(r["Value"])} for r in rules],
+                )
             )
-        )
-    elif kind in ("EventBridgeRule", "CloudWatchEvent"):
-        wiring.eventbridge.append(EventBridgeSubscription(spec.name, event_id, props["Pattern"]))
-    else:
-        print(
-            f"[localcloud] {spec.logical_id}.{event_id}: event type {kind} is not emulated",
-            file=sys.stderr,
-        )
+    return found
+
+
+def _eventbridge_subscriptions(
+    resolver: TemplateResolver, targets: Mapping[str, str]
+) -> list[EventBridgeSubscription]:
+    """Each enabled AWS::Events::Rule with an EventPattern, once per Lambda target."""
+    found = []
+    for rule in resolver.of_type("AWS::Events::Rule"):
+        props = rule.properties
+        if "EventPattern" not in props or str(props.get("State", "ENABLED")) != "ENABLED":
+            continue
+        for target in props.get("Targets", []) or []:
+            function = targets.get(str(target["Arn"]))
+            if function is None:
+                _not_emulated(f"{rule.logical_id}: rule target {target['Arn']}")
+                continue
+            found.append(EventBridgeSubscription(function, rule.logical_id, props["EventPattern"]))
+    return found
+
+
+def _not_emulated(what: str) -> None:
+    print(f"[localcloud] {what} is not emulated", file=sys.stderr)
 
 
 def _destination(config: Mapping[str, Any] | None) -> Destination | None:

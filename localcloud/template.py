@@ -1,9 +1,11 @@
-"""Read a SAM/CloudFormation template and resolve it to local names.
+"""Read a SAM/CloudFormation template the way AWS reads it, and resolve it to local names.
 
-The local cloud only needs what the Lambda handlers see: each function's handler, code folder,
-environment, timeout, event sources and failure destinations, plus the buckets, tables, topics and
-queues they talk to. Intrinsic functions are resolved the way CloudFormation would, with local,
-deterministic physical names (``<stack>-<logicalid>`` in lower case where the template gives none).
+A template that declares ``Transform: AWS::Serverless-2016-10-31`` is first transformed by AWS's own
+SAM translator (``localcloud.sam``), so Globals, function events, layers, aliases and
+``EventInvokeConfig`` become the same CloudFormation resources AWS deploys. What stays ours is the
+part CloudFormation does at deploy time: Parameters (with their constraints), Conditions, Mappings
+and intrinsic functions, resolved with local, deterministic physical names (``<stack>-<logicalid>``
+in lower case where the template gives none).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from localcloud.sam import SAM_TRANSFORM, SamTransformError, sam_transform
 from localcloud.shared import ACCOUNT_ID
 
 NO_VALUE = object()  # AWS::NoValue: the enclosing key or list item disappears.
@@ -133,9 +136,15 @@ class TemplateResolver:
         self.region = region
         self.queue_url_base = queue_url_base.rstrip("/")
         self.parameters = self._resolve_parameters(parameter_overrides or {})
+        transforms = template.get("Transform") or []
+        if SAM_TRANSFORM in ([transforms] if isinstance(transforms, str) else transforms):
+            try:
+                self.template = sam_transform(template, self.parameters, region)
+            except SamTransformError as error:
+                raise TemplateError(str(error)) from error
+            template = self.template
         self.mappings: dict[str, Any] = template.get("Mappings", {}) or {}
         self._condition_cache: dict[str, bool] = {}
-        self.globals: dict[str, Any] = template.get("Globals", {}) or {}
         self.resources: dict[str, ResolvedResource] = {}
         raw_resources: dict[str, Any] = template.get("Resources", {}) or {}
         self._raw_resources = {
@@ -144,9 +153,11 @@ class TemplateResolver:
             if "Condition" not in body or self.condition(body["Condition"])
         }
         # Names first (Ref/GetAtt of any resource may be needed while resolving properties).
-        for logical_id, body in self._raw_resources.items():
+        qualified = ("AWS::Lambda::Alias", "AWS::Lambda::Version")  # named after their function
+        for logical_id, body in sorted(
+            self._raw_resources.items(), key=lambda i: i[1].get("Type") in qualified
+        ):
             self.resources[logical_id] = self._identity(logical_id, body)
-        self._add_sam_implicit_resources()
         for logical_id, body in self._raw_resources.items():
             self.resources[logical_id].properties = self.resolve(body.get("Properties", {}) or {})
 
@@ -212,7 +223,7 @@ class TemplateResolver:
                     "RegionalDomainName": f"{name}.s3.{region}.amazonaws.com",
                 },
             )
-        if rtype in ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
+        if rtype == "AWS::DynamoDB::Table":
             name = explicit("TableName") or _local_name(self.stack_name, logical_id, 255)
             arn = f"arn:aws:dynamodb:{region}:{account}:table/{name}"
             return ResolvedResource(logical_id, rtype, {}, name, {"Arn": arn, "StreamArn": f"{arn}/stream/0"})
@@ -227,11 +238,18 @@ class TemplateResolver:
             return ResolvedResource(
                 logical_id, rtype, {}, url, {"Arn": arn, "QueueName": name, "QueueUrl": url}
             )
-        if rtype in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+        if rtype == "AWS::Lambda::Function":
             name = explicit("FunctionName") or _local_name(self.stack_name, logical_id, 64)
             arn = f"arn:aws:lambda:{region}:{account}:function:{name}"
             return ResolvedResource(logical_id, rtype, {}, name, {"Arn": arn})
-        if rtype in ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"):
+        if rtype in ("AWS::Lambda::Alias", "AWS::Lambda::Version"):
+            # Ref is the qualified ARN (AutoPublishAlias: events and destinations target the alias);
+            # every local version is version 1, since the local cloud runs the code on disk.
+            function = self.ref(str(props["FunctionName"]["Ref"]))
+            qualifier = explicit("Name") if rtype == "AWS::Lambda::Alias" else "1"
+            arn = f"arn:aws:lambda:{region}:{account}:function:{function}:{qualifier}"
+            return ResolvedResource(logical_id, rtype, {}, arn, {"Version": "1", "AliasArn": arn})
+        if rtype == "AWS::Lambda::LayerVersion":
             name = explicit("LayerName") or _local_name(self.stack_name, logical_id, 64)
             arn = f"arn:aws:lambda:{region}:{account}:layer:{name}:1"
             return ResolvedResource(logical_id, rtype, {}, arn, {"Arn": arn})
@@ -251,16 +269,6 @@ class TemplateResolver:
         return ResolvedResource(
             logical_id, rtype, {}, name, {"Arn": f"arn:aws:{service}:{region}:{account}:{name}"}
         )
-
-    def _add_sam_implicit_resources(self) -> None:
-        """SAM creates `<Function>Role` for functions without a Role; handlers may reference it."""
-        for logical_id, body in self._raw_resources.items():
-            if body.get("Type") == "AWS::Serverless::Function" and "Role" not in (
-                body.get("Properties") or {}
-            ):
-                role_id = f"{logical_id}Role"
-                if role_id not in self.resources:
-                    self.resources[role_id] = self._identity(role_id, {"Type": "AWS::IAM::Role"})
 
     def pseudo_parameter(self, name: str) -> Any:
         values: dict[str, Any] = {

@@ -17,6 +17,7 @@ TEMPLATE = textwrap.dedent(
     Globals:
       Function:
         CodeUri: code/
+        Runtime: python3.13
         Timeout: 20
         Environment:
           Variables:

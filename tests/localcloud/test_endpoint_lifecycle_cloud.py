@@ -70,8 +70,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 def template_rule(function_id: str, event_name: str) -> dict[str, Any]:
     resolver = TemplateResolver(load_template(REPO / "template.yaml"), stack_name="dogbreed-local")
-    [function] = [f for f in resolver.of_type("AWS::Serverless::Function") if f.logical_id == function_id]
-    return dict(function.properties["Events"][event_name]["Properties"]["Pattern"])
+    # The SAM translator names the rule of a function's EventBridgeRule event <Function><Event>.
+    return dict(resolver.resources[f"{function_id}{event_name}"].properties["EventPattern"])
 
 
 def lifecycle(cloud: dict[str, Any]) -> lc.EndpointLifecycle:

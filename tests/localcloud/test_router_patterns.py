@@ -29,19 +29,17 @@ TRAINING_EVENT: dict[str, Any] = {
 
 
 def _template_rules() -> dict[str, dict]:
-    """Each EventBridgeRule Pattern of template.yaml, resolved with the default parameters."""
+    """Each AWS::Events::Rule EventPattern that the SAM translator makes of template.yaml's EventBridgeRule
+    events (logical id ``<Function><Event>``), resolved with the default parameters."""
     resolver = TemplateResolver(load_template(REPO_ROOT / "template.yaml"), stack_name="dogbreed-local")
-    rules = {}
-    for function in resolver.of_type("AWS::Serverless::Function"):
-        for name, event in (function.properties.get("Events") or {}).items():
-            if event["Type"] == "EventBridgeRule":
-                rules[f"{function.logical_id}.{name}"] = event["Properties"]["Pattern"]
-    return rules
+    return {
+        rule.logical_id: rule.properties["EventPattern"] for rule in resolver.of_type("AWS::Events::Rule")
+    }
 
 
 TEMPLATE_RULES = _template_rules()
 # The template's own rule for the profiled training job (the default JobNamePrefix is dogclf).
-TEMPLATE_RULE = TEMPLATE_RULES["TrainingCompletedFunction.TrainingFinished"]
+TEMPLATE_RULE = TEMPLATE_RULES["TrainingCompletedFunctionTrainingFinished"]
 
 
 def with_detail(**changes):
@@ -195,7 +193,7 @@ def test_a_scalar_pattern_value_is_an_error():
 
 
 def test_template_tuning_rule_matches_only_our_tuning_jobs():
-    rule = TEMPLATE_RULES["TuningCompletedFunction.TuningFinished"]
+    rule = TEMPLATE_RULES["TuningCompletedFunctionTuningFinished"]
     event = {
         **TRAINING_EVENT,
         "detail-type": "SageMaker HyperParameter Tuning Job State Change",

@@ -1,14 +1,16 @@
-"""The template resolver: intrinsic tags, parameters, conditions and local names."""
+"""The template reader: AWS's SAM transform, then intrinsic tags, parameters, conditions and local names."""
 
 import textwrap
 
 import pytest
 
 from localcloud.containerenv import REPO_ROOT
+from localcloud.resources import function_wiring
 from localcloud.template import TemplateError, TemplateResolver, load_template
 
 TEMPLATE = textwrap.dedent(
     """
+    Transform: AWS::Serverless-2016-10-31
     Parameters:
       Prefix: {Type: String, Default: dogclf, AllowedPattern: "^[a-z]+$"}
       Count: {Type: Number, Default: 4, MinValue: 1, MaxValue: 10}
@@ -46,6 +48,8 @@ TEMPLATE = textwrap.dedent(
         Type: AWS::Serverless::Function
         Properties:
           Handler: app.handler
+          Runtime: python3.13
+          CodeUri: src/
           Environment:
             Variables:
               BUCKET: !Ref Bucket
@@ -93,7 +97,8 @@ def test_defaults_and_pseudo_parameters(template):
     assert "MODE" not in env  # AWS::NoValue removes the key
     assert env["BOTH"] == "no"
     assert env["SHORT"] == "euw1"
-    assert env["ROLE"] == "arn:aws:iam::123456789012:role/stk-fnrole"  # SAM's implicit role
+    assert env["ROLE"] == "arn:aws:iam::123456789012:role/stk-fnrole"  # the role the SAM transform adds
+    assert resolver.resources["FnRole"].type == "AWS::IAM::Role"
     assert resolver.resources["Unnamed"].ref == "stk-unnamed"
     assert "OnlyWithEmail" not in resolver.resources
 
@@ -129,12 +134,91 @@ def test_unknown_ref_is_an_error(template):
         TemplateResolver(template)
 
 
-def test_the_project_template_resolves():
-    template_path = REPO_ROOT / "template.yaml"
-    if not template_path.exists():
-        pytest.fail("template.yaml is missing")
-    resolver = TemplateResolver(load_template(template_path), stack_name="local")
-    functions = resolver.of_type("AWS::Serverless::Function")
-    assert functions, "the template declares no functions"
-    for function in functions:
-        assert function.properties.get("Handler") or resolver.globals.get("Function", {}).get("Handler")
+def test_sam_properties_the_transform_rejects_are_clear_errors(template):
+    # A SAM function needs a Runtime with a zip package; the translator says so and the reader passes
+    # its words on rather than starting a cloud with a function AWS would refuse.
+    del template["Resources"]["Fn"]["Properties"]["Runtime"]
+    with pytest.raises(TemplateError, match="SAM transform failed"):
+        TemplateResolver(template)
+
+
+def test_the_template_is_read_from_the_transformed_cloudformation(template):
+    resolver = TemplateResolver(template, stack_name="stk")
+    assert resolver.resources["Fn"].type == "AWS::Lambda::Function"
+    assert resolver.resources["Fn"].properties["Code"] == {"S3Bucket": "localcloud-code", "S3Key": "src/"}
+    assert not resolver.of_type("AWS::Serverless::Function")
+
+
+@pytest.fixture(scope="module")
+def project():
+    """template.yaml transformed and resolved with its defaults, and the local functions built from it."""
+    path = REPO_ROOT / "template.yaml"
+    resolver = TemplateResolver(load_template(path), stack_name="local")
+    return resolver, function_wiring(resolver, path, "us-east-1", {})
+
+
+FUNCTIONS = [
+    "Ingest",
+    "StartTuning",
+    "TuningCompleted",
+    "TrainingCompleted",
+    "EndpointState",
+    "Classify",
+    "ImportUrl",
+]
+
+
+def test_the_project_functions_come_from_the_generated_lambda_functions(project):
+    _, wiring = project
+    assert sorted(wiring.specs) == sorted(f"local-{name.lower()}function" for name in FUNCTIONS)
+    ingest = wiring.specs["local-ingestfunction"]
+    assert ingest.handler == "pipeline.handlers.ingest.handler"
+    assert (ingest.timeout_s, ingest.memory_mb) == (900, 1024)  # the function's own, over Globals
+    assert ingest.code_dir == REPO_ROOT / "functions"
+    # Globals.Layers [DependenciesLayer] + the function's [TrainingCodeLayer]: SAM appends, and /opt
+    # resolves into the layer that provides it (training/ holds dogclf/, the later layer wins /opt).
+    assert ingest.environment["TRAINING_CODE_DIR"] == str(REPO_ROOT / "training")
+    assert ingest.environment["JOB_NAME_PREFIX"] == "dogclf"  # from Globals.Environment
+    queue = "arn:aws:sqs:us-east-1:123456789012:local-failedeventsqueue"
+    for name, spec in wiring.specs.items():
+        # AWS::Lambda::EventInvokeConfig: Ingest retries once, the others twice; all fail to the queue.
+        assert spec.max_retries == (1 if name == "local-ingestfunction" else 2), name
+        assert spec.on_failure is not None and spec.on_failure.arn == queue, name
+
+
+def test_the_project_s3_events_come_from_the_generated_bucket_notifications(project):
+    _, wiring = project
+    datasets, inference = "local-datasets-123456789012-us-east-1", "local-inference-123456789012-us-east-1"
+    found = {
+        (s.function, s.bucket, tuple(s.events), tuple((r["Name"], r["Value"]) for r in s.filter_rules))
+        for s in wiring.s3
+    }
+    assert found == {
+        (
+            "local-ingestfunction",
+            datasets,
+            ("s3:ObjectCreated:*",),
+            (("prefix", "uploads/"), ("suffix", ".zip")),
+        ),
+        (
+            "local-starttuningfunction",
+            datasets,
+            ("s3:ObjectCreated:*",),
+            (("prefix", "datasets/"), ("suffix", "/manifest.json")),
+        ),
+        ("local-classifyfunction", inference, ("s3:ObjectCreated:*",), (("prefix", "input/"),)),
+    }
+
+
+def test_the_project_rules_come_from_the_generated_event_rules_and_target_the_alias(project):
+    resolver, wiring = project
+    assert {(s.function, s.event_id) for s in wiring.eventbridge} == {
+        ("local-tuningcompletedfunction", "TuningCompletedFunctionTuningFinished"),
+        ("local-trainingcompletedfunction", "TrainingCompletedFunctionTrainingFinished"),
+        ("local-endpointstatefunction", "EndpointStateFunctionEndpointStateChanged"),
+    }
+    [target] = resolver.resources["TuningCompletedFunctionTuningFinished"].properties["Targets"]
+    # AutoPublishAlias: live -> the rule invokes the alias, which runs the function's code.
+    assert (
+        target["Arn"] == "arn:aws:lambda:us-east-1:123456789012:function:local-tuningcompletedfunction:live"
+    )
