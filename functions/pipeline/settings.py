@@ -25,7 +25,6 @@ class Settings(BaseModel):
     aws_region: str = "us-east-1"
     dataset_bucket: str
     artifacts_bucket: str
-    inference_bucket: str
     idempotency_table: str
     notification_topic_arn: str
     sagemaker_role_arn: str

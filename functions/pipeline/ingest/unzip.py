@@ -140,13 +140,8 @@ def unsafe_path_reason(name: str) -> str | None:
     return None
 
 
-def member_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
-    """Why a member is skipped before reading it, or None (the archive-level checks come first)."""
-    return unsafe_path_reason(info.filename) or _entry_problem(info, limits)
-
-
 def _entry_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
-    """member_problem without the name check."""
+    """Why a member is skipped before reading it, or None (its name is checked separately)."""
     mode = info.external_attr >> 16
     if mode and stat.S_ISLNK(mode):
         return "symlink"
