@@ -27,6 +27,9 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # localcloud.shared: the one free-port probe
+from localcloud.shared import free_port  # noqa: E402
+
 BUCKET = "bench-datasets"
 KEY = "uploads/bench.zip"
 
@@ -44,12 +47,6 @@ def generate_archive(path: Path, members: int, member_kb: int, classes: int = 40
                 body = b"\xff\xd8\xff\xe0" + rng.randbytes(member_kb * 1024 - 6) + b"\xff\xd9"
                 archive.writestr(f"dogImages/{split}/{class_dir}/img_{index:06d}.jpg", body)
                 index += 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:

@@ -24,6 +24,9 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # localcloud.shared: the one free-port probe
+from localcloud.shared import free_port  # noqa: E402
+
 BUCKET = "bench-datasets"
 
 
@@ -36,12 +39,6 @@ def generate_archive(path: Path, megabytes: int) -> None:
     ):
         for _ in range(megabytes):
             member.write(os.urandom(1024 * 1024))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(command: list[str], port: int) -> subprocess.Popen[bytes]:

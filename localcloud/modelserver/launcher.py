@@ -27,10 +27,11 @@ assumption are hard-coded (nothing else of the toolkit is replaced):
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
+
+from localcloud.shared import free_port
 
 CONFIG_FILE_NAME = "sagemaker-ts.properties"
 TS_NAMESPACE = "org.pytorch.serve.ModelServer"  # the JVM's main class, as the toolkit looks for it
@@ -39,12 +40,6 @@ FIND_JVM_TIMEOUT_SECONDS = 30.0
 
 class LauncherError(RuntimeError):
     """The serving stack cannot start as configured (a setup problem; not retried)."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def fix_generated_config(text: str, default_config: str, ports: dict[str, int]) -> str:

@@ -78,7 +78,6 @@ def lifecycle(cloud: dict[str, Any]) -> lc.EndpointLifecycle:
     settings = Settings(
         dataset_bucket="datasets",
         artifacts_bucket=BUCKET,
-        inference_bucket="inference",
         idempotency_table=TABLE,
         notification_topic_arn=cloud["topic"],
         sagemaker_role_arn=ROLE_ARN,

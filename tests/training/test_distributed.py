@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from trainhelpers import FAST_HPS, PYTHON, free_port, run_script, start_script
+from trainhelpers import FAST_HPS, PYTHON, run_script, start_script
 
 from dogclf import metrics
+from localcloud.shared import free_port
 
 pytestmark = pytest.mark.slow
 

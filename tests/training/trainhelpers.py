@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+
 TRAINING_DIR = REPO / "training"
 sys.path.insert(0, str(TRAINING_DIR))
 
@@ -142,14 +143,6 @@ def start_script(
         command, env=env, cwd=base_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     return process, JobResult(-1, "", "", base_dir, env, argv)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # Small, fast settings that still learn on the sample (random-init backbone: no downloads here).
