@@ -103,11 +103,35 @@ def job_output_key(output_prefix: str, job_name: str, archive: str) -> str:
     return f"{prefix}/{job_name}/output/{archive}" if prefix else f"{job_name}/output/{archive}"
 
 
+# --- Features stage --------------------------------------------------------------------------------
+# features.py (a training job of its own) runs the frozen backbone once per dataset and writes, to
+# SM_MODEL_DIR (so into its model.tar.gz), one FEATURES_SPLIT_FILE per split plus FEATURES_META_FILE.
+# Tuning trials (hpo.py) get that model.tar.gz as the FEATURES_CHANNEL channel and train the head only.
+FEATURES_PROGRAM = "features.py"
+FEATURES_CHANNEL = "features"
+FEATURES_META_FILE = "features.json"  # key, dataset_id, weights, image_size, framework, classes, counts
+FEATURES_SPLIT_FILE = "{split}.pt"  # torch.save({"features": float32 [N, D], "targets": int64 [N]})
+FEATURES_FORMAT_VERSION = 1  # bump when the files above change shape: it is part of the cache key
+FEATURES_PREFIX = "features"  # s3://<artifacts>/features/<features key>/<job>/output/model.tar.gz
+
+
+def features_key(dataset_id: str, weights: str, image_size: int, framework_version: str) -> str:
+    """Cache key of a dataset's backbone features: the same dataset, weights, image size and framework
+    version give the same key (and job name), so a second tuning run reuses the features."""
+    return _short_hash(f"{dataset_id}|{weights}|{image_size}|{framework_version}|v{FEATURES_FORMAT_VERSION}")
+
+
+def features_output_prefix(features_key_: str) -> str:
+    """S3OutputPath key prefix of the features job for ``features_key_`` (artifacts bucket)."""
+    return f"{FEATURES_PREFIX}/{features_key_}"
+
+
 # --- Job and resource names ------------------------------------------------------------------------
 TUNING_JOB_NAME_MAX = 32  # CreateHyperParameterTuningJob's limit
 TRAINING_JOB_NAME_MAX = 63
 TUNING_INFIX = "-hpo-"
 TRAINING_INFIX = "-train-"
+FEATURES_INFIX = "-feat-"
 ENDPOINT_SUFFIX = "-endpoint"
 ENDPOINT_CONFIG_SUFFIX = "-cfg"
 _HASH_CHARS = 12
@@ -133,6 +157,14 @@ def training_job_name(prefix: str, tuning_job: str) -> str:
     return name
 
 
+def features_job_name(prefix: str, features_key_: str) -> str:
+    """<prefix>-feat-<features key>: one features job per cache key."""
+    name = f"{prefix}{FEATURES_INFIX}{features_key_}"
+    if len(name) > TRAINING_JOB_NAME_MAX:
+        raise ValueError(f"features job name {name!r} is over {TRAINING_JOB_NAME_MAX} characters")
+    return name
+
+
 def endpoint_name(prefix: str) -> str:
     return f"{prefix}{ENDPOINT_SUFFIX}"
 
@@ -149,3 +181,8 @@ def is_pipeline_tuning_job(name: str, prefix: str) -> bool:
 def is_pipeline_training_job(name: str, prefix: str) -> bool:
     """A profiled training job this pipeline started (tuning trials never match)."""
     return re.fullmatch(rf"{re.escape(prefix)}{TRAINING_INFIX}[0-9a-f]{{{_HASH_CHARS}}}", name) is not None
+
+
+def is_pipeline_features_job(name: str, prefix: str) -> bool:
+    """A features job this pipeline started."""
+    return re.fullmatch(rf"{re.escape(prefix)}{FEATURES_INFIX}[0-9a-f]{{{_HASH_CHARS}}}", name) is not None
