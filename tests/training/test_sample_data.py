@@ -12,7 +12,7 @@ from PIL import Image
 from trainhelpers import TRAINING_DIR
 
 from dogclf.layout import summarize
-from tools.sample_data import class_dirs, write_sample_zip
+from tools.sample_data import DOGIMAGES_SHAPE, class_dirs, write_sample_zip
 
 
 def _digest(path) -> str:
@@ -113,3 +113,33 @@ def test_cli_writes_zip_without_top_folder(tmp_path):
     )
     with zipfile.ZipFile(out) as archive:
         assert summarize(archive.namelist()).root == ""
+
+
+def test_photo_size_gives_photo_shaped_jpegs_of_photo_like_size(tmp_path):
+    """--photo-size / the dogImages shape: every image is a JPEG of that size, and noise keeps it from
+    compressing far below what a real 500x375 photo weighs (dogImages averages about 74 kB)."""
+    path = write_sample_zip(
+        tmp_path / "p.zip",
+        num_classes=3,
+        train_per_class=2,
+        valid_per_class=1,
+        test_per_class=1,
+        png_fraction=1.0,  # ignored in photo mode: photos are JPEGs
+        photo_size=(500, 375),
+    )
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+        for info in infos:
+            with Image.open(io.BytesIO(archive.read(info))) as image:
+                assert (image.format, image.size, image.mode) == ("JPEG", (500, 375), "RGB")
+        mean_bytes = sum(info.file_size for info in infos) / len(infos)
+    assert 40_000 < mean_bytes < 120_000
+
+
+def test_dogimages_shape_matches_the_real_archive_counts():
+    assert DOGIMAGES_SHAPE.num_classes == 133
+    per_class = (
+        DOGIMAGES_SHAPE.train_per_class + DOGIMAGES_SHAPE.valid_per_class + DOGIMAGES_SHAPE.test_per_class
+    )
+    assert DOGIMAGES_SHAPE.num_classes * per_class == 8246
+    assert DOGIMAGES_SHAPE.photo_size == (500, 375)

@@ -1,0 +1,204 @@
+"""The whole local pipeline on a dogImages-shaped archive: stage by stage, per job, and an AWS cost estimate.
+
+    .venv/bin/python bench/bench_pipeline.py [--data ZIP] [demo flags, e.g. --image-size 64 --trials 4]
+
+Without ``--data`` it generates (once, cached in .bench-data/) an archive shaped like the real
+dogImages.zip (tools.sample_data --dogimages-shape: 133 classes, 8,246 JPEGs of 500x375, ~600 MB)
+and runs ``localcloud.demo`` on it, so the numbers are the ones ``make demo DATA=...`` gives. Then,
+from the local SageMaker's own records (ListTrainingJobs/DescribeTrainingJob, run in the same
+process), it prints:
+
+- the demo's stage table (seconds and share of the total);
+- every training job: kind (features / trial / profiled), instance type, wall seconds, channels;
+- how many times the backbone ran over the dataset to make features: features jobs plus trials that
+  were given image channels (a trial given only the features channel has no images to run it on).
+  The profiled job runs the full model by design and is listed apart;
+- per-trial wall time (min / median / max);
+- an AWS cost estimate: each job's billable seconds x the on-demand list price of the instance type
+  it asked for, next to the design before the features stage (the numbers issue 9 measured on this
+  machine: 4 trials of 248-264 s and a 127 s profiled job, all on ml.g4dn.xlarge). Local seconds on
+  2 cores stand in for AWS's billable seconds, which is pessimistic for the GPU instances and about
+  right for the small CPU ones; serverless inference and Lambda are per request and left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "training"))
+
+from dogclf import contract  # noqa: E402
+from localcloud.cloud import LocalCloud  # noqa: E402
+from localcloud.demo import parse_args, run_demo  # noqa: E402
+from localcloud.demo_summary import DemoResult  # noqa: E402
+from tools.sample_data import DOGIMAGES_SHAPE, write_sample_zip  # noqa: E402
+
+DATA_DIR = REPO / ".bench-data"
+# SageMaker training, on-demand, us-east-1, USD per instance-hour (aws.amazon.com/sagemaker/pricing,
+# November 2026). Override with --prices '{"ml.m5.large": 0.115}'.
+LIST_PRICES_PER_HOUR: dict[str, float] = {
+    "ml.m5.large": 0.115,
+    "ml.m5.xlarge": 0.23,
+    "ml.m5.2xlarge": 0.461,
+    "ml.c5.xlarge": 0.204,
+    "ml.c5.2xlarge": 0.408,
+    "ml.g4dn.xlarge": 0.736,
+    "ml.g5.xlarge": 1.408,
+}
+# The design before the features stage, as issue 9 measured it on this machine (2 cores, 64 px).
+BEFORE_JOBS: tuple[tuple[str, str, float], ...] = (
+    *(("trial", "ml.g4dn.xlarge", seconds) for seconds in (248.0, 252.0, 260.0, 264.0)),
+    ("profiled", "ml.g4dn.xlarge", 127.0),
+)
+
+
+def dogimages_archive() -> Path:
+    """The generated dogImages-shaped archive (built on first use: about 2-3 minutes on one core)."""
+    path = DATA_DIR / "dogimages-shaped.zip"
+    if not path.is_file():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        print(f"generating {path} (dogImages shape, once)...", flush=True)
+        started = time.monotonic()
+        partial = path.with_suffix(".partial")
+        write_sample_zip(partial, **DOGIMAGES_SHAPE.kwargs())
+        partial.replace(path)
+        print(f"generated in {time.monotonic() - started:.0f} s", flush=True)
+    return path
+
+
+def job_kind(name: str, description: dict[str, Any], prefix: str) -> str:
+    if contract.is_pipeline_features_job(name, prefix):
+        return "features"
+    if contract.is_pipeline_training_job(name, prefix):
+        return "profiled"
+    if description.get("TuningJobArn"):
+        return "trial"
+    return "other"
+
+
+def collect_jobs(cloud: LocalCloud, prefix: str) -> list[dict[str, Any]]:
+    """Every training job the local SageMaker ran, with what the report needs."""
+    sagemaker = cloud.client("sagemaker")
+    names: list[str] = []
+    for page in sagemaker.get_paginator("list_training_jobs").paginate():
+        names.extend(summary["TrainingJobName"] for summary in page["TrainingJobSummaries"])
+    jobs = []
+    for name in names:
+        description = sagemaker.describe_training_job(TrainingJobName=name)
+        started, ended = description.get("TrainingStartTime"), description.get("TrainingEndTime")
+        wall = (ended - started).total_seconds() if started and ended else float("nan")
+        jobs.append(
+            {
+                "name": name,
+                "kind": job_kind(name, description, prefix),
+                "status": description["TrainingJobStatus"],
+                "instance_type": description["ResourceConfig"]["InstanceType"],
+                "wall_s": wall,
+                "billable_s": float(description.get("BillableTimeInSeconds", wall)),
+                "channels": sorted(c["ChannelName"] for c in description.get("InputDataConfig", [])),
+            }
+        )
+    return sorted(jobs, key=lambda job: (job["kind"], job["name"]))
+
+
+def feature_passes(jobs: list[dict[str, Any]]) -> dict[str, int]:
+    features_jobs = sum(job["kind"] == "features" for job in jobs)
+    trials_from_images = sum(job["kind"] == "trial" and "train" in job["channels"] for job in jobs)
+    return {
+        "features_jobs": features_jobs,
+        "trials_from_images": trials_from_images,
+        "total": features_jobs + trials_from_images,
+    }
+
+
+def cost(jobs: list[tuple[str, str, float]], prices: dict[str, float]) -> dict[str, Any]:
+    """(kind, instance type, billable seconds) -> USD by kind and in total."""
+    by_kind: dict[str, float] = {}
+    unpriced = sorted({instance for _, instance, _ in jobs if instance not in prices})
+    for kind, instance, seconds in jobs:
+        by_kind[kind] = by_kind.get(kind, 0.0) + seconds * prices.get(instance, 0.0) / 3600
+    return {"by_kind": by_kind, "total": sum(by_kind.values()), "unpriced": unpriced}
+
+
+def print_report(
+    result: DemoResult, total_s: float, jobs: list[dict[str, Any]], prices: dict[str, float]
+) -> None:
+    print(f"\nbench_pipeline: exit={result.exit_code} total={total_s:.1f} s")
+    print(f"{'stage':<20} {'seconds':>8} {'share':>7}")
+    for stage, seconds in result.stage_seconds.items():
+        print(f"{stage:<20} {seconds:8.1f} {seconds / total_s:7.1%}")
+
+    print(f"\n{'job':<44} {'kind':<9} {'instance':<15} {'wall s':>7}  channels")
+    for job in jobs:
+        print(
+            f"{job['name']:<44} {job['kind']:<9} {job['instance_type']:<15} {job['wall_s']:7.1f}  "
+            f"{','.join(job['channels'])}"
+        )
+    passes = feature_passes(jobs)
+    print(
+        f"\nbackbone passes to make features: {passes['total']} "
+        f"({passes['features_jobs']} features job(s), {passes['trials_from_images']} trial(s) from images); "
+        f"profiled job(s) (full model by design): {sum(job['kind'] == 'profiled' for job in jobs)}"
+    )
+    trial_walls = [job["wall_s"] for job in jobs if job["kind"] == "trial"]
+    if trial_walls:
+        print(
+            f"trials: {len(trial_walls)}, wall s min {min(trial_walls):.1f} / median "
+            f"{statistics.median(trial_walls):.1f} / max {max(trial_walls):.1f}"
+        )
+
+    after = cost([(job["kind"], job["instance_type"], job["billable_s"]) for job in jobs], prices)
+    before = cost(list(BEFORE_JOBS), prices)
+    print("\nAWS training cost estimate per pipeline run (USD, on-demand list prices):")
+    print(f"{'':<10} {'before (issue 9)':>17} {'this run':>10}")
+    for kind in ("features", "trial", "profiled"):
+        print(f"{kind:<10} {before['by_kind'].get(kind, 0.0):17.4f} {after['by_kind'].get(kind, 0.0):10.4f}")
+    print(f"{'total':<10} {before['total']:17.4f} {after['total']:10.4f}")
+    if after["unpriced"]:
+        print(f"(no list price for {', '.join(after['unpriced'])}: counted as 0; pass --prices)")
+    print(
+        json.dumps(
+            {
+                "exit": result.exit_code,
+                "total_s": round(total_s, 1),
+                "stages_s": {stage: round(seconds, 1) for stage, seconds in result.stage_seconds.items()},
+                "feature_passes": passes,
+                "trial_wall_s": [round(wall, 1) for wall in trial_walls],
+                "cost_usd": {"before": round(before["total"], 4), "after": round(after["total"], 4)},
+            }
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False)
+    parser.add_argument("--data", type=Path, help="a dataset zip (default: the generated dogImages shape)")
+    parser.add_argument("--prices", type=json.loads, default={}, help="JSON {instance type: USD per hour}")
+    ours, demo_argv = parser.parse_known_args(argv)
+    data = ours.data or dogimages_archive()
+    # Threshold 0 by default: the gate then deploys whatever trains, so every stage (endpoint and
+    # inference too) is measured; pass --accuracy-threshold to bench the gate's real decision.
+    settings = parse_args(["--accuracy-threshold", "0", *demo_argv, "--data", str(data)])
+    prices = {**LIST_PRICES_PER_HOUR, **ours.prices}
+    prefix = settings.parameter_overrides().get("JobNamePrefix", "dogclf")
+    collected: dict[str, list[dict[str, Any]]] = {}
+
+    def after_run(cloud: LocalCloud, _: DemoResult) -> None:
+        collected["jobs"] = collect_jobs(cloud, prefix)
+
+    started = time.monotonic()
+    result = run_demo(settings, after_run=after_run)
+    print_report(result, time.monotonic() - started, collected.get("jobs", []), prices)
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
