@@ -39,6 +39,9 @@ def statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]
             for policy in resource["Properties"].get("Policies", []):
                 for statement in policy["PolicyDocument"]["Statement"]:
                     yield name, statement
+        elif resource["Type"] == "AWS::IAM::ManagedPolicy":
+            for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+                yield name, statement
 
 
 def as_list(value: Any) -> list[Any]:
