@@ -112,7 +112,8 @@ def cmd_upload(args: argparse.Namespace, target: Target) -> int:
         raise CliError(f"{path}: the pipeline ingests .zip archives only")
     bucket = target.need("dataset_bucket", "--bucket")
     name = args.key or path.name
-    # The ingest trigger's suffix filter is case-sensitive (S3): X.ZIP or a bare --key never fires it.
+    # The ingest triggers on .zip and .ZIP only (S3 suffix rules are case-sensitive): X.Zip or a bare
+    # --key would never fire it.
     stem = name[:-4] if name.lower().endswith(".zip") else name
     key = f"{args.prefix}{stem}.zip"
     target.client("s3").upload_file(str(path), bucket, key)

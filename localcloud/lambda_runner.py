@@ -54,6 +54,7 @@ class FunctionSpec:
     on_failure: Destination | None = None
     on_success: Destination | None = None
     dead_letter: Destination | None = None
+    reserved_concurrency: int | None = None  # ReservedConcurrentExecutions: at most this many at once
 
 
 @dataclass
@@ -178,6 +179,13 @@ class LambdaRunner:
         self._on_record = on_record
         self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="lambda")
         self._idle: dict[str, list[_Worker]] = {name: [] for name in self.functions}
+        # Reserved concurrency caps a function's concurrent invocations: an invocation over the cap
+        # waits for a slot (AWS throttles it; an async event then waits in Lambda's queue and retries).
+        self._slots = {
+            spec.name: threading.BoundedSemaphore(spec.reserved_concurrency)
+            for spec in self.functions.values()
+            if spec.reserved_concurrency is not None
+        }
         self._all_workers: list[_Worker] = []
         self._lock = threading.Lock()
         self._pending = 0
@@ -279,12 +287,19 @@ class LambdaRunner:
         }
 
     def _attempt(self, spec: FunctionSpec, event: Any, request_id: str, attempt: int) -> tuple[bool, Any]:
-        worker = self._checkout(spec)
-        started = time.time()
+        slot = self._slots.get(spec.name)
+        if slot is not None:
+            slot.acquire()
         try:
-            ok, payload = worker.call(event, request_id, spec.timeout_s)
+            worker = self._checkout(spec)
+            started = time.time()
+            try:
+                ok, payload = worker.call(event, request_id, spec.timeout_s)
+            finally:
+                self._checkin(spec, worker)
         finally:
-            self._checkin(spec, worker)
+            if slot is not None:
+                slot.release()
         record = InvocationRecord(
             function=spec.name,
             request_id=request_id,

@@ -62,7 +62,13 @@ class FunctionWiring:
 
 
 def create_resources(resolver: TemplateResolver, client: ClientFactory, region: str) -> None:
-    """Create the template's buckets, tables, topics and queues, and the local cloud's two queues."""
+    """Create the template's buckets, tables, topics and queues, and the local cloud's two queues.
+
+    Not applied, since nothing local reads or enforces them: bucket policies, LoggingConfiguration
+    (no server access logs are written; the log bucket is created like any other), lifecycle rules,
+    encryption (BucketEncryption, the topic's KmsMasterKeyId; the KMS key and IAM resources are
+    resolved to names only).
+    """
     s3, ddb, sns, sqs = (client(s) for s in ("s3", "dynamodb", "sns", "sqs"))
     for res in resolver.of_type("AWS::S3::Bucket"):
         s3.create_bucket(Bucket=res.ref)
@@ -174,6 +180,10 @@ def _function_spec(
     folder = code_folder(props.get("Code"))
     if folder is None:
         raise ValueError(f"{res.logical_id}: Code is not a local folder (CodeUri), cannot run it locally")
+    reserved = props.get("ReservedConcurrentExecutions")
+    if reserved is not None and int(reserved) < 1:
+        # AWS throttles every invocation of a function reserved at 0 (it is switched off).
+        raise ValueError(f"{res.logical_id}: ReservedConcurrentExecutions {reserved} is not emulated")
     return FunctionSpec(
         logical_id=res.logical_id,
         name=res.ref,
@@ -188,6 +198,7 @@ def _function_spec(
         on_failure=_destination(destinations.get("OnFailure")),
         on_success=_destination(destinations.get("OnSuccess")),
         dead_letter=Destination(str(dead_letter)) if dead_letter else None,
+        reserved_concurrency=int(reserved) if reserved is not None else None,
     )
 
 

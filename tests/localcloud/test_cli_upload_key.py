@@ -1,5 +1,6 @@
-"""`cli upload` always names the object *.zip (lower case): S3's suffix filter is case-sensitive, so
-an upload named X.ZIP, or a --key without the suffix, would never trigger the ingest."""
+"""`cli upload` always names the object *.zip (lower case): S3's suffix rules are case-sensitive and the
+ingest has rules for .zip and .ZIP only, so an upload named X.Zip, or a --key without the suffix, would
+never trigger it."""
 
 from __future__ import annotations
 

@@ -47,6 +47,19 @@ HANDLERS = textwrap.dedent(
 
     def sleep(event, context):
         time.sleep(30)
+
+    def crowd(event, context):
+        # How many invocations were inside at once: wait (bounded) until `enough` are.
+        inside = os.path.join(os.environ["MARKER_DIR"], "inside")
+        os.makedirs(inside, exist_ok=True)
+        mine = os.path.join(inside, context.aws_request_id)
+        open(mine, "w").close()
+        deadline, seen = time.monotonic() + event["wait_s"], 1
+        while seen < event["enough"] and time.monotonic() < deadline:
+            seen = max(seen, len(os.listdir(inside)))
+            time.sleep(0.02)
+        os.remove(mine)
+        return seen
     """
 )
 
@@ -60,7 +73,7 @@ def code_dir(tmp_path):
     return directory
 
 
-def make_spec(code_dir, handler, *, timeout_s=10.0, env=None, on_failure=None):
+def make_spec(code_dir, handler, *, timeout_s=10.0, env=None, on_failure=None, reserved_concurrency=None):
     name = f"fn-{handler.replace('.', '-')}"
     arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
     environment = base_lambda_environment(name, arn, 256, timeout_s, "us-east-1")
@@ -75,6 +88,7 @@ def make_spec(code_dir, handler, *, timeout_s=10.0, env=None, on_failure=None):
         timeout_s=timeout_s,
         memory_mb=256,
         on_failure=on_failure,
+        reserved_concurrency=reserved_concurrency,
     )
 
 
@@ -192,3 +206,13 @@ def test_handlers_cannot_import_localcloud(code_dir, make_runner):
     )
     spec = make_spec(code_dir, "probe.handler")
     assert make_runner(spec).invoke(spec.name, {}) == "isolated"
+
+
+def test_reserved_concurrency_caps_concurrent_invocations(code_dir, make_runner, tmp_path):
+    """Three events at once (the runner runs up to 4): with ReservedConcurrentExecutions 2, each handler
+    waits for all three to be inside at once, which must never happen; two must be."""
+    spec = make_spec(code_dir, "handlers.crowd", env={"MARKER_DIR": str(tmp_path)}, reserved_concurrency=2)
+    runner = make_runner(spec)
+    futures = [runner.invoke_async(spec.name, {"wait_s": 3.0, "enough": 3}) for _ in range(3)]
+    assert all(future.result(timeout=60) for future in futures)
+    assert max(record.payload for record in runner.records) == 2

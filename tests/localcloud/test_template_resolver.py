@@ -200,6 +200,12 @@ def test_the_project_s3_events_come_from_the_generated_bucket_notifications(proj
             ("s3:ObjectCreated:*",),
             (("prefix", "uploads/"), ("suffix", ".zip")),
         ),
+        (  # S3 suffix rules are case-sensitive: upper case needs its own rule
+            "local-ingestfunction",
+            datasets,
+            ("s3:ObjectCreated:*",),
+            (("prefix", "uploads/"), ("suffix", ".ZIP")),
+        ),
         (
             "local-starttuningfunction",
             datasets,
@@ -222,3 +228,17 @@ def test_the_project_rules_come_from_the_generated_event_rules_and_target_the_al
     assert (
         target["Arn"] == "arn:aws:lambda:us-east-1:123456789012:function:local-tuningcompletedfunction:live"
     )
+
+
+def test_reserved_concurrency_is_off_by_default_and_caps_the_local_function_when_set(project):
+    """The template's ReservedConcurrentExecutions (an !If on a parameter, 0 = none) reaches the runner."""
+    _, default_wiring = project
+    assert {name: spec.reserved_concurrency for name, spec in default_wiring.specs.items()} == {
+        f"local-{name.lower()}function": None for name in FUNCTIONS
+    }
+    path = REPO_ROOT / "template.yaml"
+    overrides = {"IngestReservedConcurrency": "2", "ClassifyReservedConcurrency": "5"}
+    resolver = TemplateResolver(load_template(path), stack_name="local", parameter_overrides=overrides)
+    specs = function_wiring(resolver, path, "us-east-1", {}).specs
+    reserved = {name: spec.reserved_concurrency for name, spec in specs.items() if spec.reserved_concurrency}
+    assert reserved == {"local-ingestfunction": 2, "local-classifyfunction": 5}

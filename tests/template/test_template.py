@@ -39,6 +39,9 @@ def statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]
             for policy in resource["Properties"].get("Policies", []):
                 for statement in policy["PolicyDocument"]["Statement"]:
                     yield name, statement
+        elif resource["Type"] == "AWS::IAM::ManagedPolicy":
+            for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+                yield name, statement
 
 
 def as_list(value: Any) -> list[Any]:
@@ -109,7 +112,7 @@ def test_pass_role_only_for_the_sagemaker_role_to_sagemaker(template):
 def test_buckets_are_private_encrypted_and_tls_only(template):
     resources = template["Resources"]
     buckets = [name for name, r in resources.items() if r["Type"] == "AWS::S3::Bucket"]
-    assert sorted(buckets) == ["ArtifactsBucket", "DatasetBucket", "InferenceBucket"]
+    assert sorted(buckets) == ["AccessLogsBucket", "ArtifactsBucket", "DatasetBucket", "InferenceBucket"]
     policies = {
         r["Properties"]["Bucket"]["Ref"]: r["Properties"]["PolicyDocument"]
         for r in resources.values()
@@ -120,8 +123,9 @@ def test_buckets_are_private_encrypted_and_tls_only(template):
         assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         assert all(properties["PublicAccessBlockConfiguration"].values())
         assert properties["LifecycleConfiguration"]["Rules"]
-        [deny] = policies[name]["Statement"]
-        assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        [deny] = [s for s in policies[name]["Statement"] if s["Effect"] == "Deny"]
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        assert deny["Action"] == "s3:*" and deny["Principal"] == "*"
 
 
 def test_function_policies_name_buckets_by_string_not_reference(template):
@@ -157,7 +161,11 @@ def s3_filters(properties: dict[str, Any]) -> list[dict[str, str]]:
 
 def test_s3_triggers_match_the_code(template):
     fns = functions(template)
-    assert s3_filters(fns["IngestFunction"]) == [{"prefix": "uploads/", "suffix": ".zip"}]
+    # S3 suffix rules are case-sensitive: .zip and .ZIP each need a rule (pipeline.ingest takes both).
+    assert s3_filters(fns["IngestFunction"]) == [
+        {"prefix": "uploads/", "suffix": ".zip"},
+        {"prefix": "uploads/", "suffix": ".ZIP"},
+    ]
     # The ingest writes datasets/<id>/manifest.json last; that object starts tuning.
     assert s3_filters(fns["StartTuningFunction"]) == [{"prefix": "datasets/", "suffix": "/manifest.json"}]
     # Prefix only: S3 suffix rules are case-sensitive; the handler checks suffixes in any case.
