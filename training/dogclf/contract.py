@@ -90,6 +90,11 @@ def eval_resize_size(image_size: int) -> int:
     return round(image_size * 256 / 224)
 
 
+# --- Backbone weights ------------------------------------------------------------------------------
+# torchvision's ResNet18_Weights.IMAGENET1K_V1.url (model.load_backbone's "imagenet"): the local demo,
+# which has no torch, checks torch's hub cache for this file (tests/training checks it against torchvision).
+RESNET18_IMAGENET_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+
 # --- Artifacts -------------------------------------------------------------------------------------
 # Files train_model.py / hpo.py write to SM_OUTPUT_DATA_DIR (uploaded as output.tar.gz).
 METRICS_FILE = "metrics.json"
