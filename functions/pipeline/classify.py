@@ -9,9 +9,9 @@ result records it; an image under the limit is sent as it is, byte for byte.
 
 Errors (docs/contracts.md, "Error taxonomy"): a bad image, one that cannot be brought under the
 payload limit, one over CLASSIFY_MAX_IMAGE_BYTES, or one the model refuses with a 4xx is permanent
-and written as a ``failed`` result. Throttling,
-5xx, timeouts and an endpoint that is not InService are transient: retried here with capped
-exponential backoff while the invocation has time, then raised so Lambda retries the event.
+and written as a ``failed`` result. Throttling, 5xx, timeouts and an endpoint that is not InService
+are transient: retried here with capped exponential backoff while the invocation has time, then
+raised so Lambda retries the event.
 """
 
 from __future__ import annotations
