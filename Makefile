@@ -63,8 +63,13 @@ $(VENV_CHECKOV)/.stamp: requirements-checkov.txt
 venvs: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SAM)/.stamp $(VENV_CHECKOV)/.stamp \
 		job-overlay java
 
+# GNU make exits 2 for any failed recipe, whatever its code: `make demo` alone cannot tell a rejected
+# model (2) from a pipeline failure (1), the timeout (3) or missing ImageNet weights (4). The recipe
+# names the demo's own code; `$(PY) -m localcloud.demo` returns it as its exit status (docs/local.md).
 demo: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp job-overlay java
-	$(PY) -m localcloud.demo $(if $(DATA),--data $(DATA),) $(DEMO_ARGS)
+	$(PY) -m localcloud.demo $(if $(DATA),--data $(DATA),) $(DEMO_ARGS) || { code=$$?; \
+		echo "make demo: the demo exited with code $$code (make itself reports 2 for any failure)" >&2; \
+		exit $$code; }
 
 lint: $(VENV)/.stamp typecheck
 	$(VENV)/bin/ruff check .

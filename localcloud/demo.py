@@ -13,6 +13,7 @@ timeout) is printed with its reason and gives a non-zero exit code.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 import traceback
@@ -25,12 +26,14 @@ from localcloud.demo_summary import (
     EXIT_GATE_REJECTED,
     EXIT_OK,
     EXIT_PIPELINE_FAILED,
+    EXIT_WEIGHTS_UNAVAILABLE,
     DemoResult,
     PipelineFailedError,
     Progress,
     print_summary,
 )
 from localcloud.state import StateDirError, keep_running, prepare_state_dir, write_state_file
+from localcloud.weights import WEIGHTS_CHOICES, WeightsUnavailableError, resolve_weights
 
 
 # -- entry points -----------------------------------------------------------------------------------
@@ -43,7 +46,9 @@ def run_demo(
     result = DemoResult(exit_code=EXIT_OK)
     cloud: LocalCloud | None = None
     run: DemoRun | None = None
+    backbone = ""
     try:
+        settings, backbone = _backbone_weights(settings, progress)
         zip_path = _dataset(settings, state_dir, progress)
         progress.stage("start local cloud")
         cloud = LocalCloud(_cloud_config(settings, state_dir, progress), on_record=progress.on_record)
@@ -71,6 +76,7 @@ def run_demo(
     finally:
         progress.finish()
         result.stage_seconds = dict(progress.stage_seconds)
+        result.backbone = backbone
         if cloud is not None:
             result.poller_errors = list(cloud.poller_errors)
         print_summary(result, progress, time.monotonic() - progress.started)
@@ -79,6 +85,16 @@ def run_demo(
                 keep_running(cloud)
             cloud.stop()
     return result
+
+
+def _backbone_weights(settings: DemoSettings, progress: Progress) -> tuple[DemoSettings, str]:
+    """--weights resolved to what the jobs can load, and the line saying so; before anything starts."""
+    try:
+        choice = resolve_weights(settings.weights)
+    except WeightsUnavailableError as error:
+        raise PipelineFailedError(str(error), EXIT_WEIGHTS_UNAVAILABLE) from error
+    progress.say(choice.note)
+    return dataclasses.replace(settings, weights=choice.weights), choice.note
 
 
 def _dataset(settings: DemoSettings, state_dir: Path, progress: Progress) -> Path:
@@ -146,6 +162,13 @@ def parse_args(argv: list[str] | None = None) -> DemoSettings:
     parser.add_argument("--learning-rates", default=defaults.learning_rates, help="min,max learning rate")
     parser.add_argument("--accuracy-threshold", type=float, default=defaults.accuracy_threshold)
     parser.add_argument(
+        "--weights",
+        choices=WEIGHTS_CHOICES,
+        default="auto",
+        help="backbone: auto = ImageNet if in torch's cache, else random init; imagenet = cache or "
+        "download, else stop (exit 4); none = random init",
+    )
+    parser.add_argument(
         "--classify", type=int, default=defaults.classify_images, help="test images to classify"
     )
     parser.add_argument("--timeout", type=float, default=defaults.timeout_s, help="overall limit in seconds")
@@ -179,6 +202,7 @@ def parse_args(argv: list[str] | None = None) -> DemoSettings:
         batch_sizes=args.batch_sizes,
         learning_rates=args.learning_rates,
         accuracy_threshold=args.accuracy_threshold,
+        weights=args.weights,
         classify_images=args.classify,
         timeout_s=args.timeout,
         keep_running=args.keep_running,

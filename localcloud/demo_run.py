@@ -63,10 +63,14 @@ class DemoSettings:
     keep_running: bool = False
     verbose: bool = False
     extra_parameters: dict[str, str] = field(default_factory=dict)
+    # PretrainedWeights: "imagenet" or "none"; the demo's --weights auto|imagenet|none is resolved to
+    # one of them before the cloud starts (localcloud.weights). Random init unless asked: offline, and
+    # what the e2e tests and benches expect.
+    weights: str = "none"
 
     def parameter_overrides(self) -> dict[str, str]:
         overrides = {
-            "PretrainedWeights": "none",  # offline: no weight download
+            "PretrainedWeights": self.weights,
             "ImageSize": str(self.image_size),
             "MaxTuningJobs": str(self.trials),
             "MaxParallelTuningJobs": str(self.parallel),

@@ -19,6 +19,7 @@ EXIT_OK = 0
 EXIT_PIPELINE_FAILED = 1
 EXIT_GATE_REJECTED = 2
 EXIT_TIMEOUT = 3
+EXIT_WEIGHTS_UNAVAILABLE = 4  # --weights imagenet, and the file is neither cached nor downloadable
 
 
 class PipelineFailedError(RuntimeError):
@@ -40,6 +41,7 @@ class DemoResult:
     artifacts: dict[str, str] = field(default_factory=dict)  # profiler report, loss plot paths
     notifications: list[dict[str, str]] = field(default_factory=list)
     poller_errors: list[str] = field(default_factory=list)  # the local S3 event poller's errors
+    backbone: str = ""  # which weights the jobs trained with, and why (localcloud.weights)
 
 
 class Progress:
@@ -79,6 +81,8 @@ class Progress:
 def print_summary(result: DemoResult, progress: Progress, total_s: float) -> None:
     print("\n" + "=" * 78)
     print("SUMMARY")
+    if result.backbone:
+        print(f"backbone:              {result.backbone}")
     _print_training(result)
     if result.decision:
         _print_decision(result.decision)

@@ -4,10 +4,14 @@ Inputs: an image under ``input/`` of the inference bucket (S3 event or ``{"bucke
 ``{"image": <base64>}``. For an S3 image the result, or the failure, is written to
 ``results/<key below input/>.json`` (``input/a/b.jpg`` -> ``results/a/b.jpg.json``).
 
-Errors (docs/contracts.md, "Error taxonomy"): a bad image, one over the endpoint's payload limit,
-or one the model refuses with a 4xx is permanent and written as a ``failed`` result. Throttling,
-5xx, timeouts and an endpoint that is not InService are transient: retried here with capped
-exponential backoff while the invocation has time, then raised so Lambda retries the event.
+An image over the endpoint's payload limit is downscaled first (pipeline.image_downscale) and the
+result records it; an image under the limit is sent as it is, byte for byte.
+
+Errors (docs/contracts.md, "Error taxonomy"): a bad image, one that cannot be brought under the
+payload limit, one over CLASSIFY_MAX_IMAGE_BYTES, or one the model refuses with a 4xx is permanent
+and written as a ``failed`` result. Throttling, 5xx, timeouts and an endpoint that is not InService
+are transient: retried here with capped exponential backoff while the invocation has time, then
+raised so Lambda retries the event.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pipeline.ingest.image_headers import image_problem, sniff_content_type
 from pipeline.powertools import logger
 
 if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
+    from pipeline.image_downscale import Downscaled
     from pipeline.settings import Settings
 
 INPUT_PREFIX = "input/"
@@ -61,8 +66,10 @@ def top_k(response: Any, k: int) -> list[dict[str, Any]]:
     ]
 
 
-# Largest request body InvokeEndpoint accepts, by endpoint mode (SageMaker quotas: 4 MB for
-# serverless inference, 6 MB for real-time instances).
+# Largest request body InvokeEndpoint accepts, by endpoint mode: "The maximum request and response
+# payload size for serverless invocations is 4 MB" (docs.aws.amazon.com/sagemaker/latest/dg/
+# serverless-endpoints-invoke.html); real-time: InvokeEndpoint's Body is at most 6291456 bytes (6 MiB,
+# botocore's sagemaker-runtime model). Decimal MB, so we stay under whichever MB AWS means.
 PAYLOAD_LIMITS = {"serverless": 4_000_000, "instance": 6_000_000}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # In-invocation retries of transient endpoint errors: exponential, capped, and never past the
@@ -104,32 +111,42 @@ class Classifier:
 
     @property
     def payload_limit(self) -> int:
-        return min(self.settings.classify_max_image_bytes, PAYLOAD_LIMITS[self.settings.endpoint_mode])
+        return PAYLOAD_LIMITS[self.settings.endpoint_mode]
 
-    def check_image(self, data: bytes) -> str:
-        limit = self.payload_limit
-        if len(data) > limit:
-            # Downscaling needs an image codec: Pillow is not in the Lambda layer (12 MB), so an
-            # image over the endpoint's payload limit is refused with the limit it broke.
-            raise ClassifyError(
-                "too-large",
-                f"image is {len(data)} bytes; the {self.settings.endpoint_mode} endpoint accepts at most "
-                f"{limit} bytes per request and this function cannot downscale images",
-            )
-        # The same pixel limit as ingest, training and serving (dogclf.contract): refused here, not
-        # after a round trip to the endpoint.
+    def prepare(self, data: bytes) -> tuple[bytes, str, Downscaled | None]:
+        """(body to send, its content type, the downscale if there was one); ClassifyError if none."""
+        # The same pixel limit as ingest, training and serving (dogclf.contract): refused here, from
+        # the header, before any decoding and without a round trip to the endpoint.
         max_pixels = contract_module(self.settings.training_code_dir).MAX_IMAGE_PIXELS
         problem = image_problem(data, max_pixels=max_pixels)
         if problem:
             raise ClassifyError("not-an-image", problem)
-        return sniff_content_type(data) or "application/octet-stream"
+        if len(data) <= self.payload_limit:
+            return data, sniff_content_type(data) or "application/octet-stream", None
+        # Imported here: Pillow is only needed (and only loaded) for an image over the limit.
+        from pipeline.image_downscale import DownscaleError, fit_under
+
+        try:
+            downscaled = fit_under(
+                data,
+                self.payload_limit,
+                image_size=self.settings.image_size,
+                max_pixels=max_pixels,
+                training_code_dir=self.settings.training_code_dir,
+            )
+        except DownscaleError as error:
+            mode = self.settings.endpoint_mode
+            raise ClassifyError(error.kind, f"{error} ({mode} endpoint)") from error
+        logger.info("image over the payload limit, downscaled", extra=downscaled.record())
+        return downscaled.data, downscaled.content_type, downscaled
 
     def predict(self, data: bytes) -> dict[str, Any]:
-        content_type = self.check_image(data)
-        body = self._invoke_with_retries(data, content_type)
+        body, content_type, downscaled = self.prepare(data)
+        answer = self._invoke_with_retries(body, content_type)
         return {
             "endpoint": self.settings.endpoint_name,
-            "predictions": top_k(body, self.settings.classify_top_k),
+            "predictions": top_k(answer, self.settings.classify_top_k),
+            **({"downscaled": downscaled.record()} if downscaled else {}),
         }
 
     def _invoke_with_retries(self, data: bytes, content_type: str) -> Any:
@@ -177,10 +194,11 @@ class Classifier:
         record: dict[str, Any] = {"bucket": bucket, "key": key, "at": datetime.now(UTC).isoformat()}
         # Only permanent errors are caught here; transient ones propagate and nothing is written.
         try:
-            data = self.store.get_bytes(bucket, key, max_bytes=self.payload_limit)
+            # Larger than the payload limit is fine (downscaled); larger than this is not even read.
+            data = self.store.get_bytes(bucket, key, max_bytes=self.settings.classify_max_image_bytes)
             record.update(status="ok", **self.predict(data))
         except ObjectTooLargeError as error:
-            message = f"{error} (the {self.settings.endpoint_mode} endpoint's payload limit; not downscaled)"
+            message = f"{error} (CLASSIFY_MAX_IMAGE_BYTES: the largest image this function downscales)"
             record.update(status="failed", error={"kind": "too-large", "message": message})
         except ClassifyError as error:
             record.update(status="failed", error={"kind": error.kind, "message": str(error)})

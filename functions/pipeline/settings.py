@@ -64,7 +64,9 @@ class Settings(BaseModel):
     url_import_part_bytes: int = Field(default=16 * 1024**2, ge=5 * 1024**2)
     url_import_allow_loopback_http: bool = False  # local tests only: http://127.0.0.1
     # classify
-    classify_max_image_bytes: int = 6_000_000
+    # the largest image classify reads; over the endpoint's payload limit it is downscaled (512 MB
+    # function: 50 MB of file plus at most MAX_IMAGE_PIXELS decoded as RGB, 120 MB, fit comfortably)
+    classify_max_image_bytes: int = Field(default=50_000_000, ge=1)
     classify_top_k: int = Field(default=5, ge=1)
 
     @field_validator("learning_rate_range", "epochs_range", mode="before")

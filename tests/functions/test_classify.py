@@ -93,11 +93,17 @@ def test_not_an_image_writes_the_failure_where_the_result_would_be(classify, aws
     assert result(aws, key)["error"]["kind"] == "not-an-image"
 
 
-def test_too_large_image_is_refused_before_download(classify, aws, runtime, lambda_context):
+def test_an_image_over_classify_max_image_bytes_is_refused_before_download(
+    aws, runtime, lambda_context, monkeypatch
+):
+    monkeypatch.setenv("CLASSIFY_MAX_IMAGE_BYTES", "1000000")  # read by the handler's init below
+    from pipeline.handlers import classify
+
     key = "input/huge.jpg"
-    aws.s3.put_object(Bucket=BUCKET, Key=key, Body=tiny_jpeg() + bytes(7_000_000))
+    aws.s3.put_object(Bucket=BUCKET, Key=key, Body=tiny_jpeg()[:-2] + bytes(1_100_000) + b"\xff\xd9")
     record = classify.handler({"bucket": BUCKET, "key": key}, lambda_context)
     assert record["status"] == "failed" and record["error"]["kind"] == "too-large"
+    assert "CLASSIFY_MAX_IMAGE_BYTES" in record["error"]["message"]
     assert result(aws, key)["error"]["kind"] == "too-large"
 
 

@@ -15,11 +15,12 @@ from botocore.stub import Stubber
 from fn_support import ENV, s3_event, tiny_jpeg
 
 from pipeline.adapters.aws import client
-from pipeline.classify import ClassifyError, EndpointBusyError, result_key
+from pipeline.classify import EndpointBusyError, result_key
 
 BUCKET = ENV["INFERENCE_BUCKET"]
 ENDPOINT = ENV["ENDPOINT_NAME"]
 PREDICTIONS = {"predictions": [{"label": "Akita", "class_index": 3, "probability": 0.9}]}
+INVOKE = {"EndpointName": ENDPOINT, "Accept": "application/json"}
 
 
 def body() -> StreamingBody:
@@ -212,28 +213,24 @@ def test_uppercase_suffixes_are_classified_and_other_keys_ignored(
     assert results(aws) == [result_key(upper)]
 
 
-def test_an_image_over_the_serverless_payload_limit_is_refused_naming_it(
-    classify, aws, runtime, lambda_context
-):
-    # 4.5 MB: under the 6 MB instance limit, over the 4 MB serverless one (ENDPOINT_MODE=serverless).
-    key = put_image(aws, "input/big.jpg", tiny_jpeg()[:-2] + bytes(4_500_000) + b"\xff\xd9")
-    record = classify.handler({"bucket": BUCKET, "key": key}, lambda_context)
-    assert record["status"] == "failed" and record["error"]["kind"] == "too-large"
-    assert "4000000" in record["error"]["message"] and "serverless" in record["error"]["message"]
-
-
-def test_the_instance_limit_lets_the_same_image_through(aws, runtime) -> None:
+def test_the_payload_limit_follows_the_endpoint_mode(aws, runtime) -> None:
     from pipeline.adapters.s3 import S3Store
     from pipeline.classify import Classifier
     from pipeline.settings import Settings
 
+    # 4.5 MB: under the 6 MB instance limit, over the 4 MB serverless one.
     image = tiny_jpeg()[:-2] + bytes(4_500_000) + b"\xff\xd9"
     settings = Settings.from_env().model_copy(update={"endpoint_mode": "instance"})
-    runtime.add_response("invoke_endpoint", {"Body": body()})
-    assert Classifier(settings, S3Store()).predict(image)["predictions"][0]["label"] == "Akita"
+    runtime.add_response(
+        "invoke_endpoint", {"Body": body()}, {**INVOKE, "ContentType": "image/jpeg", "Body": image}
+    )
+    instance = Classifier(settings, S3Store()).predict(image)
+    assert instance["predictions"][0]["label"] == "Akita" and "downscaled" not in instance
     serverless = Classifier(settings.model_copy(update={"endpoint_mode": "serverless"}), S3Store())
-    with pytest.raises(ClassifyError, match="at most 4000000 bytes"):
-        serverless.predict(image)
+    runtime.add_response("invoke_endpoint", {"Body": body()})
+    record = serverless.predict(image)["downscaled"]
+    assert record["original"]["bytes"] == len(image) and record["sent"]["bytes"] < 4_000_000
+    assert "4000000" in record["reason"]
 
 
 def test_other_client_errors_propagate(aws, runtime) -> None:

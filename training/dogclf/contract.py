@@ -83,6 +83,18 @@ DEFAULT_DEBUGGER_MODE = DEBUGGER_MODE_IN_SCRIPT
 MAX_IMAGE_PIXELS = 40_000_000
 MAX_IMAGE_PIXELS_ENV = "DOGCLF_MAX_IMAGE_PIXELS"  # serving-side override
 
+
+def eval_resize_size(image_size: int) -> int:
+    """Short side the eval preset resizes an image to before centre-cropping ``image_size``
+    (torchvision's 256/224 ratio). Classify downscales large images no further than this."""
+    return round(image_size * 256 / 224)
+
+
+# --- Backbone weights ------------------------------------------------------------------------------
+# torchvision's ResNet18_Weights.IMAGENET1K_V1.url (model.load_backbone's "imagenet"): the local demo,
+# which has no torch, checks torch's hub cache for this file (tests/training checks it against torchvision).
+RESNET18_IMAGENET_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+
 # --- Artifacts -------------------------------------------------------------------------------------
 # Files train_model.py / hpo.py write to SM_OUTPUT_DATA_DIR (uploaded as output.tar.gz).
 METRICS_FILE = "metrics.json"

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from torchvision import transforms
 
+from dogclf.contract import eval_resize_size
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def resize_size_for(image_size: int) -> int:
-    return round(image_size * 256 / 224)
+    return eval_resize_size(image_size)  # defined once in the contract (classify downscales to it)
 
 
 class ClassificationPresetTrain:

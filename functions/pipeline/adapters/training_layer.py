@@ -38,6 +38,17 @@ def contract_module(training_code_dir: Path) -> ModuleType:
     return importlib.import_module("dogclf.contract")
 
 
+def images_module(training_code_dir: Path) -> ModuleType:
+    """``dogclf.images`` from the layer: the decoder (and pixel limit) training and serving use.
+    It imports Pillow, so only code that decodes pixels (classify's downscale) calls this."""
+    if not (training_code_dir / "dogclf" / "images.py").is_file():
+        raise TrainingCodeError(f"dogclf/images.py not found under TRAINING_CODE_DIR={training_code_dir}")
+    path = str(training_code_dir)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    return importlib.import_module("dogclf.images")
+
+
 def metric_definitions(training_code_dir: Path) -> dict[str, Any]:
     """dogclf/metric_definitions.json: MetricDefinitions, HyperParameterTuningJobObjective, GateMetric."""
     path = training_code_dir / "dogclf" / "metric_definitions.json"
