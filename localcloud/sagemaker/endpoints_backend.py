@@ -335,6 +335,12 @@ class EndpointsBackend:
             server = endpoint.server if endpoint else None
             if endpoint is None or server is None:
                 raise RuntimeValidationError(f"Endpoint {name} of account {ACCOUNT_ID} not found.")
+            serverless = bool(
+                self.endpoint_configs[endpoint.desc["EndpointConfigName"]]["ProductionVariants"][0].get(
+                    "ServerlessConfig"
+                )
+            )
+            check_payload_size(len(body), serverless)
             server.acquire()  # under the lock: an update cannot stop this server before we release
         try:
             status, response_headers, payload = server.request("POST", "/invocations", body, headers)
@@ -379,6 +385,23 @@ class EndpointsBackend:
     def servers(self) -> list[ModelServerProcess]:
         with self.context.lock:
             return [endpoint.server for endpoint in self.endpoints.values() if endpoint.server]
+
+
+# InvokeEndpoint's request payload limits: the API's Body maximum (botocore's model: 6291456 bytes)
+# for instance endpoints; serverless endpoints take 4 MB ("The maximum request and response payload
+# size for serverless invocations is 4 MB", SageMaker developer guide, serverless-endpoints-invoke).
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+MAX_SERVERLESS_PAYLOAD_BYTES = 4 * 1024 * 1024
+
+
+def check_payload_size(size: int, serverless: bool) -> None:
+    limit = MAX_SERVERLESS_PAYLOAD_BYTES if serverless else MAX_PAYLOAD_BYTES
+    if size > limit:
+        kind = "serverless endpoints" if serverless else "endpoints"
+        megabytes = limit // (1024 * 1024)
+        raise RuntimeValidationError(
+            f"Request payload of {size} bytes exceeds the {megabytes} MB limit of {kind}."
+        )
 
 
 def variant_summary(variant: dict[str, Any], when: float) -> dict[str, Any]:

@@ -12,11 +12,10 @@ from typing import Any
 from urllib.parse import unquote
 
 from localcloud.sagemaker.backend import SageMakerBackend
-from localcloud.sagemaker.exceptions import RuntimeValidationError, SageMakerError
+from localcloud.sagemaker.exceptions import SageMakerError
 
 INVOCATIONS_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations/?$")
 PASSTHROUGH_HEADERS = ("Content-Type", "Accept", "X-Amzn-SageMaker-Custom-Attributes")
-MAX_PAYLOAD_BYTES = 25 * 1024 * 1024  # real-time endpoint payload limit
 
 
 def match_invocation(path: str) -> str | None:
@@ -29,8 +28,6 @@ def handle_invoke(
 ) -> tuple[int, dict[str, str], bytes | dict[str, Any]]:
     """Returns (status, headers, body); body is bytes on success or an error dict to JSON-encode."""
     try:
-        if len(body) > MAX_PAYLOAD_BYTES:
-            raise RuntimeValidationError(f"Request payload of {len(body)} bytes exceeds the 25 MB limit.")
         forwarded = {name: headers[name] for name in PASSTHROUGH_HEADERS if headers.get(name)}
         forwarded.setdefault("Content-Type", "application/octet-stream")
         forwarded.setdefault("Accept", "application/json")

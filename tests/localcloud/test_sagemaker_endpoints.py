@@ -21,6 +21,7 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
+from botocore.exceptions import ClientError
 from PIL import Image
 
 from localcloud.containerenv import REPO_ROOT, base_python
@@ -335,6 +336,29 @@ def test_update_switches_models_without_dropping_requests(cloud: dict[str, Any])
     assert "Update failed, rolled back" in desc["FailureReason"]
     assert "UnpicklingError" in desc["FailureReason"]
     assert invoke(runtime, "ep-live", jpeg)["label"].startswith("v2-")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "limit"),
+    [
+        pytest.param("ep-basic", 6 * 1024 * 1024, id="instance-6MB"),
+        pytest.param("ep-live", 4 * 1024 * 1024, id="serverless-4MB"),  # serverless since the update test
+    ],
+)
+def test_payload_over_the_endpoint_types_limit_is_refused_before_the_model(
+    cloud: dict[str, Any], endpoint: str, limit: int
+) -> None:
+    """AWS refuses InvokeEndpoint bodies over 6 MB (4 MB on serverless endpoints) with a
+    ValidationError; the model never sees them. A body at the limit still reaches the model (which
+    answers 400 for these non-image bytes)."""
+    runtime = cloud["runtime"]
+    wait_in_service(cloud["sm"], endpoint)
+    with pytest.raises(ClientError) as caught:
+        runtime.invoke_endpoint(EndpointName=endpoint, Body=b"\0" * (limit + 1), ContentType="image/jpeg")
+    assert caught.value.response["Error"]["Code"] == "ValidationError"
+    assert f"{limit // (1024 * 1024)} MB" in caught.value.response["Error"]["Message"]
+    status, _ = model_error(runtime, endpoint, b"\0" * limit, "image/jpeg")
+    assert status == 400
 
 
 def test_endpoint_that_cannot_load_its_model_fails(cloud: dict[str, Any]) -> None:
