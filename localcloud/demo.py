@@ -146,6 +146,11 @@ def parse_args(argv: list[str] | None = None) -> DemoSettings:
     parser.add_argument("--learning-rates", default=defaults.learning_rates, help="min,max learning rate")
     parser.add_argument("--accuracy-threshold", type=float, default=defaults.accuracy_threshold)
     parser.add_argument(
+        "--augment",
+        action="store_true",
+        help="AugmentTrials=true: no features stage; the trials train from the images (random crops/flips)",
+    )
+    parser.add_argument(
         "--classify", type=int, default=defaults.classify_images, help="test images to classify"
     )
     parser.add_argument("--timeout", type=float, default=defaults.timeout_s, help="overall limit in seconds")
@@ -179,6 +184,7 @@ def parse_args(argv: list[str] | None = None) -> DemoSettings:
         batch_sizes=args.batch_sizes,
         learning_rates=args.learning_rates,
         accuracy_threshold=args.accuracy_threshold,
+        augment=args.augment,
         classify_images=args.classify,
         timeout_s=args.timeout,
         keep_running=args.keep_running,
