@@ -157,6 +157,7 @@ def test_cli_against_the_running_local_cloud(demo):
     assert document["endpoint"]["status"] == "InService"
     assert document["last_decision"]["deploy"] is True
     assert document["training_jobs"][0]["status"] == "Completed"
+    assert [job["status"] for job in document["features_jobs"]] == ["Completed"]
     for via in ("classify_boto3", "classify_sdk"):
         completed = checks[via]
         assert completed.returncode == 0, completed.stderr
