@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline.adapters.s3 import S3Store
 
-ENTRY_POINTS = ("hpo.py", "train_model.py", "inference.py")
+ENTRY_POINTS = ("hpo.py", "train_model.py", "inference.py", "features.py")
 REQUIREMENTS = "requirements.txt"  # at the source dir root, where the toolkit looks for it
 PACKAGE = "dogclf"
 CODE_PREFIX = "code/"

@@ -19,7 +19,7 @@ def _members(archive: bytes) -> dict[str, bytes]:
 
 
 def _fake_training_dir(root: Path) -> Path:
-    for name in ("hpo.py", "train_model.py", "inference.py"):
+    for name in ("hpo.py", "train_model.py", "inference.py", "features.py"):
         (root / name).write_text(f"# {name}\n")
     (root / "dogclf").mkdir()
     (root / "dogclf" / "__init__.py").write_text("")
@@ -40,6 +40,7 @@ def test_only_the_root_requirements_txt_goes_in(tmp_path: Path) -> None:
     members = _members(pack(_fake_training_dir(tmp_path))[0])
     assert sorted(members) == [
         "dogclf/__init__.py",
+        "features.py",
         "hpo.py",
         "inference.py",
         "requirements.txt",

@@ -87,7 +87,8 @@ def test_manifest_starts_one_tuning_job(start_tuning, aws, lambda_context) -> No
         assert shipped.read() == (TRAINING_DIR / "requirements.txt").read_bytes()
     assert {"hpo.py", "inference.py", "dogclf/layout.py", "dogclf/metric_definitions.json"} <= set(names)
     assert all(
-        name in ("hpo.py", "train_model.py", "inference.py", "requirements.txt") or name.startswith("dogclf/")
+        name in ("hpo.py", "train_model.py", "inference.py", "features.py", "requirements.txt")
+        or name.startswith("dogclf/")
         for name in names
     )
     assert not any("__pycache__" in name for name in names)
