@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import ResNet18_Weights, resnet18
 
 ARCH = "resnet18"
 FEATURE_DIM = 512
@@ -70,6 +69,10 @@ class FrozenBackboneClassifier(nn.Module):
 
 def load_backbone(weights: str) -> nn.Module:
     """ResNet18 without its classifier. weights: "imagenet", "none" (random init) or a file path."""
+    # Imported here: torchvision costs seconds of CPU to import, and a trial from a features channel
+    # (head_trial.py) never builds the backbone.
+    from torchvision.models import ResNet18_Weights, resnet18
+
     if weights == "none":
         backbone = resnet18(weights=None)
     elif weights == "imagenet":
