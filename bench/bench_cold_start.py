@@ -52,6 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 HANDLERS = {
     "IngestFunction": ("pipeline.handlers.ingest", "ingest.json"),
     "StartTuningFunction": ("pipeline.handlers.start_tuning", "start_tuning.json"),
+    "FeaturesCompletedFunction": ("pipeline.handlers.features_completed", "features_completed.json"),
     "TuningCompletedFunction": ("pipeline.handlers.tuning_completed", "tuning_completed.json"),
     "TrainingCompletedFunction": ("pipeline.handlers.training_completed", "training_completed.json"),
     "ClassifyFunction": ("pipeline.handlers.classify", "classify_direct.json"),

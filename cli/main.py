@@ -124,7 +124,21 @@ def cmd_upload(args: argparse.Namespace, target: Target) -> int:
 def cmd_status(args: argparse.Namespace, target: Target) -> int:
     sm = target.client("sagemaker")
     prefix = target.job_prefix
-    status: dict[str, Any] = {"tuning_jobs": [], "training_jobs": [], "endpoint": None, "last_decision": None}
+    status: dict[str, Any] = {
+        "features_jobs": [],
+        "tuning_jobs": [],
+        "training_jobs": [],
+        "endpoint": None,
+        "last_decision": None,
+    }
+    features = sm.list_training_jobs(
+        NameContains=f"{prefix}{contract.FEATURES_INFIX}",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=args.limit,
+    )
+    for job in features.get("TrainingJobSummaries", []):
+        status["features_jobs"].append({"name": job["TrainingJobName"], "status": job["TrainingJobStatus"]})
     tuning = sm.list_hyper_parameter_tuning_jobs(
         NameContains=f"{prefix}{contract.TUNING_INFIX}",
         SortBy="CreationTime",

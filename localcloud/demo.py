@@ -169,6 +169,11 @@ def parse_args(argv: list[str] | None = None) -> DemoSettings:
         "download, else stop (exit 4); none = random init",
     )
     parser.add_argument(
+        "--augment",
+        action="store_true",
+        help="AugmentTrials=true: no features stage; the trials train from the images (random crops/flips)",
+    )
+    parser.add_argument(
         "--classify", type=int, default=defaults.classify_images, help="test images to classify"
     )
     parser.add_argument("--timeout", type=float, default=defaults.timeout_s, help="overall limit in seconds")
@@ -203,6 +208,7 @@ def parse_args(argv: list[str] | None = None) -> DemoSettings:
         learning_rates=args.learning_rates,
         accuracy_threshold=args.accuracy_threshold,
         weights=args.weights,
+        augment=args.augment,
         classify_images=args.classify,
         timeout_s=args.timeout,
         keep_running=args.keep_running,

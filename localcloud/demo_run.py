@@ -1,9 +1,9 @@
 """The demo's run: the sample dataset, and the watcher that follows the pipeline stage by stage.
 
 After the upload the demo only watches: each stage waits on what the pipeline's own events produced
-(the tuning job, the profiled training job, the gate's decision, the endpoint, the result JSONs) and
-fails fast on any failure signal (a Lambda that exhausted its retries, a failed job, a failure
-notification).
+(the features job, the tuning job, the profiled training job, the gate's decision, the endpoint, the
+result JSONs) and fails fast on any failure signal (a Lambda that exhausted its retries, a failed
+job, a failure notification).
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class DemoSettings:
     # PoorWeightInitialization (blocking) reads as "loss did not decrease within 5 steps".
     learning_rates: str = "0.001,0.01"
     accuracy_threshold: float = 0.5
+    augment: bool = False  # AugmentTrials: no features stage, trials train from the images
     classify_images: int = 3
     timeout_s: float = 600.0
     keep_running: bool = False
@@ -78,6 +79,7 @@ class DemoSettings:
             "BatchSizeValues": self.batch_sizes,
             "LearningRateRange": self.learning_rates,
             "AccuracyThreshold": str(self.accuracy_threshold),
+            "AugmentTrials": "true" if self.augment else "false",
             "LogLevel": "WARNING",
             "UrlImportAllowLoopbackHttp": "true",  # `cli --local import-url http://127.0.0.1:PORT/x.zip`
         }
@@ -204,7 +206,12 @@ class DemoRun:
         )
 
         progress.stage("ingest")
-        tuning_name = self.wait("the tuning job to start (ingest + start-tuning)", self._tuning_job_name)
+        kind, name = self.wait("the features or tuning job to start (ingest + start-tuning)", self._first_job)
+        if kind == "features":
+            self._features_stage(name)
+            name = self.wait("the tuning job to start (features-completed)", self._tuning_job_name)
+        # else AugmentTrials=true (the trials read the images): no features stage
+        tuning_name = name
         progress.say(f"tuning job {tuning_name} started")
 
         self._tuning_stage(tuning_name)
@@ -212,9 +219,7 @@ class DemoRun:
         progress.stage("profiled training")
         job_name = self.wait("the profiled training job to start", self._training_job_name)
         progress.say(f"profiled training job {job_name} started")
-        job = self.wait(
-            "the profiled training job to finish", lambda: self._training_done(job_name), poll_s=2.0
-        )
+        job = self.wait("the profiled training job to finish", lambda: self._job_done(job_name), poll_s=2.0)
         self.result.training_job = job
         metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
         progress.say(f"training {job['TrainingJobStatus']}: {json.dumps(metrics)}")
@@ -245,6 +250,13 @@ class DemoRun:
         progress.finish()
         return self.result
 
+    def _features_stage(self, name: str) -> None:
+        self.progress.say(f"features job {name} started")
+        self.progress.stage("features")
+        job = self.wait("the features job to finish", lambda: self._job_done(name, "features"))
+        self.result.features_job = job
+        self.progress.say(f"features {job['TrainingJobStatus']}: {job['ModelArtifacts']['S3ModelArtifacts']}")
+
     def _tuning_stage(self, tuning_name: str) -> None:
         self.progress.stage("tuning")
         tuning = self.wait("the tuning job to finish", lambda: self._tuning_done(tuning_name), poll_s=2.0)
@@ -262,6 +274,14 @@ class DemoRun:
         )
 
     # -- stage checks ----------------------------------------------------------------------------
+    def _first_job(self) -> tuple[str, str] | None:
+        """What the manifest event started: the features job, or (AugmentTrials) the tuning job."""
+        features = self._newest_training_job(contract.FEATURES_INFIX)
+        if features:
+            return "features", features
+        tuning = self._tuning_job_name()
+        return ("tuning", tuning) if tuning else None
+
     def _tuning_job_name(self) -> str | None:
         jobs = self.sm.list_hyper_parameter_tuning_jobs(SortBy="CreationTime", SortOrder="Descending")
         names = [j["HyperParameterTuningJobName"] for j in jobs.get("HyperParameterTuningJobSummaries", [])]
@@ -280,20 +300,21 @@ class DemoRun:
             raise PipelineFailedError(f"tuning job {name} {status}: {tuning.get('FailureReason', '')}")
         return tuning if status == "Completed" else None
 
-    def _training_job_name(self) -> str | None:
+    def _newest_training_job(self, infix: str) -> str | None:
         jobs = self.sm.list_training_jobs(
-            NameContains=f"{self.prefix}{contract.TRAINING_INFIX}",
-            SortBy="CreationTime",
-            SortOrder="Descending",
+            NameContains=f"{self.prefix}{infix}", SortBy="CreationTime", SortOrder="Descending"
         )
         names = [j["TrainingJobName"] for j in jobs.get("TrainingJobSummaries", [])]
         return names[0] if names else None
 
-    def _training_done(self, name: str) -> dict[str, Any] | None:
+    def _training_job_name(self) -> str | None:
+        return self._newest_training_job(contract.TRAINING_INFIX)
+
+    def _job_done(self, name: str, what: str = "training") -> dict[str, Any] | None:
         job = self.sm.describe_training_job(TrainingJobName=name)
         status = job["TrainingJobStatus"]
         if status in ("Failed", "Stopped"):
-            raise PipelineFailedError(f"training job {name} {status}: {job.get('FailureReason', '')}")
+            raise PipelineFailedError(f"{what} job {name} {status}: {job.get('FailureReason', '')}")
         return job if status == "Completed" else None
 
     def _decision(self, job_name: str) -> dict[str, Any] | None:

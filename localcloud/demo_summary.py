@@ -13,7 +13,8 @@ from localcloud.lambda_runner import InvocationRecord
 
 # Notification subjects that mean the pipeline stopped short of a deployed model.
 # "Model deploy failed" / "Model rolled back" are the endpoint's real outcome (pipeline.endpoint_lifecycle).
-FAILURE_SUBJECTS = ("rejected", "failed", "stopped", "no model", "not deployed", "rolled back")
+# "... not started" is a stage that recorded a permanent error instead of starting the next job.
+FAILURE_SUBJECTS = ("rejected", "failed", "stopped", "no model", "not deployed", "rolled back", "not started")
 
 EXIT_OK = 0
 EXIT_PIPELINE_FAILED = 1
@@ -33,6 +34,7 @@ class DemoResult:
     exit_code: int
     reason: str = ""
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    features_job: dict[str, Any] = field(default_factory=dict)  # empty with AugmentTrials=true
     tuning_job: dict[str, Any] = field(default_factory=dict)
     training_job: dict[str, Any] = field(default_factory=dict)
     decision: dict[str, Any] = field(default_factory=dict)
@@ -107,6 +109,10 @@ def print_summary(result: DemoResult, progress: Progress, total_s: float) -> Non
 
 
 def _print_training(result: DemoResult) -> None:
+    if result.features_job:
+        job = result.features_job
+        print(f"features job:          {job['TrainingJobName']} {job['TrainingJobStatus']}")
+        print(f"features:              {job.get('ModelArtifacts', {}).get('S3ModelArtifacts', '-')}")
     best = result.tuning_job.get("BestTrainingJob", {})
     if best:
         objective = best.get("FinalHyperParameterTuningJobObjectiveMetric", {})

@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.feature_cache:
         print("feature cache off: the profiled job runs the full model forward at every step", flush=True)
         args.feature_cache = False
+    if args.features_dir:
+        print("features channel ignored: the profiled job runs the full model from the images", flush=True)
+        args.features_dir = None
     output_dir = Path(args.output_data_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     profiler = ProfilingCallbacks(active=args.profile_steps, num_workers=args.num_workers)

@@ -32,8 +32,13 @@ class Settings(BaseModel):
     endpoint_name: str = ""  # empty: contract.endpoint_name(job_name_prefix), as the template sets it
     training_code_dir: Path = Path("/opt")
     framework_version: str = "2.6.0"
-    tuning_instance_type: str = "ml.g4dn.xlarge"
-    training_instance_type: str = "ml.g4dn.xlarge"
+    # CPU defaults that a new account's standard quotas run (docs/deploy.md, "Instance types"): the
+    # features job runs the backbone once, trials fit a linear layer on its features, and the profiled
+    # job runs the full model once. A GPU type (ml.g4dn.xlarge) is an option for any of them.
+    features_instance_type: str = "ml.m5.xlarge"
+    tuning_instance_type: str = "ml.m5.large"
+    training_instance_type: str = "ml.m5.xlarge"
+    augment_trials: bool = False  # true: no features stage, trials train from images (hpo.py --augment)
     endpoint_instance_type: str = "ml.m5.large"
     endpoint_mode: Literal["serverless", "instance"] = "serverless"
     serverless_memory_mb: int = 3072

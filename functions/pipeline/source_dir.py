@@ -1,8 +1,9 @@
 """Pack the training code of the layer into sourcedir.tar.gz and upload it once per content hash.
 
 SageMaker's script mode downloads ``sagemaker_submit_directory`` into /opt/ml/code. In go the entry
-points, the dogclf package and ``requirements.txt`` (training/requirements.txt: smdebug and the pins it
-needs next to the image's packages, nothing the image already has). The training toolkit pip-installs
+points (features.py, hpo.py, train_model.py, inference.py), the dogclf package and
+``requirements.txt`` (training/requirements.txt: smdebug and the pins it needs next to the image's
+packages, nothing the image already has). The training toolkit pip-installs
 that file before it runs the entry point; without it the profiled job dies importing smdebug, which
 the SageMaker PyTorch images do not ship. requirements-dev.txt (pytest) never goes in. The archive is
 deterministic (sorted, fixed mtimes/owners) so the same code always hashes the same and is uploaded
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from pipeline.adapters.s3 import S3Store
 
-ENTRY_POINTS = ("hpo.py", "train_model.py", "inference.py")
+ENTRY_POINTS = ("hpo.py", "train_model.py", "inference.py", "features.py")
 REQUIREMENTS = "requirements.txt"  # at the source dir root, where the toolkit looks for it
 PACKAGE = "dogclf"
 CODE_PREFIX = "code/"

@@ -1,8 +1,11 @@
 """On a finished tuning job: start the profiled training job (train_model.py) with the best trial.
 
-The DebugHookConfig is sized from the dataset (its manifest.json, written by ingest) and the best
-trial's batch size and epochs, so every in-script rule gets enough saved steps
-(dogclf.debugger.hook_config). DebuggerMode decides the rest of the request:
+The profiled job runs the full model on the dataset's images even when the trials trained the head
+from the features channel (pipeline.features): the dataset's manifest.json (found from the trials'
+train channel, else their static hyperparameter dataset_manifest) gives the image channels then.
+The DebugHookConfig is sized from the same manifest and the best trial's batch size and epochs, so
+every in-script rule gets enough saved steps (dogclf.debugger.hook_config). DebuggerMode decides the
+rest of the request:
 
 - in-script (default): no DebugRuleConfigurations, no ProfilerRuleConfigurations and the service
   profiler disabled, so the job needs nothing of the Debugger service (closed to new customers from
@@ -30,6 +33,7 @@ from pipeline.adapters.s3 import ObjectTooLargeError, S3Location, S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.image_uris import debugger_rule_image_uri, pytorch_image_uri
 from pipeline.powertools import logger
+from pipeline.tuning import CHANNELS, DATASET_MANIFEST_HYPERPARAMETER
 
 if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
     from pipeline.settings import Settings
@@ -43,15 +47,16 @@ class TrainingRequestError(ValueError):
     """The profiled job cannot be built from what the tuning job and the dataset give (permanent)."""
 
 
-def manifest_location(tuning: dict[str, Any]) -> S3Location:
-    """manifest.json of the tuned dataset: its train channel is s3://<bucket>/datasets/<id>/train/."""
+def manifest_from_channels(input_data_config: list[dict[str, Any]]) -> S3Location:
+    """manifest.json of the dataset whose image channels a job reads: its train channel is
+    s3://<bucket>/<dataset prefix>/train/, the manifest is s3://<bucket>/<dataset prefix>/manifest.json."""
     channels = {
         channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
-        for channel in tuning["TrainingJobDefinition"].get("InputDataConfig", [])
+        for channel in input_data_config
         if "S3DataSource" in channel.get("DataSource", {})
     }
     if TRAIN_CHANNEL not in channels:
-        raise TrainingRequestError(f"the tuning job has no S3 {TRAIN_CHANNEL!r} channel")
+        raise TrainingRequestError(f"the job has no S3 {TRAIN_CHANNEL!r} channel")
     try:
         train = S3Location.parse(channels[TRAIN_CHANNEL])
     except ValueError as error:
@@ -62,17 +67,41 @@ def manifest_location(tuning: dict[str, Any]) -> S3Location:
     return S3Location(train.bucket, f"{dataset_prefix}/{MANIFEST_FILE}")
 
 
-def read_dataset_sizes(store: S3Store, location: S3Location) -> dict[str, int]:
-    """Images per split from the manifest. TrainingRequestError (permanent) for a missing, oversized
-    or malformed manifest; other S3 errors propagate (transient)."""
+def manifest_location(tuning: dict[str, Any]) -> S3Location:
+    """manifest.json of the tuned dataset: from the trials' train channel (image trials), else from
+    the static hyperparameter dataset_manifest (trials that read the features channel)."""
+    definition = tuning["TrainingJobDefinition"]
+    input_data_config = definition.get("InputDataConfig", [])
+    if any(channel.get("ChannelName") == TRAIN_CHANNEL for channel in input_data_config):
+        return manifest_from_channels(input_data_config)
+    raw = definition.get("StaticHyperParameters", {}).get(DATASET_MANIFEST_HYPERPARAMETER)
+    if raw is None:
+        raise TrainingRequestError(
+            f"the tuning job has neither a {TRAIN_CHANNEL!r} channel nor a "
+            f"{DATASET_MANIFEST_HYPERPARAMETER} hyperparameter"
+        )
     try:
-        raw = store.get_bytes(location.bucket, location.key, max_bytes=MAX_MANIFEST_BYTES)
+        value = json.loads(raw)
+        return S3Location.parse(value if isinstance(value, str) else "")
+    except ValueError as error:
+        raise TrainingRequestError(f"{DATASET_MANIFEST_HYPERPARAMETER}={raw!r}: {error}") from error
+
+
+def read_manifest(store: S3Store, location: S3Location) -> bytes:
+    """The manifest's bytes. TrainingRequestError (permanent) for a missing or oversized manifest;
+    other S3 errors propagate (transient)."""
+    try:
+        return store.get_bytes(location.bucket, location.key, max_bytes=MAX_MANIFEST_BYTES)
     except ClientError as error:
         if error_code(error) in ("404", "NoSuchKey", "NotFound"):
             raise TrainingRequestError(f"dataset manifest {location.uri} not found") from error
         raise
     except ObjectTooLargeError as error:
         raise TrainingRequestError(str(error)) from error
+
+
+def dataset_sizes(raw: bytes, location: S3Location) -> dict[str, int]:
+    """Images per split from the manifest; TrainingRequestError (permanent) when it has none."""
     try:
         images = json.loads(raw)["images"]
         sizes = {split: images[split] for split in (TRAIN_CHANNEL, VALID_CHANNEL)}
@@ -85,6 +114,34 @@ def read_dataset_sizes(store: S3Store, location: S3Location) -> dict[str, int]:
     ):
         raise TrainingRequestError(f"dataset manifest {location.uri} has bad image counts: {sizes}")
     return sizes
+
+
+def image_channels(tuning: dict[str, Any], raw: bytes, location: S3Location) -> list[dict[str, Any]]:
+    """InputDataConfig of the profiled job, which always runs the full model on the images: the
+    trials' own channels when they trained from images, else the manifest's train/valid/test."""
+    trials = tuning["TrainingJobDefinition"].get("InputDataConfig", [])
+    if any(channel.get("ChannelName") == TRAIN_CHANNEL for channel in trials):
+        return list(trials)
+    try:
+        channels = json.loads(raw)["channels"]
+        uris = {channel: str(channels[channel]) for channel in CHANNELS}
+    except (ValueError, KeyError, TypeError) as error:
+        raise TrainingRequestError(
+            f"dataset manifest {location.uri} has no image channels: {error}"
+        ) from error
+    return [
+        {
+            "ChannelName": channel,
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": uri,
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+        }
+        for channel, uri in uris.items()
+    ]
 
 
 def _integer_hyperparameter(hyperparameters: dict[str, str], name: str) -> int:
@@ -104,10 +161,14 @@ def _integer_hyperparameter(hyperparameters: dict[str, str], name: str) -> int:
 
 
 def build_training_request(
-    tuning: dict[str, Any], settings: Settings, dataset_sizes: dict[str, int]
+    tuning: dict[str, Any],
+    settings: Settings,
+    sizes: dict[str, int],
+    input_data_config: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """CreateTrainingJob request from DescribeHyperParameterTuningJob output (with BestTrainingJob)
-    and the dataset's images per split (``read_dataset_sizes``)."""
+    """CreateTrainingJob request from DescribeHyperParameterTuningJob output (with BestTrainingJob),
+    the dataset's images per split (``dataset_sizes``) and its image channels (``image_channels``;
+    default: the trials' own channels)."""
     best = tuning["BestTrainingJob"]
     definition = tuning["TrainingJobDefinition"]
     name = training_job_name(settings.job_name_prefix, tuning["HyperParameterTuningJobName"])
@@ -120,8 +181,8 @@ def build_training_request(
     epochs = _integer_hyperparameter(hyperparameters, "epochs")
     try:
         hook = debug_hook_config(
-            train_examples=dataset_sizes[TRAIN_CHANNEL],
-            valid_examples=dataset_sizes[VALID_CHANNEL],
+            train_examples=sizes[TRAIN_CHANNEL],
+            valid_examples=sizes[VALID_CHANNEL],
             batch_size=batch_size,
             epochs=epochs,
         )
@@ -140,7 +201,7 @@ def build_training_request(
             "MetricDefinitions": algorithm.get("MetricDefinitions", []),
         },
         "RoleArn": definition["RoleArn"],
-        "InputDataConfig": definition["InputDataConfig"],
+        "InputDataConfig": definition["InputDataConfig"] if input_data_config is None else input_data_config,
         "OutputDataConfig": {"S3OutputPath": f"{artifacts}/training/"},
         "ResourceConfig": {
             "InstanceType": settings.training_instance_type,
@@ -220,8 +281,10 @@ def on_tuning_finished(
 
     best = tuning["BestTrainingJob"]
     try:
-        sizes = read_dataset_sizes(store, manifest_location(tuning))
-        request = build_training_request(tuning, settings, sizes)
+        location = manifest_location(tuning)
+        raw = read_manifest(store, location)
+        sizes = dataset_sizes(raw, location)
+        request = build_training_request(tuning, settings, sizes, image_channels(tuning, raw, location))
     except TrainingRequestError as error:
         # Permanent: the same tuning job and dataset give the same error on every retry.
         result = {

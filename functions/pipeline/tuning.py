@@ -1,10 +1,19 @@
-"""Build and start the hyperparameter tuning job (hpo.py) for an ingested dataset."""
+"""Build and start the hyperparameter tuning job (hpo.py) for an ingested dataset.
+
+Trials train from one of two inputs (``TuningData``): the ``features`` channel, the single
+model.tar.gz of the dataset's features job (pipeline.features; the default), or the image channels
+train/valid/test when AugmentTrials is on (random crops need the images). Either way the static
+hyperparameter ``dataset_manifest`` names the dataset's manifest.json, which is how the profiled job
+(pipeline.training) finds the dataset again.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dogclf import contract
 from dogclf.contract import tuning_job_name  # <prefix>-hpo-<hash>, within SageMaker's 32 characters
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
@@ -20,6 +29,28 @@ if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold
 CHANNELS = ("train", "valid", "test")
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"  # SageMaker's default, stated so the request says it
 SPOT_WAIT_FACTOR = 2  # MaxWaitTimeInSeconds = this x MaxRuntimeInSeconds: time to wait for spot capacity
+DATASET_MANIFEST_HYPERPARAMETER = "dataset_manifest"  # hpo.py --dataset_manifest; read by pipeline.training
+
+
+@dataclass(frozen=True)
+class TuningData:
+    """What the trials of one tuning job train from."""
+
+    dataset_id: str
+    manifest_uri: str  # s3://<datasets>/datasets/<id>/manifest.json
+    channels: dict[str, str]  # ChannelName -> S3Uri, in request order
+    augment: bool = False  # hpo.py --augment true (image channels only)
+
+    @classmethod
+    def from_images(cls, manifest: dict[str, Any], manifest_uri: str, augment: bool) -> TuningData:
+        """The image channels of an ingested dataset (its manifest.json, already read)."""
+        channels = {channel: manifest["channels"][channel] for channel in CHANNELS}
+        return cls(manifest["dataset_id"], manifest_uri, channels, augment)
+
+    @classmethod
+    def from_features(cls, dataset_id: str, manifest_uri: str, features_model_uri: str) -> TuningData:
+        """One channel, the features job's model.tar.gz: its exact key, so a trial downloads one object."""
+        return cls(dataset_id, manifest_uri, {contract.FEATURES_CHANNEL: features_model_uri})
 
 
 def sdk_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
@@ -69,19 +100,19 @@ def trial_stopping_and_spot(settings: Settings, tuning_job: str) -> dict[str, An
 
 
 def build_tuning_request(
-    manifest: dict[str, Any], settings: Settings, submit_directory: str, metrics: dict[str, Any]
+    data: TuningData, settings: Settings, submit_directory: str, metrics: dict[str, Any]
 ) -> dict[str, Any]:
-    name = tuning_job_name(settings.job_name_prefix, manifest["dataset_id"])
-    static = script_mode_hyperparameters(
-        "hpo.py",
-        submit_directory,
-        name,
-        settings.aws_region,
-        {"weights": settings.pretrained_weights, "image_size": settings.image_size},
-    )
+    name = tuning_job_name(settings.job_name_prefix, data.dataset_id)
+    extra: dict[str, Any] = {
+        "weights": settings.pretrained_weights,  # the profiled job inherits these static values
+        "image_size": settings.image_size,
+        DATASET_MANIFEST_HYPERPARAMETER: data.manifest_uri,
+    }
+    if data.augment:
+        extra["augment"] = True
+    static = script_mode_hyperparameters("hpo.py", submit_directory, name, settings.aws_region, extra)
     learning_rate_min, learning_rate_max = settings.learning_rate_range
     epochs_min, epochs_max = settings.epochs_range
-    channels = manifest["channels"]
     return {
         "HyperParameterTuningJobName": name,
         "HyperParameterTuningJobConfig": {
@@ -136,12 +167,12 @@ def build_tuning_request(
                     "DataSource": {
                         "S3DataSource": {
                             "S3DataType": "S3Prefix",
-                            "S3Uri": channels[channel],
+                            "S3Uri": uri,
                             "S3DataDistributionType": "FullyReplicated",
                         }
                     },
                 }
-                for channel in CHANNELS
+                for channel, uri in data.channels.items()
             ],
             "OutputDataConfig": {"S3OutputPath": f"s3://{settings.artifacts_bucket}/tuning/{name}/"},
             "ResourceConfig": {
@@ -151,26 +182,25 @@ def build_tuning_request(
             },
             **trial_stopping_and_spot(settings, name),
         },
-        "Tags": [{"Key": "dataset-id", "Value": manifest["dataset_id"][:256]}],
+        "Tags": [{"Key": "dataset-id", "Value": data.dataset_id[:256]}],
     }
 
 
 def start_tuning(
-    manifest_bucket: str,
-    manifest_key: str,
-    settings: Settings,
-    store: S3Store,
-    jobs: SageMakerJobs,
-    notifier: Notifier,
+    data: TuningData, settings: Settings, store: S3Store, jobs: SageMakerJobs, notifier: Notifier
 ) -> dict[str, Any]:
-    """Start the tuning job for the dataset whose manifest was just written."""
-    manifest = store.get_json(manifest_bucket, manifest_key)
+    """Start the tuning job for ``data``; created=False when an earlier delivery already started it."""
     metrics = metric_definitions(settings.training_code_dir)
     submit_directory = ensure_uploaded(settings.training_code_dir, store, settings.artifacts_bucket)
-    request = build_tuning_request(manifest, settings, submit_directory, metrics)
+    request = build_tuning_request(data, settings, submit_directory, metrics)
     name = request["HyperParameterTuningJobName"]
     created = jobs.create_tuning_job(request)
-    result = {"tuning_job_name": name, "created": created, "dataset_id": manifest["dataset_id"]}
+    result = {
+        "tuning_job_name": name,
+        "created": created,
+        "dataset_id": data.dataset_id,
+        "channels": list(data.channels),
+    }
     if created:
         notifier.publish(f"Tuning started: {name}", {**result, "source_dir": submit_directory})
     else:

@@ -5,3 +5,6 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+# dogclf.contract (the names the checks use), as localcloud/__init__.py finds it.
+if str(REPO_ROOT / "training") not in sys.path:
+    sys.path.append(str(REPO_ROOT / "training"))

@@ -1,5 +1,6 @@
 """The whole local flow on a CI-sized dataset, through the demo's own code path, then the CLI
-against the still-running local cloud. Real training (4 trials, 2 at a time), real endpoint."""
+against the still-running local cloud. Real training (the features job once, 4 trials 2 at a time on
+its features, the profiled job on the images), real endpoint."""
 
 import json
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dogclf import contract
 from localcloud.containerenv import REPO_ROOT
 from localcloud.demo import run_demo
 from localcloud.demo_run import DemoSettings
@@ -58,6 +60,13 @@ def demo(tmp_path_factory):
         checks["endpoint_status"] = cloud.client("sagemaker").describe_endpoint(
             EndpointName=outputs["EndpointName"]
         )["EndpointStatus"]
+        sagemaker = cloud.client("sagemaker")
+        checks["features_jobs"] = [
+            job["TrainingJobName"]
+            for job in sagemaker.list_training_jobs(NameContains=contract.FEATURES_INFIX)[
+                "TrainingJobSummaries"
+            ]
+        ]
         checks["status"] = run_cli(state_file, "status", "--json")
         image = next(state_dir.glob("sample-*.zip"))
         checks["zip"] = image
@@ -94,6 +103,21 @@ def test_demo_succeeds_through_events_alone(demo):
     assert "test:accuracy" in metrics
 
 
+def test_features_are_computed_once_and_the_trials_read_only_them(demo):
+    result, checks = demo
+    assert checks["features_jobs"] == [result.features_job["TrainingJobName"]]  # once per dataset
+    assert result.features_job["TrainingJobStatus"] == "Completed"
+    [channel] = result.tuning_job["TrainingJobDefinition"]["InputDataConfig"]
+    assert channel["ChannelName"] == contract.FEATURES_CHANNEL
+    assert (
+        channel["DataSource"]["S3DataSource"]["S3Uri"]
+        == (result.features_job["ModelArtifacts"]["S3ModelArtifacts"])
+    )
+    # The profiled job still runs the full model on the images.
+    channels = {c["ChannelName"] for c in result.training_job["InputDataConfig"]}
+    assert channels == {"train", "valid", "test"}
+
+
 def test_gate_decision_is_recorded_and_deployed(demo):
     result, checks = demo
     assert result.decision["deploy"] is True
@@ -120,7 +144,8 @@ def test_profiler_report_and_loss_plot_were_extracted(demo):
 
 def test_stage_timings_cover_every_stage(demo):
     result, _ = demo
-    for stage in ("dataset", "ingest", "tuning", "profiled training", "gate", "endpoint", "inference"):
+    stages = ("dataset", "ingest", "features", "tuning", "profiled training", "gate", "endpoint", "inference")
+    for stage in stages:
         assert stage in result.stage_seconds
 
 
@@ -132,6 +157,7 @@ def test_cli_against_the_running_local_cloud(demo):
     assert document["endpoint"]["status"] == "InService"
     assert document["last_decision"]["deploy"] is True
     assert document["training_jobs"][0]["status"] == "Completed"
+    assert [job["status"] for job in document["features_jobs"]] == ["Completed"]
     for via in ("classify_boto3", "classify_sdk"):
         completed = checks[via]
         assert completed.returncode == 0, completed.stderr

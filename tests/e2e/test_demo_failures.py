@@ -26,3 +26,22 @@ def test_the_overall_timeout_is_a_clear_failure(tmp_path):
     assert result.exit_code == EXIT_TIMEOUT
     assert "timed out after 8s waiting for" in result.reason
     assert time.monotonic() - started < 60  # jobs in flight are stopped with the cloud
+
+
+def test_a_failed_features_job_stops_the_demo_before_tuning(tmp_path):
+    """Weights that cannot be loaded fail the features job: the demo stops with its reason, no tuning."""
+    settings = DemoSettings(
+        state_dir=tmp_path / "state",
+        num_classes=2,
+        train_per_class=4,
+        valid_per_class=2,
+        test_per_class=2,
+        image_size=32,
+        timeout_s=240,
+        extra_parameters={"PretrainedWeights": "/nonexistent/weights.pt"},
+    )
+    result = run_demo(settings)
+    assert result.exit_code == EXIT_PIPELINE_FAILED
+    assert "dogclf-feat-" in result.reason and "failed" in result.reason.lower()
+    assert "features" in result.stage_seconds
+    assert not result.tuning_job

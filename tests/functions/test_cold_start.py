@@ -33,6 +33,7 @@ HANDLERS_DIR = REPO / "functions" / "pipeline" / "handlers"
 CLIENTS_AT_INIT = {
     "ingest": {"s3", "sns", "dynamodb"},
     "start_tuning": {"s3", "sagemaker", "sns", "dynamodb"},
+    "features_completed": {"sagemaker", "s3", "sns", "dynamodb"},
     "tuning_completed": {"sagemaker", "s3", "sns", "dynamodb"},
     "training_completed": {"sagemaker", "s3", "sns", "dynamodb"},
     "classify": {"s3", "sagemaker-runtime", "sagemaker"},
@@ -104,6 +105,7 @@ EVENTS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "start_tuning": lambda aws: s3_event(
         "start_tuning.json", ENV["DATASET_BUCKET"], "datasets/cold-0123456789ab/manifest.json"
     ),
+    "features_completed": lambda aws: load_event("features_completed.json"),
     "tuning_completed": lambda aws: load_event("tuning_completed.json"),
     "training_completed": lambda aws: load_event("training_completed.json"),
     "classify": _classify_event,

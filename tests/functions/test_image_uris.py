@@ -42,15 +42,20 @@ def test_debugger_rule_image_matches_the_sdk(region: str) -> None:
     assert debugger_rule_image_uri(region) == get_rule_container_image_uri(None, region)
 
 
-def test_template_defaults_resolve_to_sdk_images() -> None:
+@pytest.mark.parametrize(
+    "field", ["features_instance_type", "tuning_instance_type", "training_instance_type"]
+)
+def test_template_defaults_resolve_to_sdk_images(field: str) -> None:
+    """Every stage's default instance type (CPU) gets the image the SDK picks for it."""
     defaults = Settings.model_fields
     version = defaults["framework_version"].default
+    instance_type = defaults[field].default
     region = "us-east-1"
-    assert pytorch_image_uri(version, region, "training", defaults["tuning_instance_type"].default) == (
-        image_uris.retrieve(
-            "pytorch", region, version=version, instance_type="ml.g4dn.xlarge", image_scope="training"
-        )
+    expected = image_uris.retrieve(
+        "pytorch", region, version=version, instance_type=instance_type, image_scope="training"
     )
+    assert pytorch_image_uri(version, region, "training", instance_type) == expected
+    assert expected.endswith("-cpu-py312")
 
 
 def test_unknown_region_or_version_is_a_clear_error() -> None:

@@ -63,3 +63,16 @@ def test_missing_required_setting_names_it() -> None:
 def test_endpoint_name_follows_the_prefix_unless_set() -> None:
     assert Settings.from_env({**REQUIRED, "JOB_NAME_PREFIX": "pets"}).endpoint_name == "pets-endpoint"
     assert Settings.from_env({**REQUIRED, "ENDPOINT_NAME": "mine"}).endpoint_name == "mine"
+
+
+def test_features_stage_settings() -> None:
+    defaults = Settings.from_env(REQUIRED)
+    assert defaults.augment_trials is False  # the features stage runs unless AugmentTrials says so
+    assert (defaults.features_instance_type, defaults.tuning_instance_type) == ("ml.m5.xlarge", "ml.m5.large")
+    assert defaults.training_instance_type == "ml.m5.xlarge"
+    chosen = Settings.from_env(
+        {**REQUIRED, "AUGMENT_TRIALS": "true", "FEATURES_INSTANCE_TYPE": "ml.g4dn.xlarge"}
+    )
+    assert chosen.augment_trials is True and chosen.features_instance_type == "ml.g4dn.xlarge"
+    with pytest.raises(ValidationError):
+        Settings.from_env({**REQUIRED, "AUGMENT_TRIALS": "sometimes"})

@@ -19,7 +19,7 @@ def _members(archive: bytes) -> dict[str, bytes]:
 
 
 def _fake_training_dir(root: Path) -> Path:
-    for name in ("hpo.py", "train_model.py", "inference.py"):
+    for name in ("features.py", "hpo.py", "train_model.py", "inference.py"):
         (root / name).write_text(f"# {name}\n")
     (root / "dogclf").mkdir()
     (root / "dogclf" / "__init__.py").write_text("")
@@ -40,6 +40,7 @@ def test_only_the_root_requirements_txt_goes_in(tmp_path: Path) -> None:
     members = _members(pack(_fake_training_dir(tmp_path))[0])
     assert sorted(members) == [
         "dogclf/__init__.py",
+        "features.py",
         "hpo.py",
         "inference.py",
         "requirements.txt",
@@ -67,3 +68,11 @@ def test_real_training_dir_copy_without_requirements_is_refused(tmp_path: Path) 
     shutil.copytree(TRAINING_DIR, copy, ignore=shutil.ignore_patterns("__pycache__", "requirements*.txt"))
     with pytest.raises(FileNotFoundError, match=r"requirements\.txt"):
         pack(copy)
+
+
+def test_the_features_entry_point_is_required(tmp_path: Path) -> None:
+    """The features job runs features.py from the same source dir: packing without it is an error."""
+    root = _fake_training_dir(tmp_path)
+    (root / "features.py").unlink()
+    with pytest.raises(FileNotFoundError, match=r"features\.py"):
+        pack(root)

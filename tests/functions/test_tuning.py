@@ -1,4 +1,6 @@
-"""Start-tuning handler against moto: request shape, SDK-style hyperparameters, code upload, duplicates."""
+"""Start-tuning handler with AugmentTrials on (tuning starts on the manifest event, trials read the
+images) against moto: request shape, SDK-style hyperparameters, code upload, duplicates. The default
+path (the features stage first) is in test_features.py."""
 
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ from pipeline.tuning import tuning_job_name
 
 
 @pytest.fixture
-def start_tuning(aws):
+def start_tuning(aws, monkeypatch):
     """The handler module, imported once the test environment is set (it reads settings on import)."""
+    monkeypatch.setenv("AUGMENT_TRIALS", "true")
     from pipeline.handlers import start_tuning
 
     return start_tuning
@@ -45,7 +48,13 @@ def test_manifest_starts_one_tuning_job(start_tuning, aws, lambda_context) -> No
     put_manifest(aws)
     [result] = start_tuning.handler(s3_event("start_tuning.json", BUCKET, MANIFEST_KEY), lambda_context)
     name = tuning_job_name("dogclf", DATASET)
-    assert result == {"tuning_job_name": name, "created": True, "dataset_id": DATASET}
+    assert result == {
+        "action": "tuning-from-images",
+        "tuning_job_name": name,
+        "created": True,
+        "dataset_id": DATASET,
+        "channels": ["train", "valid", "test"],
+    }
     assert len(name) <= 32
 
     job = boto3.client("sagemaker", region_name=REGION).describe_hyper_parameter_tuning_job(
@@ -62,7 +71,7 @@ def test_manifest_starts_one_tuning_job(start_tuning, aws, lambda_context) -> No
     definition = job["TrainingJobDefinition"]
     assert definition["AlgorithmSpecification"]["MetricDefinitions"] == metrics["MetricDefinitions"]
     assert definition["AlgorithmSpecification"]["TrainingImage"] == (
-        "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-gpu-py312"
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312"
     )
     assert [c["ChannelName"] for c in definition["InputDataConfig"]] == ["train", "valid", "test"]
     assert definition["InputDataConfig"][1]["DataSource"]["S3DataSource"]["S3Uri"] == (
@@ -72,6 +81,8 @@ def test_manifest_starts_one_tuning_job(start_tuning, aws, lambda_context) -> No
     decoded = {key: json.loads(value) for key, value in static.items()}  # every value JSON-encoded
     assert decoded["sagemaker_program"] == "hpo.py"
     assert decoded["weights"] == "none" and decoded["image_size"] == 224
+    assert decoded["augment"] is True  # random crops and flips: the reason trials read the images
+    assert decoded["dataset_manifest"] == f"s3://{BUCKET}/{MANIFEST_KEY}"
     assert decoded["sagemaker_region"] == REGION and decoded["sagemaker_container_log_level"] == 20
     source = decoded["sagemaker_submit_directory"]
     assert source.startswith(f"s3://{ENV['ARTIFACTS_BUCKET']}/code/") and source.endswith("/sourcedir.tar.gz")
@@ -85,9 +96,16 @@ def test_manifest_starts_one_tuning_job(start_tuning, aws, lambda_context) -> No
         shipped = archive.extractfile("requirements.txt")
         assert shipped is not None
         assert shipped.read() == (TRAINING_DIR / "requirements.txt").read_bytes()
-    assert {"hpo.py", "inference.py", "dogclf/layout.py", "dogclf/metric_definitions.json"} <= set(names)
+    assert {
+        "features.py",
+        "hpo.py",
+        "inference.py",
+        "dogclf/layout.py",
+        "dogclf/metric_definitions.json",
+    } <= set(names)
     assert all(
-        name in ("hpo.py", "train_model.py", "inference.py", "requirements.txt") or name.startswith("dogclf/")
+        name in ("features.py", "hpo.py", "train_model.py", "inference.py", "requirements.txt")
+        or name.startswith("dogclf/")
         for name in names
     )
     assert not any("__pycache__" in name for name in names)

@@ -41,6 +41,8 @@ DATASETS = ENV["DATASET_BUCKET"]
 MANIFEST_KEY = "datasets/dogimages-3f1c2a9b7d4e/manifest.json"
 ROLE = "arn:aws:iam::123456789012:role/test-sagemaker"
 TRAINING_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-gpu-py312"
+# The profiled job's default TrainingInstanceType is ml.m5.xlarge (CPU): the CPU image.
+PROFILED_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312"
 METRIC_DEFINITIONS = [
     {"Name": "valid:accuracy", "Regex": "valid:accuracy=([0-9\\.]+)"},
     {"Name": "test:accuracy", "Regex": "test:accuracy=([0-9\\.]+)"},
@@ -184,14 +186,14 @@ PINNED_IN_SCRIPT_REQUEST = {
         "sagemaker_job_name": f'"{TRAINING}"',
     },
     "AlgorithmSpecification": {
-        "TrainingImage": TRAINING_IMAGE,
+        "TrainingImage": PROFILED_IMAGE,
         "TrainingInputMode": "File",
         "MetricDefinitions": METRIC_DEFINITIONS,
     },
     "RoleArn": ROLE,
     "InputDataConfig": CHANNELS,
     "OutputDataConfig": {"S3OutputPath": "s3://test-artifacts/training/"},
-    "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+    "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
     "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
     "DebugHookConfig": PINNED_HOOK_CONFIG,
     # No DebugRuleConfigurations, no ProfilerRuleConfigurations: nothing of the Debugger service.
@@ -474,3 +476,83 @@ def test_tuning_job_whose_train_channel_is_not_a_dataset_prefix_is_a_recorded_er
         result["reason"]
         == "profiled training not started: train channel s3://x/ is not <dataset prefix>/train/"
     )
+
+
+# ------------------------------------------------------------------ trials that read the features channel
+SPLITS = ("train", "valid", "test")
+FEATURES_URI = "s3://test-artifacts/features/87b6daf086c2/dogclf-feat-87b6daf086c2/output/model.tar.gz"
+
+
+def features_tuning_description(static: dict[str, str] | None = None) -> dict:
+    """The tuning job the features stage starts: one features channel, the manifest as a hyperparameter."""
+    description = tuning_description()
+    definition = description["TrainingJobDefinition"]
+    definition["StaticHyperParameters"] = (
+        {**STATIC_HYPERPARAMETERS, "dataset_manifest": json.dumps(f"s3://{DATASETS}/{MANIFEST_KEY}")}
+        if static is None
+        else static
+    )
+    definition["InputDataConfig"] = [
+        {
+            "ChannelName": "features",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": FEATURES_URI,
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+        }
+    ]
+    return description
+
+
+def test_features_trials_give_a_profiled_job_on_the_manifests_image_channels(aws, sagemaker) -> None:
+    """The profiled job runs the full model: the image channels come from the manifest the
+    dataset_manifest hyperparameter names, not from the trials' features channel."""
+    image_uris = {split: f"s3://{DATASETS}/datasets/dogimages-3f1c2a9b7d4e/{split}/" for split in SPLITS}
+    put_manifest(aws, {**MANIFEST, "channels": image_uris})
+    description = features_tuning_description()
+    sagemaker.add_response(
+        "describe_hyper_parameter_tuning_job", description, {"HyperParameterTuningJobName": TUNING}
+    )
+    expected: dict[str, Any] = copy.deepcopy(PINNED_BUILTIN_REQUEST)
+    expected["HyperParameters"]["dataset_manifest"] = json.dumps(f"s3://{DATASETS}/{MANIFEST_KEY}")
+    assert expected["InputDataConfig"] == CHANNELS  # the image channels, as image trials would give
+    sagemaker.add_response(
+        "create_training_job", {"TrainingJobArn": f"{ARN_PREFIX}:training-job/x"}, expected
+    )
+    result = start(aws)
+    assert result["action"] == "training-started"
+
+
+@pytest.mark.parametrize(
+    ("static", "reason"),
+    [
+        (STATIC_HYPERPARAMETERS, "neither a 'train' channel nor a dataset_manifest hyperparameter"),
+        ({**STATIC_HYPERPARAMETERS, "dataset_manifest": '"https://x/manifest.json"'}, "not an s3:// URI"),
+    ],
+)
+def test_features_trials_without_a_usable_manifest_are_a_recorded_permanent_error(
+    aws, sagemaker, static, reason
+) -> None:
+    sagemaker.add_response(
+        "describe_hyper_parameter_tuning_job",
+        features_tuning_description(static),
+        {"HyperParameterTuningJobName": TUNING},
+    )
+    result = start(aws)  # no create_training_job queued
+    assert result["action"] == "none" and reason in result["reason"]
+    [note] = aws.notifications()
+    assert note["subject"] == f"Profiled training not started: {TUNING}"
+
+
+def test_a_manifest_without_image_channels_is_a_recorded_permanent_error(aws, sagemaker) -> None:
+    put_manifest(aws, {key: value for key, value in MANIFEST.items() if key != "channels"})
+    sagemaker.add_response(
+        "describe_hyper_parameter_tuning_job",
+        features_tuning_description(),
+        {"HyperParameterTuningJobName": TUNING},
+    )
+    result = start(aws)
+    assert result["action"] == "none" and "has no image channels" in result["reason"]

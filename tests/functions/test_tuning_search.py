@@ -1,9 +1,11 @@
-"""The search the tuning request asks for: early stopping on, a wider default search, and managed spot
-for the trials when UseSpotTraining is on. The new request fields are pinned as literals."""
+"""The search the tuning request asks for: early stopping on, a wider default search, managed spot for
+the trials when UseSpotTraining is on, and what the trials train from (the features channel, or the
+images with AugmentTrials). The whole request is pinned as a literal."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import botocore.session
 from botocore.validate import validate_parameters
@@ -11,7 +13,7 @@ from fn_support import TRAINING_DIR
 
 from pipeline.adapters.training_layer import metric_definitions
 from pipeline.settings import Settings
-from pipeline.tuning import build_tuning_request
+from pipeline.tuning import TuningData, build_tuning_request
 
 BASE = {
     "DATASET_BUCKET": "d",
@@ -27,12 +29,15 @@ MANIFEST = {
     "dataset_id": "dogs-0123456789ab",
     "channels": {split: f"s3://d/datasets/dogs/{split}/" for split in ("train", "valid", "test")},
 }
+MANIFEST_URI = "s3://d/datasets/dogs/manifest.json"
+FEATURES_URI = "s3://arts/features/0a1b2c3d4e5f/dogclf-feat-0a1b2c3d4e5f/output/model.tar.gz"
+FEATURES = TuningData.from_features("dogs-0123456789ab", MANIFEST_URI, FEATURES_URI)
 
 
-def request(**env: str) -> dict:
+def request(data: TuningData = FEATURES, **env: str) -> dict:
     settings = Settings.from_env({**BASE, **env})
     return build_tuning_request(
-        MANIFEST, settings, "s3://arts/code/x/sourcedir.tar.gz", metric_definitions(TRAINING_DIR)
+        data, settings, "s3://arts/code/x/sourcedir.tar.gz", metric_definitions(TRAINING_DIR)
     )
 
 
@@ -76,12 +81,19 @@ def test_the_template_defaults_match_the_settings_defaults() -> None:
     assert parameters["MaxTuningJobs"]["Default"] == Settings.model_fields["max_tuning_jobs"].default == 12
     assert parameters["UseSpotTraining"]["Default"] == "false"
     assert Settings.model_fields["use_spot_training"].default is False
+    assert parameters["AugmentTrials"]["Default"] == "false"
+    assert Settings.model_fields["augment_trials"].default is False
+    for parameter, field in (
+        ("FeaturesInstanceType", "features_instance_type"),
+        ("TuningInstanceType", "tuning_instance_type"),
+        ("TrainingInstanceType", "training_instance_type"),
+    ):
+        assert parameters[parameter]["Default"] == Settings.model_fields[field].default, parameter
 
 
 # The whole CreateHyperParameterTuningJob request for the stack defaults, written out by hand (the
-# metric regexes are the one shared file's, not repeated here).
-_CHANNELS = ("train", "valid", "test")
-PINNED_TUNING_REQUEST = {
+# metric regexes are the one shared file's, not repeated here): trials read one object, the features.
+PINNED_TUNING_REQUEST: dict[str, Any] = {
     "HyperParameterTuningJobName": "dogclf-hpo-b71c56a532fd",
     "HyperParameterTuningJobConfig": {
         "Strategy": "Bayesian",
@@ -107,6 +119,7 @@ PINNED_TUNING_REQUEST = {
         "StaticHyperParameters": {
             "weights": '"imagenet"',
             "image_size": "224",
+            "dataset_manifest": '"s3://d/datasets/dogs/manifest.json"',
             "sagemaker_program": '"hpo.py"',
             "sagemaker_submit_directory": '"s3://arts/code/x/sourcedir.tar.gz"',
             "sagemaker_container_log_level": "20",
@@ -116,7 +129,7 @@ PINNED_TUNING_REQUEST = {
             "sagemaker_estimator_module": '"sagemaker.pytorch.estimator"',
         },
         "AlgorithmSpecification": {
-            "TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-gpu-py312",
+            "TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312",
             "TrainingInputMode": "File",
             "MetricDefinitions": json.loads(
                 (TRAINING_DIR / "dogclf" / "metric_definitions.json").read_text()
@@ -125,19 +138,18 @@ PINNED_TUNING_REQUEST = {
         "RoleArn": "arn:aws:iam::123456789012:role/r",
         "InputDataConfig": [
             {
-                "ChannelName": split,
+                "ChannelName": "features",
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
-                        "S3Uri": f"s3://d/datasets/dogs/{split}/",
+                        "S3Uri": "s3://arts/features/0a1b2c3d4e5f/dogclf-feat-0a1b2c3d4e5f/output/model.tar.gz",
                         "S3DataDistributionType": "FullyReplicated",
                     }
                 },
             }
-            for split in _CHANNELS
         ],
         "OutputDataConfig": {"S3OutputPath": "s3://arts/tuning/dogclf-hpo-b71c56a532fd/"},
-        "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
     },
     "Tags": [{"Key": "dataset-id", "Value": "dogs-0123456789ab"}],
@@ -153,3 +165,26 @@ def test_the_pinned_tuning_request_is_valid_create_hyper_parameter_tuning_job_in
     validate_parameters(
         PINNED_TUNING_REQUEST, model.operation_model("CreateHyperParameterTuningJob").input_shape
     )
+
+
+def test_augmented_trials_read_the_image_channels_and_say_augment() -> None:
+    """AugmentTrials: the channels and one static hyperparameter differ from the pinned request."""
+    built = request(TuningData.from_images(MANIFEST, MANIFEST_URI, augment=True))
+    definition = built["TrainingJobDefinition"]
+    assert [
+        (c["ChannelName"], c["DataSource"]["S3DataSource"]["S3Uri"]) for c in definition["InputDataConfig"]
+    ] == [
+        ("train", "s3://d/datasets/dogs/train/"),
+        ("valid", "s3://d/datasets/dogs/valid/"),
+        ("test", "s3://d/datasets/dogs/test/"),
+    ]
+    pinned = PINNED_TUNING_REQUEST["TrainingJobDefinition"]
+    assert definition["StaticHyperParameters"] == {**pinned["StaticHyperParameters"], "augment": "true"}
+    rest = {k: v for k, v in definition.items() if k not in ("InputDataConfig", "StaticHyperParameters")}
+    assert rest == {k: v for k, v in pinned.items() if k not in ("InputDataConfig", "StaticHyperParameters")}
+
+
+def test_a_gpu_tuning_instance_gets_the_gpu_image() -> None:
+    definition = request(TUNING_INSTANCE_TYPE="ml.g4dn.xlarge")["TrainingJobDefinition"]
+    assert definition["AlgorithmSpecification"]["TrainingImage"].endswith(":2.6.0-gpu-py312")
+    assert definition["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"

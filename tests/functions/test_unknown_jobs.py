@@ -1,7 +1,8 @@
 """Events about jobs this pipeline did not start (issue 8, "Why" 8) are ignored before any AWS call.
 
 The events have the shape of AWS's documented samples ("Events that Amazon SageMaker AI sends to
-Amazon EventBridge"): the job names there are UUIDs, without our <prefix>-hpo- / <prefix>-train-.
+Amazon EventBridge"): the job names there are UUIDs, without our <prefix>-hpo- / <prefix>-train- /
+<prefix>-feat-.
 Every AWS client the handlers use is wrapped in a Stubber with nothing queued, so any call fails.
 """
 
@@ -79,6 +80,16 @@ def test_training_sample_event_is_ignored_without_an_aws_call(no_aws_calls, lamb
     }
 
 
+def test_training_sample_event_is_not_a_features_job(no_aws_calls, lambda_context) -> None:
+    from pipeline.handlers import features_completed
+
+    result = features_completed.handler(copy.deepcopy(TRAINING_SAMPLE), lambda_context)
+    assert result == {
+        "ignored": "89c96cc8-dded-4739-afcc-6f1dc936701d",
+        "reason": "not a features job of this pipeline",
+    }
+
+
 def test_tuning_sample_event_is_ignored_without_an_aws_call(no_aws_calls, lambda_context) -> None:
     from pipeline.handlers import tuning_completed
 
@@ -102,6 +113,10 @@ def test_tuning_sample_event_is_ignored_without_an_aws_call(no_aws_calls, lambda
             "TrainingJobName",
             "dogclf-hpo-3f1c2a9b7d4e-001-ab12cd34",
         ),
+        # Our features job is not the profiled job, and our profiled job is not a features job.
+        ("training_completed", "training_completed.json", "TrainingJobName", "dogclf-feat-87b6daf086c2"),
+        ("features_completed", "features_completed.json", "TrainingJobName", "dogclf-train-5b2e8f0c1a3d"),
+        ("features_completed", "features_completed.json", "TrainingJobName", "otherpipe-feat-87b6daf086c2"),
     ],
 )
 def test_another_pipelines_jobs_are_ignored(
@@ -125,4 +140,15 @@ def test_our_own_job_still_reaches_aws(no_aws_calls, lambda_context) -> None:
     # Its first call is the idempotency record's PutItem, which Powertools wraps.
     with pytest.raises(IdempotencyPersistenceLayerError) as caught:
         tuning_completed.handler(load_event("tuning_completed.json"), lambda_context)
+    assert isinstance(caught.value.__cause__, UnStubbedResponseError)
+
+
+def test_our_own_features_job_still_reaches_aws(no_aws_calls, lambda_context) -> None:
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
+    from botocore.exceptions import UnStubbedResponseError
+
+    from pipeline.handlers import features_completed
+
+    with pytest.raises(IdempotencyPersistenceLayerError) as caught:
+        features_completed.handler(load_event("features_completed.json"), lambda_context)
     assert isinstance(caught.value.__cause__, UnStubbedResponseError)

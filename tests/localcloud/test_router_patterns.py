@@ -54,6 +54,7 @@ def test_template_rule_matches_the_profiled_job():
     "event",
     [
         with_detail(TrainingJobName="dogclf-hpo-abc-001-1234"),  # a tuning trial
+        with_detail(TrainingJobName="dogclf-feat-0123456789ab"),  # the features job
         with_detail(TrainingJobStatus="InProgress"),
         {**TRAINING_EVENT, "source": "aws.s3"},
         {**TRAINING_EVENT, "detail-type": "SageMaker HyperParameter Tuning Job State Change"},
@@ -206,4 +207,16 @@ def test_template_tuning_rule_matches_only_our_tuning_jobs():
     other = {**event, "detail": {**event["detail"], "HyperParameterTuningJobName": "someone-else-hpo-1"}}
     assert not matches_event_pattern(rule, other)
     running = {**event, "detail": {**event["detail"], "HyperParameterTuningJobStatus": "InProgress"}}
+    assert not matches_event_pattern(rule, running)
+
+
+def test_template_features_rule_matches_only_our_features_jobs():
+    rule = TEMPLATE_RULES["FeaturesCompletedFunctionFeaturesFinished"]
+    assert matches_event_pattern(rule, with_detail(TrainingJobName="dogclf-feat-0123456789ab"))
+    assert matches_event_pattern(
+        rule, with_detail(TrainingJobName="dogclf-feat-0123456789ab", TrainingJobStatus="Failed")
+    )
+    for name in ("dogclf-train-abc", "dogclf-hpo-abc-001-1234", "other-feat-0123456789ab"):
+        assert not matches_event_pattern(rule, with_detail(TrainingJobName=name)), name
+    running = with_detail(TrainingJobName="dogclf-feat-0123456789ab", TrainingJobStatus="InProgress")
     assert not matches_event_pattern(rule, running)

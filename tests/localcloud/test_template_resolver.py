@@ -160,6 +160,7 @@ def project():
 FUNCTIONS = [
     "Ingest",
     "StartTuning",
+    "FeaturesCompleted",
     "TuningCompleted",
     "TrainingCompleted",
     "EndpointState",
@@ -219,6 +220,7 @@ def test_the_project_s3_events_come_from_the_generated_bucket_notifications(proj
 def test_the_project_rules_come_from_the_generated_event_rules_and_target_the_alias(project):
     resolver, wiring = project
     assert {(s.function, s.event_id) for s in wiring.eventbridge} == {
+        ("local-featurescompletedfunction", "FeaturesCompletedFunctionFeaturesFinished"),
         ("local-tuningcompletedfunction", "TuningCompletedFunctionTuningFinished"),
         ("local-trainingcompletedfunction", "TrainingCompletedFunctionTrainingFinished"),
         ("local-endpointstatefunction", "EndpointStateFunctionEndpointStateChanged"),

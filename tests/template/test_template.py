@@ -7,6 +7,7 @@ from typing import Any
 
 from template_loader import REPO
 
+from dogclf import contract
 from pipeline import classify
 from pipeline.settings import Settings
 from pipeline.training import training_job_name
@@ -100,6 +101,7 @@ def test_pass_role_only_for_the_sagemaker_role_to_sagemaker(template):
     passes = [(owner, s) for owner, s in statements(template) if "iam:PassRole" in as_list(s["Action"])]
     assert {owner for owner, _ in passes} == {
         "StartTuningFunction",
+        "FeaturesCompletedFunction",
         "TuningCompletedFunction",
         "TrainingCompletedFunction",
     }
@@ -199,6 +201,85 @@ def test_eventbridge_patterns_match_the_job_names(template):
     assert not f"{tuning_name}-001-1a2b3c4d".startswith(training_prefix)
 
 
+def test_features_rule_matches_features_jobs_only(template):
+    prefix = template["Parameters"]["JobNamePrefix"]["Default"]
+    pattern = event_pattern(functions(template)["FeaturesCompletedFunction"])
+    assert pattern["source"] == ["aws.sagemaker"]
+    assert pattern["detail-type"] == ["SageMaker Training Job State Change"]
+    assert pattern["detail"]["TrainingJobStatus"] == ["Completed", "Failed", "Stopped"]
+    features_prefix = resolve_prefix(pattern["detail"]["TrainingJobName"][0], prefix)
+    features_job = contract.features_job_name(prefix, contract.features_key("d", "imagenet", 224, "2.6.0"))
+    assert features_job.startswith(features_prefix)
+    tuning_name = tuning_job_name(prefix, "d")
+    for other in (training_job_name(prefix, tuning_name), f"{tuning_name}-001-1a2b3c4d"):
+        assert not other.startswith(features_prefix)
+    # ... and the profiled job's rule never sees a features job.
+    training = event_pattern(functions(template)["TrainingCompletedFunction"])
+    assert not features_job.startswith(resolve_prefix(training["detail"]["TrainingJobName"][0], prefix))
+
+
+def allowed(template: dict[str, Any], function: str) -> dict[str, list[Any]]:
+    """Action -> the resources one function's own statements allow it on."""
+    grants: dict[str, list[Any]] = {}
+    for owner, statement in statements(template):
+        if owner == function and statement["Effect"] == "Allow":
+            for action in as_list(statement["Action"]):
+                grants.setdefault(action, []).extend(as_list(statement["Resource"]))
+    return grants
+
+
+def sub(resource: Any) -> str:
+    return resource["Fn::Sub"] if isinstance(resource, dict) and "Fn::Sub" in resource else str(resource)
+
+
+ARN = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}"
+ARTIFACTS = "arn:${AWS::Partition}:s3:::${AWS::StackName}-artifacts-${AWS::AccountId}-${AWS::Region}"
+
+
+def test_the_features_stage_has_exactly_the_permissions_it_uses(template):
+    start = allowed(template, "StartTuningFunction")
+    features_jobs = f"{ARN}:training-job/${{JobNamePrefix}}-feat-*"
+    for action in ("sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob"):
+        assert [sub(r) for r in start[action]] == [features_jobs], action
+    assert features_jobs in [sub(r) for r in start["sagemaker:AddTags"]]  # CreateTrainingJob's Tags
+    # HeadObject of the features' model.tar.gz is authorised by s3:GetObject; ListBucket makes a
+    # missing one a 404 (reuse: no) instead of a 403 (retried).
+    assert f"{ARTIFACTS}/features/*" in [sub(r) for r in start["s3:GetObject"]]
+    assert [sub(r) for r in start["s3:ListBucket"]] == [ARTIFACTS]
+
+    done = allowed(template, "FeaturesCompletedFunction")
+    assert [sub(r) for r in done["sagemaker:DescribeTrainingJob"]] == [features_jobs]
+    assert "sagemaker:CreateTrainingJob" not in done
+    tuning_jobs = f"{ARN}:hyper-parameter-tuning-job/${{JobNamePrefix}}-hpo-*"
+    for action in ("sagemaker:CreateHyperParameterTuningJob", "sagemaker:AddTags"):
+        assert [sub(r) for r in done[action]] == [tuning_jobs], action
+    assert [sub(r) for r in done["s3:PutObject"]] == [f"{ARTIFACTS}/code/*"]  # the source dir upload
+    assert done["iam:PassRole"] == [{"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}]
+
+
+def test_instance_type_and_augment_parameters(template):
+    parameters = template["Parameters"]
+    # CPU types in a new account's standard quotas; a GPU type stays an option (docs/deploy.md).
+    assert parameters["FeaturesInstanceType"]["Default"] == "ml.m5.xlarge"
+    assert parameters["TuningInstanceType"]["Default"] == "ml.m5.large"
+    assert parameters["TrainingInstanceType"]["Default"] == "ml.m5.xlarge"
+    assert parameters["AugmentTrials"] == {
+        "Type": "String",
+        "Default": "false",
+        "AllowedValues": ["false", "true"],
+        "Description": parameters["AugmentTrials"]["Description"],
+    }
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["FEATURES_INSTANCE_TYPE"] == {"Ref": "FeaturesInstanceType"}
+    assert variables["AUGMENT_TRIALS"] == {"Ref": "AugmentTrials"}
+
+
+def test_every_function_is_built_by_the_makefile(template):
+    makefile = (REPO / "functions" / "Makefile").read_text()
+    [line] = [line for line in makefile.splitlines() if line.startswith("FUNCTIONS :=")]
+    assert set(line.split(":=")[1].split()) == set(functions(template))
+
+
 def test_reliability_wiring(template):
     fns = functions(template)
     for name, properties in fns.items():
@@ -216,6 +297,7 @@ def test_reliability_wiring(template):
     for name in (
         "IngestFunction",
         "StartTuningFunction",
+        "FeaturesCompletedFunction",
         "TuningCompletedFunction",
         "TrainingCompletedFunction",
     ):

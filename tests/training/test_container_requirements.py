@@ -9,14 +9,13 @@ SAGEMAKER_BASE_DIR laid out like /opt/ml, under .venv-container's interpreter (t
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from trainhelpers import FAST_HPS, REPO, TRAINING_DIR, toolkit_environment
+from trainhelpers import FAST_HPS, REPO, TRAINING_DIR, run_toolkit_entry, toolkit_environment
 
 from localcloud.containerenv import base_python, overlay_python
 
@@ -48,29 +47,7 @@ def _opt_ml(root: Path, sample_dataset: Path, *, with_requirements: bool) -> Pat
 
 
 def _run_toolkit(python: Path, base: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SM_", "SMDEBUG", "SAGEMAKER_", "VIRTUAL_ENV", "PYTHONPATH"))
-    }
-    env.update(
-        {
-            "SAGEMAKER_BASE_DIR": str(base),
-            "SM_STUDIO_LOCAL_MODE": "true",  # no cluster DNS to wait for
-            "SMDEBUG_CONFIG_FILE_PATH": str(base / "input" / "config" / "debughookconfig.json"),
-            "SMPROFILER_CONFIG_PATH": str(base / "input" / "config" / "profilerconfig.json"),
-            "PYTHONUNBUFFERED": "1",
-            "OMP_NUM_THREADS": "1",
-        }
-    )
-    return subprocess.run(
-        [str(python), "-m", "sagemaker_training.cli.train"],
-        cwd=base / "code",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TOOLKIT_TIMEOUT_S,
-    )
+    return run_toolkit_entry(python, base, TOOLKIT_TIMEOUT_S)
 
 
 def _base_has_smdebug() -> bool:

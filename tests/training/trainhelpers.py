@@ -176,3 +176,31 @@ def write_tar_shards(tree: Path, out: Path, members_per_shard: int) -> dict[str,
                     tar.add(tree / split / name, arcname=name)
         split_dirs[split] = split_dir
     return split_dirs
+
+
+def run_toolkit_entry(python: Path, base: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """The toolkit's own entry (``python -m sagemaker_training.cli.train``), as the local emulator and
+    the container run it: ``base`` laid out like /opt/ml with code/ and input/config/ written."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SM_", "SMDEBUG", "SAGEMAKER_", "VIRTUAL_ENV", "PYTHONPATH"))
+    }
+    env.update(
+        {
+            "SAGEMAKER_BASE_DIR": str(base),
+            "SM_STUDIO_LOCAL_MODE": "true",  # no cluster DNS to wait for
+            "SMDEBUG_CONFIG_FILE_PATH": str(base / "input" / "config" / "debughookconfig.json"),
+            "SMPROFILER_CONFIG_PATH": str(base / "input" / "config" / "profilerconfig.json"),
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1",
+        }
+    )
+    return subprocess.run(
+        [str(python), "-m", "sagemaker_training.cli.train"],
+        cwd=base / "code",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -8,6 +8,12 @@ cached 512-d features for every epoch. ``--augment true`` switches back to a ful
 batch per epoch (random crops/flips change the features). train_model.py, the profiled job, turns
 the cache off: the profiler must measure the real workload and the Debugger hook see the backbone.
 
+Features once per dataset: features.py (its own training job) runs ``extract_features`` over every
+split once and saves the result (dogclf/feature_files.py). A tuning trial given that artifact as the
+``features`` channel (``--features_dir``) never builds the backbone: hpo.py hands it to
+dogclf/head_trial.py, which feeds the saved features to the same ``fit`` (feature loaders, metric
+lines, metrics.json) as the in-job cache above.
+
 Precision per device (precision.py): fp16 + GradScaler before Ampere (T4), bf16 from Ampere on, fp32
 on CPU.
 """
@@ -19,7 +25,7 @@ import json
 import random
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +39,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorData
 from dogclf import data as data_module
 from dogclf import distributed, metrics, presets, sm_env
 from dogclf import precision as precision_module
-from dogclf.contract import METRICS_FILE
+from dogclf.contract import FEATURES_CHANNEL, METRICS_FILE
 from dogclf.model import ARCH, FEATURE_DIM, FrozenBackboneClassifier, build_model
 from dogclf.precision import Precision
 
@@ -66,16 +72,37 @@ def get_args_parser(description: str) -> argparse.ArgumentParser:
     hp.add_argument("--momentum", type=float, default=0.9, help="sgd only")
     hp.add_argument("--weight_decay", type=float, default=0.0)
     hp.add_argument("--max_bad_image_fraction", type=float, default=0.01)
+    hp.add_argument(
+        "--dataset_manifest",
+        default="",
+        help="S3 URI of the dataset's manifest.json (the pipeline passes it so later stages find the "
+        "dataset; logged only)",
+    )
     paths = parser.add_argument_group("paths (default: SageMaker environment)")
     paths.add_argument("--model_dir", default=sm_env.model_dir())
     paths.add_argument("--output_data_dir", default=sm_env.output_data_dir())
+    add_image_channels(paths)
     paths.add_argument(
+        "--features_dir",
+        default=sm_env.channel(FEATURES_CHANNEL),
+        help="backbone features written by features.py (its model.tar.gz, or the folder it unpacks to): "
+        "hpo.py then trains the head only (see dogclf/head_trial.py)",
+    )
+    return parser
+
+
+def add_image_channels(group: argparse._ArgumentGroup) -> None:
+    """--data_dir (one ``training`` channel) or --train_dir/--valid_dir/--test_dir (one per split)."""
+    group.add_argument(
         "--data_dir", default=sm_env.channel("training"), help="folder holding train/valid/test"
     )
-    paths.add_argument("--train_dir", default=sm_env.channel("train"))
-    paths.add_argument("--valid_dir", default=sm_env.channel("valid"))
-    paths.add_argument("--test_dir", default=sm_env.channel("test"))
-    return parser
+    group.add_argument("--train_dir", default=sm_env.channel("train"))
+    group.add_argument("--valid_dir", default=sm_env.channel("valid"))
+    group.add_argument("--test_dir", default=sm_env.channel("test"))
+
+
+def has_image_channels(args: argparse.Namespace) -> bool:
+    return any((args.data_dir, args.train_dir, args.valid_dir, args.test_dir))
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
@@ -223,8 +250,11 @@ def extract_features(
     tracker: data_module.BadImageTracker,
     callbacks: Callbacks,
     precision: Precision = precision_module.FP32,
+    progress: Callable[[int], None] | None = None,
 ) -> TensorDataset:
-    """One backbone pass over a split -> (features, targets) kept in memory (512 floats per image)."""
+    """One backbone pass over a split -> (features, targets) kept in memory (512 floats per image).
+
+    ``progress`` is called after each batch with the number of images it held (bad ones included)."""
     model.eval()
     features, targets_all = [], []
     iterator = iter(loader)
@@ -237,12 +267,16 @@ def extract_features(
         tracker.add(split, bad)
         loaded = time.perf_counter()
         if targets.numel() == 0:
+            if progress is not None:
+                progress(len(bad))
             continue
         with precision_module.autocast(precision, context.device):
             batch_features = model.features(inputs.to(context.device, non_blocking=True))
         features.append(batch_features.float())
         targets_all.append(targets.to(context.device))
         callbacks.on_step(f"features:{split}", loaded - started, time.perf_counter() - loaded)
+        if progress is not None:
+            progress(targets.numel() + len(bad))
     if not features:
         return TensorDataset(
             torch.empty(0, FEATURE_DIM, device=context.device), torch.empty(0, dtype=torch.long)
@@ -256,7 +290,7 @@ def _record_loss(history: dict[str, list], key: str, epoch_position: float, loss
     history[key].append([round(epoch_position, 6), loss])
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
 
@@ -286,7 +320,7 @@ def _train_sampler(dataset, seed: int) -> EpochShuffleSampler:
     return EpochShuffleSampler(len(dataset), seed)
 
 
-def _image_loader(
+def image_loader(
     dataset: data_module.ImageListDataset,
     args: argparse.Namespace,
     context: distributed.DistContext,
@@ -311,7 +345,7 @@ def _image_loader(
     )
 
 
-def _feature_loader(dataset: TensorDataset, batch_size: int, *, shuffle: bool, seed: int) -> DataLoader:
+def feature_loader(dataset: TensorDataset, batch_size: int, *, shuffle: bool, seed: int) -> DataLoader:
     # Features are already this rank's shard (extracted through a DistributedSampler).
     return DataLoader(
         dataset, batch_size=batch_size, sampler=_train_sampler(dataset, seed) if shuffle else None
@@ -369,7 +403,7 @@ def main(args: argparse.Namespace, *, entry_point: str, callbacks: Callbacks | N
     Returns the metrics dict written to metrics.json."""
     context = distributed.init_from_env()
     try:
-        _seed_everything(args.seed)
+        seed_everything(args.seed)
         job = Job(
             args=args,
             entry_point=entry_point,
@@ -380,11 +414,11 @@ def main(args: argparse.Namespace, *, entry_point: str, callbacks: Callbacks | N
         )
         index = load_data(job)
         job.callbacks.on_dataset(_counts(index), args.batch_size, args.epochs)
-        model = build_model(len(index.classes), args.weights).to(context.device)
+        model = build_model(len(index.classes), args.weights, seed=args.seed).to(context.device)
         loaders = build_loaders(job, index, model)
         optimizer = build_optimizer(args, model)
         history, test_stats = fit(job, model, loaders, optimizer, counts=_counts(index))
-        result = summarize(job, index, loaders, history, test_stats)
+        result = summarize(job, index.summary.to_dict(), loaders.cache_features, history, test_stats)
         if context.is_main:
             write_outputs(job, model, index, result)
         distributed.barrier(context)
@@ -399,6 +433,7 @@ def _counts(index: data_module.DatasetIndex) -> dict[str, int]:
 
 def load_data(job: Job) -> data_module.DatasetIndex:
     args = job.args
+    log_manifest(job)
     split_dirs = data_module.find_split_dirs(args.data_dir, args.train_dir, args.valid_dir, args.test_dir)
     index = data_module.scan(split_dirs)
     job.log(
@@ -409,6 +444,11 @@ def load_data(job: Job) -> data_module.DatasetIndex:
         f"hyperparameters {json.dumps(hyperparameters(args))}"
     )
     return index
+
+
+def log_manifest(job: Job) -> None:
+    if job.args.dataset_manifest:
+        job.log(f"dataset manifest: {job.args.dataset_manifest}")
 
 
 def build_loaders(job: Job, index: data_module.DatasetIndex, model: FrozenBackboneClassifier) -> Loaders:
@@ -426,7 +466,7 @@ def build_loaders(job: Job, index: data_module.DatasetIndex, model: FrozenBackbo
         "test": data_module.ImageListDataset(index.samples["test"], eval_transform),
     }
     image_loaders = {
-        split: _image_loader(
+        split: image_loader(
             dataset, args, context, shuffle=split == "train" and not cache_features, seed=args.seed
         )
         for split, dataset in datasets.items()
@@ -452,7 +492,7 @@ def build_loaders(job: Job, index: data_module.DatasetIndex, model: FrozenBackbo
     for split, samples in index.samples.items():  # bad images surface while extracting
         job.tracker.check(split, len(samples))
     loaders = {
-        split: _feature_loader(dataset, args.batch_size, shuffle=split == "train", seed=args.seed)
+        split: feature_loader(dataset, args.batch_size, shuffle=split == "train", seed=args.seed)
         for split, dataset in cached.items()
     }
     return Loaders(loaders, model.head, cache_features=True)
@@ -551,24 +591,25 @@ def fit(
 
 def summarize(
     job: Job,
-    index: data_module.DatasetIndex,
-    loaders: Loaders,
+    dataset: dict[str, Any],
+    cache_features: bool,
     history: dict[str, list],
     test_stats: dict[str, float],
 ) -> dict[str, Any]:
+    """metrics.json's content; ``dataset`` is the layout summary (LayoutSummary.to_dict())."""
     job.timings["total_seconds"] = time.perf_counter() - job.started
     last = history["epochs"][-1] if history["epochs"] else None
     return {
         "entry_point": job.entry_point,
         "arch": ARCH,
-        "feature_cache": loaders.cache_features,
+        "feature_cache": cache_features,
         "precision": job.precision.name,
         "world_size": job.context.world_size,
         "rank": job.context.rank,
         "device": str(job.context.device),
         "hyperparameters": hyperparameters(job.args),
-        "classes": index.classes,
-        "dataset": index.summary.to_dict(),
+        "classes": dataset["classes"],
+        "dataset": dataset,
         "final": {
             "train:loss": last["train"]["loss"] if last else None,
             "valid:loss": last["valid"]["loss"] if last else None,

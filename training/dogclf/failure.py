@@ -10,10 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dogclf.data import BadImagesError
+from dogclf.feature_files import FeaturesError
 from dogclf.layout import DatasetLayoutError
 from dogclf.model import WeightsUnavailableError
 
-EXPECTED_ERRORS = (DatasetLayoutError, BadImagesError, WeightsUnavailableError)
+EXPECTED_ERRORS = (DatasetLayoutError, BadImagesError, WeightsUnavailableError, FeaturesError)
 
 
 def run_main(main: Callable[[], int]) -> int:

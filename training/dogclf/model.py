@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import ResNet18_Weights, resnet18
 
 ARCH = "resnet18"
 FEATURE_DIM = 512
@@ -22,17 +21,36 @@ class WeightsUnavailableError(RuntimeError):
     """Pretrained weights could not be loaded (offline, missing file, wrong format)."""
 
 
+def build_head(num_classes: int, seed: int | None = None) -> nn.Sequential:
+    """The trainable head: 512-d features -> class logits.
+
+    BatchNorm without affine before the linear layer, as in MAE's linear probing: it puts features of
+    any scale (random-init or pretrained backbone) on a scale a linear head and one learning rate
+    handle well. It has no parameters; momentum=None keeps an exact running average of the
+    statistics, right after few steps too.
+
+    With ``seed`` the initial weights depend on (num_classes, seed) alone, not on what the global RNG
+    drew before (a random-init backbone): a trial that trains from a features channel, which never
+    builds the backbone, then starts from the same head as one that does.
+    """
+    if seed is None:
+        return _new_head(num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _new_head(num_classes)
+
+
+def _new_head(num_classes: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.BatchNorm1d(FEATURE_DIM, affine=False, momentum=None), nn.Linear(FEATURE_DIM, num_classes)
+    )
+
+
 class FrozenBackboneClassifier(nn.Module):
-    def __init__(self, backbone: nn.Module, num_classes: int) -> None:
+    def __init__(self, backbone: nn.Module, num_classes: int, head: nn.Sequential | None = None) -> None:
         super().__init__()
         self.backbone = backbone  # resnet18 with fc = Identity: images -> 512-d pooled features
-        # BatchNorm without affine before the linear layer, as in MAE's linear probing: it puts
-        # features of any scale (random-init or pretrained backbone) on a scale a linear head and
-        # one learning rate handle well. It has no parameters; momentum=None keeps an exact running
-        # average of the statistics, right after few steps too.
-        self.head = nn.Sequential(
-            nn.BatchNorm1d(FEATURE_DIM, affine=False, momentum=None), nn.Linear(FEATURE_DIM, num_classes)
-        )
+        self.head = head if head is not None else build_head(num_classes)
         for parameter in self.backbone.parameters():
             parameter.requires_grad_(False)
         self.backbone.eval()
@@ -51,6 +69,10 @@ class FrozenBackboneClassifier(nn.Module):
 
 def load_backbone(weights: str) -> nn.Module:
     """ResNet18 without its classifier. weights: "imagenet", "none" (random init) or a file path."""
+    # Imported here: torchvision costs seconds of CPU to import, and a trial from a features channel
+    # (head_trial.py) never builds the backbone.
+    from torchvision.models import ResNet18_Weights, resnet18
+
     if weights == "none":
         backbone = resnet18(weights=None)
     elif weights == "imagenet":
@@ -92,8 +114,9 @@ def load_backbone(weights: str) -> nn.Module:
     return backbone
 
 
-def build_model(num_classes: int, weights: str = "none") -> FrozenBackboneClassifier:
-    return FrozenBackboneClassifier(load_backbone(weights), num_classes)
+def build_model(num_classes: int, weights: str = "none", seed: int | None = None) -> FrozenBackboneClassifier:
+    """The backbone first (a random init draws from the global RNG), then the head (see build_head)."""
+    return FrozenBackboneClassifier(load_backbone(weights), num_classes, build_head(num_classes, seed))
 
 
 def build_for_inference(num_classes: int) -> FrozenBackboneClassifier:

@@ -3,11 +3,11 @@
 Eval (and non-augmented training, which makes backbone features cacheable): resize the short side
 to image_size * 256/224, centre-crop image_size, normalize with ImageNet statistics.
 Train with augmentation: random resized crop + horizontal flip, then the same normalization.
+torchvision is imported when a preset is built, not with this module: a trial from a features channel
+(head_trial.py) needs resize_size_for only, and torchvision costs seconds of CPU to import.
 """
 
 from __future__ import annotations
-
-from torchvision import transforms
 
 from dogclf.contract import eval_resize_size
 
@@ -28,6 +28,8 @@ class ClassificationPresetTrain:
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
     ) -> None:
+        from torchvision import transforms
+
         steps: list = [transforms.RandomResizedCrop(crop_size, scale=(0.5, 1.0), antialias=True)]
         if hflip_prob > 0:
             steps.append(transforms.RandomHorizontalFlip(hflip_prob))
@@ -47,6 +49,8 @@ class ClassificationPresetEval:
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
     ) -> None:
+        from torchvision import transforms
+
         self.transforms = transforms.Compose(
             [
                 transforms.Resize(resize_size or resize_size_for(crop_size), antialias=True),

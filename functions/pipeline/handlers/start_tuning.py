@@ -1,4 +1,5 @@
-"""S3 ObjectCreated datasets/<id>/manifest.json -> start the tuning job (pipeline.tuning)."""
+"""S3 ObjectCreated datasets/<id>/manifest.json -> start the features job, or the tuning job when the
+features exist already or AugmentTrials is on (pipeline.features.on_dataset_ready)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.events import s3_objects
+from pipeline.features import on_dataset_ready
 from pipeline.powertools import idempotency_config, idempotency_store, logger, metrics, tracer
 from pipeline.settings import Settings
-from pipeline.tuning import start_tuning
 
 settings = Settings.from_env()
 store = S3Store()
@@ -28,8 +29,10 @@ config = idempotency_config()
     data_keyword_argument="manifest", persistence_store=idempotency_store(settings), config=config
 )
 def start_once(manifest: dict[str, Any]) -> dict[str, Any]:
-    result = start_tuning(manifest["bucket"], manifest["key"], settings, store, jobs, notifier)
-    if result["created"]:
+    result = on_dataset_ready(manifest["bucket"], manifest["key"], settings, store, jobs, notifier)
+    if result["action"] == "features-started":
+        metrics.add_metric(name="FeaturesJobsStarted", unit=MetricUnit.Count, value=1)
+    elif result.get("created"):
         metrics.add_metric(name="TuningJobsStarted", unit=MetricUnit.Count, value=1)
     return result
 

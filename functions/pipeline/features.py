@@ -1,0 +1,218 @@
+"""The features stage: the frozen backbone runs once per dataset (features.py, a training job of its own),
+and the tuning trials train the head from its output.
+
+- ``on_dataset_ready`` (a dataset's manifest.json was written): with AugmentTrials on, start tuning on
+  the image channels right away. Otherwise, if the features for this dataset, weights, image size and
+  framework version exist already (contract.features_key), start tuning from them; else start the
+  features job.
+- ``on_features_finished`` (the features job's state change): Completed starts tuning with the one
+  ``features`` channel; Failed or Stopped is recorded and notified, and nothing starts.
+
+Errors: a manifest or a features job that cannot be used (missing fields, a features job that ended
+Failed/Stopped under the same deterministic name) is permanent: recorded in the result and the
+notification, nothing started, the invocation succeeds. S3 and SageMaker errors propagate
+(transient: Lambda retries the event).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from dogclf import contract
+from pipeline.adapters.notify import Notifier
+from pipeline.adapters.s3 import S3Location, S3Store
+from pipeline.adapters.sagemaker import SageMakerJobs
+from pipeline.image_uris import pytorch_image_uri
+from pipeline.powertools import logger
+from pipeline.source_dir import ensure_uploaded
+from pipeline.training import TrainingRequestError, manifest_from_channels
+from pipeline.tuning import CHANNELS, TuningData, script_mode_hyperparameters, start_tuning
+
+if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
+    from pipeline.settings import Settings
+
+# Inference-only forward passes: 64 images of 224 px fit the smallest CPU or GPU instance's memory.
+FEATURES_BATCH_SIZE = 64
+FAILED_STATUSES = ("Failed", "Stopped")
+
+
+class FeaturesStageError(ValueError):
+    """The features job, or what it was started from, cannot give a tuning job (permanent)."""
+
+
+def features_key_for(dataset_id: str, settings: Settings) -> str:
+    return contract.features_key(
+        dataset_id, settings.pretrained_weights, settings.image_size, settings.framework_version
+    )
+
+
+def features_model_location(settings: Settings, features_key: str) -> S3Location:
+    """Where the features job for ``features_key`` leaves its model.tar.gz (the features files)."""
+    job_name = contract.features_job_name(settings.job_name_prefix, features_key)
+    key = contract.job_output_key(
+        contract.features_output_prefix(features_key), job_name, contract.MODEL_ARCHIVE
+    )
+    return S3Location(settings.artifacts_bucket, key)
+
+
+def build_features_request(
+    manifest: dict[str, Any], settings: Settings, submit_directory: str, features_key: str
+) -> dict[str, Any]:
+    """CreateTrainingJob request of the features job (script mode, features.py) for a dataset."""
+    name = contract.features_job_name(settings.job_name_prefix, features_key)
+    hyperparameters = script_mode_hyperparameters(
+        contract.FEATURES_PROGRAM,
+        submit_directory,
+        name,
+        settings.aws_region,
+        {
+            "weights": settings.pretrained_weights,
+            "image_size": settings.image_size,
+            "dataset_id": manifest["dataset_id"],
+            "features_key": features_key,
+            "framework_version": settings.framework_version,
+            "batch_size": FEATURES_BATCH_SIZE,
+        },
+    )
+    return {
+        "TrainingJobName": name,
+        "HyperParameters": hyperparameters,
+        "AlgorithmSpecification": {
+            "TrainingImage": pytorch_image_uri(
+                settings.framework_version, settings.aws_region, "training", settings.features_instance_type
+            ),
+            "TrainingInputMode": "File",
+        },
+        "RoleArn": settings.sagemaker_role_arn,
+        "InputDataConfig": [
+            {
+                "ChannelName": channel,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": manifest["channels"][channel],
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+            for channel in CHANNELS
+        ],
+        "OutputDataConfig": {
+            "S3OutputPath": f"s3://{settings.artifacts_bucket}/{contract.features_output_prefix(features_key)}/"
+        },
+        "ResourceConfig": {
+            "InstanceType": settings.features_instance_type,
+            "InstanceCount": 1,
+            "VolumeSizeInGB": 30,
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": settings.training_max_runtime_seconds},
+        # No hooks and no rules: nothing here needs the Debugger service or its profiler.
+        "ProfilerConfig": {"DisableProfiler": True},
+        "Tags": [
+            {"Key": "dataset-id", "Value": manifest["dataset_id"][:256]},
+            {"Key": "features-key", "Value": features_key},
+        ],
+    }
+
+
+def _failure(subject: str, result: dict[str, Any], notifier: Notifier) -> dict[str, Any]:
+    """Record a permanent outcome: logged, notified, returned (the idempotency record keeps it)."""
+    logger.error(subject, extra={"features": result})
+    notifier.publish(subject, result)
+    return result
+
+
+def on_dataset_ready(
+    manifest_bucket: str,
+    manifest_key: str,
+    settings: Settings,
+    store: S3Store,
+    jobs: SageMakerJobs,
+    notifier: Notifier,
+) -> dict[str, Any]:
+    """A dataset's manifest.json was written: start its features job, or tuning when it needs none."""
+    manifest_uri = S3Location(manifest_bucket, manifest_key).uri
+    manifest = store.get_json(manifest_bucket, manifest_key)
+    dataset_id = manifest["dataset_id"]
+    if settings.augment_trials:  # random crops and flips need the images: no features stage
+        tuning = start_tuning(
+            TuningData.from_images(manifest, manifest_uri, augment=True), settings, store, jobs, notifier
+        )
+        return {"action": "tuning-from-images", **tuning}
+
+    features_key = features_key_for(dataset_id, settings)
+    name = contract.features_job_name(settings.job_name_prefix, features_key)
+    model = features_model_location(settings, features_key)
+    if store.exists(model.bucket, model.key):
+        # The same dataset, weights, image size and framework version: the features are reusable.
+        data = TuningData.from_features(dataset_id, manifest_uri, model.uri)
+        tuning = start_tuning(data, settings, store, jobs, notifier)
+        return {"action": "tuning-from-cached-features", "features_job_name": name, **tuning}
+
+    submit_directory = ensure_uploaded(settings.training_code_dir, store, settings.artifacts_bucket)
+    request = build_features_request(manifest, settings, submit_directory, features_key)
+    result: dict[str, Any] = {
+        "features_job_name": name,
+        "features_key": features_key,
+        "dataset_id": dataset_id,
+    }
+    if jobs.create_training_job(request):
+        notifier.publish(f"Features started: {name}", {**result, "source_dir": submit_directory})
+        return {"action": "features-started", **result}
+
+    # An earlier delivery started it. Running: its completion starts tuning. Completed without the
+    # model.tar.gz checked above, or Failed/Stopped: the deterministic name cannot be reused.
+    status = jobs.describe_training_job(name)
+    result["status"] = status["TrainingJobStatus"]
+    if result["status"] in FAILED_STATUSES:
+        result.update(action="none", reason=status.get("FailureReason", f"features job {result['status']}"))
+        return _failure(f"Features {result['status']}: {name}", result, notifier)
+    if result["status"] == "Completed":  # and yet no model.tar.gz where its S3OutputPath puts it
+        result.update(action="none", reason=f"features job {name} Completed without {model.uri}")
+        return _failure(f"Tuning not started: {name}", result, notifier)
+    logger.info("features job already exists", extra={"features": result})
+    return {"action": "features-already-started", **result}
+
+
+def _hyperparameter(job: dict[str, Any], name: str) -> str:
+    raw = job.get("HyperParameters", {}).get(name)
+    try:
+        value = json.loads(raw) if raw is not None else None
+    except ValueError:
+        value = raw  # the toolkit passes a value that is not JSON as the raw string
+    if not isinstance(value, str) or not value:
+        raise FeaturesStageError(f"features job has no {name} hyperparameter")
+    return value
+
+
+def on_features_finished(
+    job_name: str,
+    status: str,
+    settings: Settings,
+    store: S3Store,
+    jobs: SageMakerJobs,
+    notifier: Notifier,
+) -> dict[str, Any]:
+    """The features job ended: Completed starts tuning on its features; otherwise record and notify."""
+    if not contract.is_pipeline_features_job(job_name, settings.job_name_prefix):
+        logger.info("not this pipeline's features job, ignored", extra={"job": job_name})
+        return {"features_job_name": job_name, "status": status, "action": "ignored"}
+    job = jobs.describe_training_job(job_name)
+    result: dict[str, Any] = {"features_job_name": job_name, "status": status}
+    if status != "Completed":
+        result.update(action="none", reason=job.get("FailureReason", f"features job {status}"))
+        return _failure(f"Features {status}: {job_name}", result, notifier)
+
+    features_key = job_name.removeprefix(f"{settings.job_name_prefix}{contract.FEATURES_INFIX}")
+    model = features_model_location(settings, features_key)
+    try:
+        dataset_id = _hyperparameter(job, "dataset_id")
+        manifest = manifest_from_channels(job.get("InputDataConfig", []))
+    except (FeaturesStageError, TrainingRequestError) as error:
+        result.update(action="none", reason=f"tuning not started: {error}")
+        return _failure(f"Tuning not started: {job_name}", result, notifier)
+    tuning = start_tuning(
+        TuningData.from_features(dataset_id, manifest.uri, model.uri), settings, store, jobs, notifier
+    )
+    return {**result, "action": "tuning-from-features", "features": model.uri, **tuning}

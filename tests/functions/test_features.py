@@ -1,0 +1,349 @@
+"""The features stage: the manifest event starts the features job (or reuses its output), its completion
+starts tuning on the one features channel, its failure is recorded and notified.
+
+The CreateTrainingJob request of the features job is pinned as a literal written out by hand and
+checked against botocore's service model; SageMaker is a botocore Stubber where a request must be
+exact (or must not happen), moto where a flow needs a job to exist; S3, DynamoDB and SNS are moto.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime
+from typing import Any
+
+import boto3
+import botocore.session
+import pytest
+from botocore.stub import ANY, Stubber
+from botocore.validate import validate_parameters
+from fn_support import ENV, REGION, load_event, s3_event
+
+from dogclf import contract
+from pipeline.adapters.aws import client
+from pipeline.settings import get_settings
+
+DATASETS = ENV["DATASET_BUCKET"]
+ARTIFACTS = ENV["ARTIFACTS_BUCKET"]
+DATASET = "dogimages-0123456789ab"
+MANIFEST_KEY = f"datasets/{DATASET}/manifest.json"
+# contract.features_key(DATASET, "none", 224, "2.6.0"): the test environment's weights, size, framework
+KEY = "87b6daf086c2"
+FEATURES_JOB = "dogclf-feat-87b6daf086c2"
+TUNING_JOB = "dogclf-hpo-90041e3395b7"  # contract.tuning_job_name("dogclf", DATASET)
+MODEL_KEY = f"features/{KEY}/{FEATURES_JOB}/output/model.tar.gz"
+ARN_PREFIX = f"arn:aws:sagemaker:{REGION}:123456789012"
+SUBMIT_DIRECTORY = "s3://test-artifacts/code/0123456789abcdef/sourcedir.tar.gz"
+
+
+def image_channel(split: str) -> dict[str, Any]:
+    return {
+        "ChannelName": split,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": f"s3://{DATASETS}/datasets/{DATASET}/{split}/",
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+    }
+
+
+# The features job for the test environment (PretrainedWeights none, ImageSize 224, the default
+# FeaturesInstanceType ml.m5.xlarge), written out by hand.
+PINNED_FEATURES_REQUEST: dict[str, Any] = {
+    "TrainingJobName": "dogclf-feat-87b6daf086c2",
+    "HyperParameters": {
+        "weights": '"none"',
+        "image_size": "224",
+        "dataset_id": '"dogimages-0123456789ab"',
+        "features_key": '"87b6daf086c2"',
+        "framework_version": '"2.6.0"',
+        "batch_size": "64",
+        "sagemaker_program": '"features.py"',
+        "sagemaker_submit_directory": f'"{SUBMIT_DIRECTORY}"',
+        "sagemaker_container_log_level": "20",
+        "sagemaker_job_name": '"dogclf-feat-87b6daf086c2"',
+        "sagemaker_region": '"us-east-1"',
+        "sagemaker_estimator_class_name": '"PyTorch"',
+        "sagemaker_estimator_module": '"sagemaker.pytorch.estimator"',
+    },
+    "AlgorithmSpecification": {
+        "TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312",
+        "TrainingInputMode": "File",
+    },
+    "RoleArn": "arn:aws:iam::123456789012:role/test-sagemaker",
+    "InputDataConfig": [image_channel("train"), image_channel("valid"), image_channel("test")],
+    "OutputDataConfig": {"S3OutputPath": "s3://test-artifacts/features/87b6daf086c2/"},
+    "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+    "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
+    "ProfilerConfig": {"DisableProfiler": True},
+    "Tags": [
+        {"Key": "dataset-id", "Value": "dogimages-0123456789ab"},
+        {"Key": "features-key", "Value": "87b6daf086c2"},
+    ],
+}
+MANIFEST: dict[str, Any] = {
+    "dataset_id": DATASET,
+    "bucket": DATASETS,
+    "prefix": f"datasets/{DATASET}/",
+    "channels": {
+        split: f"s3://{DATASETS}/datasets/{DATASET}/{split}/" for split in ("train", "valid", "test")
+    },
+    "classes": ["Affenpinscher", "Akita"],
+    "images": {"train": 8, "valid": 4, "test": 4},
+}
+
+
+def put_manifest(aws) -> None:
+    aws.s3.put_object(Bucket=DATASETS, Key=MANIFEST_KEY, Body=json.dumps(MANIFEST).encode())
+
+
+def manifest_event(etag: str = "etag-1") -> dict[str, Any]:
+    return s3_event("start_tuning.json", DATASETS, MANIFEST_KEY, etag=etag)
+
+
+def features_event(status: str = "Completed", name: str = FEATURES_JOB) -> dict[str, Any]:
+    event = copy.deepcopy(load_event("features_completed.json"))
+    event["detail"]["TrainingJobName"] = name
+    event["detail"]["TrainingJobStatus"] = status
+    return event
+
+
+def features_description(status: str = "InProgress") -> dict[str, Any]:
+    """DescribeTrainingJob's answer for the features job (what AWS returns, not what we sent)."""
+    description: dict[str, Any] = {
+        "TrainingJobName": FEATURES_JOB,
+        "TrainingJobArn": f"{ARN_PREFIX}:training-job/{FEATURES_JOB}",
+        "TrainingJobStatus": status,
+        "SecondaryStatus": "Training" if status == "InProgress" else status,
+        "HyperParameters": PINNED_FEATURES_REQUEST["HyperParameters"],
+        "AlgorithmSpecification": PINNED_FEATURES_REQUEST["AlgorithmSpecification"],
+        "RoleArn": PINNED_FEATURES_REQUEST["RoleArn"],
+        "InputDataConfig": PINNED_FEATURES_REQUEST["InputDataConfig"],
+        "OutputDataConfig": PINNED_FEATURES_REQUEST["OutputDataConfig"],
+        "ResourceConfig": PINNED_FEATURES_REQUEST["ResourceConfig"],
+        "StoppingCondition": PINNED_FEATURES_REQUEST["StoppingCondition"],
+        "ModelArtifacts": {"S3ModelArtifacts": f"s3://{ARTIFACTS}/{MODEL_KEY}"},
+        "CreationTime": datetime(2026, 11, 29),
+    }
+    if status == "Failed":
+        description["FailureReason"] = "AlgorithmError: ExecuteUserScriptError: CUDA out of memory"
+    return description
+
+
+@pytest.fixture
+def start_tuning(aws):
+    """The manifest handler, imported once the test environment is set (it reads settings on import)."""
+    from pipeline.handlers import start_tuning
+
+    return start_tuning
+
+
+@pytest.fixture
+def features_completed(aws):
+    from pipeline.handlers import features_completed
+
+    return features_completed
+
+
+@pytest.fixture
+def sagemaker(aws):
+    stubber = Stubber(client("sagemaker"))
+    with stubber:
+        yield stubber
+    stubber.assert_no_pending_responses()
+
+
+def test_pinned_features_request_is_valid_create_training_job_input() -> None:
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    validate_parameters(PINNED_FEATURES_REQUEST, model.operation_model("CreateTrainingJob").input_shape)
+
+
+def test_the_features_request_is_the_pinned_one() -> None:
+    from pipeline.features import build_features_request
+
+    settings = get_settings()
+    assert contract.features_key(DATASET, "none", 224, "2.6.0") == KEY
+    assert build_features_request(MANIFEST, settings, SUBMIT_DIRECTORY, KEY) == PINNED_FEATURES_REQUEST
+
+
+def test_manifest_starts_the_pinned_features_job_and_no_tuning(start_tuning, aws, sagemaker, lambda_context):
+    put_manifest(aws)
+    expected = copy.deepcopy(PINNED_FEATURES_REQUEST)
+    expected["HyperParameters"]["sagemaker_submit_directory"] = ANY  # the code's content hash
+    sagemaker.add_response(
+        "create_training_job", {"TrainingJobArn": f"{ARN_PREFIX}:training-job/{FEATURES_JOB}"}, expected
+    )
+    [result] = start_tuning.handler(manifest_event(), lambda_context)  # nothing else queued: no tuning
+    assert result["action"] == "features-started"
+    assert result["features_job_name"] == FEATURES_JOB and result["features_key"] == KEY
+    [note] = aws.notifications()
+    assert note["subject"] == f"Features started: {FEATURES_JOB}"
+    # The code the features job runs was uploaded, with features.py in it.
+    assert aws.keys(ARTIFACTS, "code/") and note["message"]["source_dir"].endswith("/sourcedir.tar.gz")
+
+
+def test_duplicate_manifest_delivery_starts_one_features_job(start_tuning, aws, sagemaker, lambda_context):
+    put_manifest(aws)
+    sagemaker.add_response("create_training_job", {"TrainingJobArn": f"{ARN_PREFIX}:training-job/x"}, None)
+    first = start_tuning.handler(manifest_event(), lambda_context)
+    second = start_tuning.handler(manifest_event(), lambda_context)  # the same record: Stubber has no 2nd
+    assert first == second
+    # A new delivery (another ETag, so another idempotency key): SageMaker refuses the name.
+    sagemaker.add_client_error(
+        "create_training_job",
+        service_error_code="ValidationException",
+        service_message="Training job names must be unique within an AWS account and region, and a "
+        f"training job with this name already exists ({ARN_PREFIX}:training-job/{FEATURES_JOB})",
+    )
+    sagemaker.add_response(
+        "describe_training_job", features_description("InProgress"), {"TrainingJobName": FEATURES_JOB}
+    )
+    [third] = start_tuning.handler(manifest_event(etag="etag-2"), lambda_context)
+    assert third["action"] == "features-already-started" and third["status"] == "InProgress"
+    assert [n["subject"] for n in aws.notifications()] == [f"Features started: {FEATURES_JOB}"]
+
+
+@pytest.mark.parametrize("status", ["Failed", "Stopped"])
+def test_an_earlier_failed_features_job_is_recorded_and_notified(
+    start_tuning, aws, sagemaker, lambda_context, status
+):
+    put_manifest(aws)
+    sagemaker.add_client_error(
+        "create_training_job",
+        service_error_code="ResourceInUse",
+        service_message=f"Training job {FEATURES_JOB} already exists",
+    )
+    sagemaker.add_response(
+        "describe_training_job", features_description(status), {"TrainingJobName": FEATURES_JOB}
+    )
+    [result] = start_tuning.handler(manifest_event(), lambda_context)
+    assert result["action"] == "none" and result["status"] == status
+    [note] = aws.notifications()
+    assert note["subject"] == f"Features {status}: {FEATURES_JOB}"
+    assert note["message"]["reason"] == result["reason"]
+    # The same delivery again is answered from the record: no crash loop, no second notification.
+    assert start_tuning.handler(manifest_event(), lambda_context) == [result]
+    assert aws.notifications() == []
+
+
+def test_existing_features_are_reused_without_a_features_job(start_tuning, aws, lambda_context):
+    """moto SageMaker: the tuning job starts at once, on the one features object; no training job."""
+    put_manifest(aws)
+    aws.s3.put_object(Bucket=ARTIFACTS, Key=MODEL_KEY, Body=b"features of an earlier run")
+    [result] = start_tuning.handler(manifest_event(), lambda_context)
+    assert result["action"] == "tuning-from-cached-features" and result["tuning_job_name"] == TUNING_JOB
+    sm = boto3.client("sagemaker", region_name=REGION)
+    assert sm.list_training_jobs()["TrainingJobSummaries"] == []
+    definition = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=TUNING_JOB)[
+        "TrainingJobDefinition"
+    ]
+    assert definition["InputDataConfig"] == [
+        {
+            "ChannelName": contract.FEATURES_CHANNEL,
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": f"s3://{ARTIFACTS}/{MODEL_KEY}",
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+        }
+    ]
+    assert json.loads(definition["StaticHyperParameters"]["dataset_manifest"]) == (
+        f"s3://{DATASETS}/{MANIFEST_KEY}"
+    )
+    [note] = aws.notifications()
+    assert note["subject"] == f"Tuning started: {TUNING_JOB}"
+
+
+def test_augment_trials_tune_on_the_images_at_once(aws, lambda_context, monkeypatch) -> None:
+    monkeypatch.setenv("AUGMENT_TRIALS", "true")
+    from pipeline.handlers import start_tuning
+
+    put_manifest(aws)
+    aws.s3.put_object(Bucket=ARTIFACTS, Key=MODEL_KEY, Body=b"features are not what augmented trials read")
+    [result] = start_tuning.handler(manifest_event(), lambda_context)
+    assert result["action"] == "tuning-from-images" and result["channels"] == ["train", "valid", "test"]
+    sm = boto3.client("sagemaker", region_name=REGION)
+    assert sm.list_training_jobs()["TrainingJobSummaries"] == []
+    definition = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=TUNING_JOB)[
+        "TrainingJobDefinition"
+    ]
+    assert definition["InputDataConfig"] == [image_channel(s) for s in ("train", "valid", "test")]
+    assert definition["StaticHyperParameters"]["augment"] == "true"
+
+
+def test_completed_features_start_tuning_on_the_features_channel_only(
+    features_completed, aws, lambda_context
+) -> None:
+    """moto SageMaker: the features job exists (as the manifest handler created it), then its event."""
+    sm = boto3.client("sagemaker", region_name=REGION)
+    request = copy.deepcopy(PINNED_FEATURES_REQUEST)
+    del request["ProfilerConfig"]  # moto's CreateTrainingJob does not take it
+    sm.create_training_job(**request)
+
+    result = features_completed.handler(features_event("Completed"), lambda_context)
+
+    assert result["action"] == "tuning-from-features" and result["tuning_job_name"] == TUNING_JOB
+    assert result["features"] == f"s3://{ARTIFACTS}/{MODEL_KEY}"
+    definition = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=TUNING_JOB)[
+        "TrainingJobDefinition"
+    ]
+    [channel] = definition["InputDataConfig"]
+    assert channel["ChannelName"] == "features"
+    assert channel["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{ARTIFACTS}/{MODEL_KEY}"
+    static = {key: json.loads(value) for key, value in definition["StaticHyperParameters"].items()}
+    assert static["dataset_manifest"] == f"s3://{DATASETS}/{MANIFEST_KEY}"
+    assert static["sagemaker_program"] == "hpo.py" and "augment" not in static
+    [note] = aws.notifications()
+    assert note["subject"] == f"Tuning started: {TUNING_JOB}"
+    # A duplicate delivery of the same event is answered from the idempotency record.
+    assert features_completed.handler(features_event("Completed"), lambda_context) == result
+    assert aws.notifications() == []
+
+
+@pytest.mark.parametrize("status", ["Failed", "Stopped"])
+def test_failed_features_job_is_recorded_and_notified_and_starts_nothing(
+    features_completed, aws, sagemaker, lambda_context, status
+) -> None:
+    description = features_description(status)
+    sagemaker.add_response("describe_training_job", description, {"TrainingJobName": FEATURES_JOB})
+    result = features_completed.handler(features_event(status), lambda_context)  # no tuning queued
+    assert result["action"] == "none" and result["status"] == status
+    assert result["reason"] == description.get("FailureReason", f"features job {status}")
+    [note] = aws.notifications()
+    assert note["subject"] == f"Features {status}: {FEATURES_JOB}"
+    assert note["message"]["reason"] == result["reason"]
+
+
+def test_completed_features_job_without_a_dataset_is_a_recorded_permanent_error(
+    features_completed, aws, sagemaker, lambda_context
+) -> None:
+    description = features_description("Completed")
+    # No train channel: no manifest to hand on to the profiled job.
+    description["InputDataConfig"] = [{**image_channel("train"), "ChannelName": "images"}]
+    sagemaker.add_response("describe_training_job", description, {"TrainingJobName": FEATURES_JOB})
+    result = features_completed.handler(features_event("Completed"), lambda_context)
+    assert result["action"] == "none" and "no S3 'train' channel" in result["reason"]
+    [note] = aws.notifications()
+    assert note["subject"] == f"Tuning not started: {FEATURES_JOB}"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "other-feat-87b6daf086c2",  # another stack's features job
+        "dogclf-train-388d2c0ba13e",  # our profiled job
+        f"{TUNING_JOB}-003-a1b2c3d4",  # a tuning trial
+        "dogclf-feat-87b6daf086c2-extra",
+    ],
+)
+def test_jobs_that_are_not_our_features_jobs_are_ignored_before_any_aws_call(
+    features_completed, aws, sagemaker, lambda_context, name
+) -> None:
+    result = features_completed.handler(features_event("Completed", name), lambda_context)
+    assert result == {"ignored": name, "reason": "not a features job of this pipeline"}
+    assert aws.notifications() == []

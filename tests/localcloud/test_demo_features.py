@@ -1,0 +1,41 @@
+"""The demo's features stage: its flag, its failure signals and its summary lines."""
+
+from __future__ import annotations
+
+from localcloud.demo import parse_args
+from localcloud.demo_summary import FAILURE_SUBJECTS, DemoResult, Progress, print_summary
+
+
+def test_the_features_stage_runs_unless_augment_is_asked_for() -> None:
+    assert parse_args([]).parameter_overrides()["AugmentTrials"] == "false"
+    assert parse_args(["--augment"]).parameter_overrides()["AugmentTrials"] == "true"
+    # Flags that set the search and --param still reach the template as before.
+    overrides = parse_args(
+        ["--trials", "3", "--param", "TuningInstanceType=ml.c5.xlarge"]
+    ).parameter_overrides()
+    assert overrides["MaxTuningJobs"] == "3" and overrides["TuningInstanceType"] == "ml.c5.xlarge"
+
+
+def test_features_notifications_that_stop_the_pipeline_fail_the_demo() -> None:
+    def stops(subject: str) -> bool:
+        return any(word in subject.lower() for word in FAILURE_SUBJECTS)
+
+    assert stops("Features Failed: dogclf-feat-0123456789ab")
+    assert stops("Features Stopped: dogclf-feat-0123456789ab")
+    assert stops("Tuning not started: dogclf-feat-0123456789ab")
+    assert not stops("Features started: dogclf-feat-0123456789ab")
+    assert not stops("Tuning started: dogclf-hpo-0123456789ab")
+
+
+def test_the_summary_names_the_features_job(capsys) -> None:
+    job = {
+        "TrainingJobName": "dogclf-feat-0123456789ab",
+        "TrainingJobStatus": "Completed",
+        "ModelArtifacts": {
+            "S3ModelArtifacts": "s3://a/features/k/dogclf-feat-0123456789ab/output/model.tar.gz"
+        },
+    }
+    print_summary(DemoResult(exit_code=0, features_job=job), Progress(), 1.0)
+    out = capsys.readouterr().out
+    assert "features job:          dogclf-feat-0123456789ab Completed" in out
+    assert "s3://a/features/k/dogclf-feat-0123456789ab/output/model.tar.gz" in out

@@ -1,0 +1,193 @@
+"""Features entry point: run the frozen ResNet18 backbone ONCE over every split of a dataset (SageMaker
+script mode, the pipeline's features job; contract.FEATURES_PROGRAM).
+
+Inputs are the image channels hpo.py reads (train/valid/test, or one ``training`` channel; folders or
+tar shards). Each split goes through engine.extract_features with the eval preset (deterministic), in
+the engine's device precision, with the model's own ``features()``. Into SM_MODEL_DIR (SageMaker tars
+it to model.tar.gz) go one contract.FEATURES_SPLIT_FILE per split and contract.FEATURES_META_FILE;
+the format is in dogclf/feature_files.py. Tuning trials read that archive as their ``features``
+channel (hpo.py, dogclf/head_trial.py) and train the head only.
+
+Hyperparameters: --weights (imagenet | none | <path>), --image_size, --batch_size (extraction batch),
+--num_workers, --seed (the random init of --weights none), --dataset_id, --features_key,
+--framework_version (recorded; with all three plus weights and image size, the key is checked against
+contract.features_key), --max_bad_image_fraction. Undecodable images are skipped and counted as in
+hpo.py; too many, a bad layout or unavailable weights fail through dogclf/failure.py (exit code 2 and
+the failure file).
+
+Run by hand: ``python features.py --data_dir <dataset> --weights none --image_size 64 --model_dir out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # dogclf/ sits next to this script
+
+import torch
+import torchvision
+
+from dogclf import contract, distributed, engine, feature_files, presets, sm_env
+from dogclf import data as data_module
+from dogclf import precision as precision_module
+from dogclf.failure import run_main
+from dogclf.layout import SPLITS
+from dogclf.model import ARCH, FEATURE_DIM, build_model
+
+PROGRESS_STEPS = 10  # progress lines per split (at each tenth of its images)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Compute the frozen backbone's features once per split.")
+    hp = parser.add_argument_group("hyperparameters")
+    hp.add_argument("--weights", default="imagenet", help="imagenet | none (random init) | <state_dict path>")
+    hp.add_argument("--image_size", type=int, default=224)
+    hp.add_argument("--batch_size", type=int, default=64, help="images per backbone pass")
+    hp.add_argument("--num_workers", type=int, default=min(4, max(0, sm_env.num_cpus() - 1)))
+    hp.add_argument("--seed", type=int, default=0, help="fixes the backbone's random init (--weights none)")
+    hp.add_argument("--dataset_id", default="")
+    hp.add_argument("--features_key", default="")
+    hp.add_argument("--framework_version", default="", help="the job's framework version (recorded)")
+    hp.add_argument("--max_bad_image_fraction", type=float, default=0.01)
+    paths = parser.add_argument_group("paths (default: SageMaker environment)")
+    paths.add_argument("--model_dir", default=sm_env.model_dir())
+    engine.add_image_channels(paths)
+    return parser
+
+
+class Progress:
+    """Prints ``<split>: <done>/<total> images, <rate> images/s`` at each tenth of a split."""
+
+    def __init__(self, split: str, total: int) -> None:
+        self.split, self.total, self.done = split, total, 0
+        self.started = time.perf_counter()
+        self._next = 1
+
+    def __call__(self, images: int) -> None:
+        self.done += images
+        reached = self.done * PROGRESS_STEPS // max(self.total, 1)
+        if reached >= self._next:
+            self._next = reached + 1
+            print(
+                f"features {self.split}: {self.done}/{self.total} images, {self.rate():.1f} images/s",
+                flush=True,
+            )
+
+    def rate(self) -> float:
+        return self.done / max(time.perf_counter() - self.started, 1e-9)
+
+
+def _check_key(args: argparse.Namespace) -> None:
+    """A key that does not match its inputs would file these features under another dataset's name."""
+    if not (args.features_key and args.dataset_id and args.framework_version):
+        return
+    expected = contract.features_key(args.dataset_id, args.weights, args.image_size, args.framework_version)
+    if args.features_key != expected:
+        raise feature_files.FeaturesError(
+            f"--features_key {args.features_key} is not the key of dataset {args.dataset_id!r}, weights "
+            f"{args.weights!r}, image size {args.image_size}, framework {args.framework_version!r} "
+            f"({expected})"
+        )
+
+
+def _context() -> distributed.DistContext:
+    """One process on one instance: the features are computed once, not sharded."""
+    if len(sm_env.hosts()) > 1 or int(sm_env.env_str("WORLD_SIZE", "1") or "1") > 1:
+        raise feature_files.FeaturesError("features.py runs on one instance (InstanceCount 1), one process")
+    use_cuda = torch.cuda.is_available() and sm_env.num_gpus() > 0
+    device = torch.device("cuda", 0) if use_cuda else torch.device("cpu")
+    return distributed.DistContext(rank=0, world_size=1, local_rank=0, device=device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = engine.parse_args(get_args_parser(), argv)
+    started = time.perf_counter()
+    _check_key(args)
+    context = _context()
+    precision = precision_module.for_device(context.device)
+    engine.seed_everything(args.seed)
+    tracker = data_module.BadImageTracker(max_fraction=args.max_bad_image_fraction)
+    split_dirs = data_module.find_split_dirs(args.data_dir, args.train_dir, args.valid_dir, args.test_dir)
+    index = data_module.scan(split_dirs)
+    counts = {split: len(samples) for split, samples in index.samples.items()}
+    print(
+        f"dataset {args.dataset_id or '(no id)'}: {len(index.classes)} classes, images {counts}; "
+        f"{ARCH} weights {args.weights}, {args.image_size}px, batch {args.batch_size}, "
+        f"on {context.device} ({precision.name})",
+        flush=True,
+    )
+    model = build_model(len(index.classes), args.weights, seed=args.seed).to(context.device)
+    model_dir = Path(args.model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, int] = {}
+    extract_started = time.perf_counter()
+    for split in SPLITS:
+        dataset = data_module.ImageListDataset(index.samples[split], presets.eval_preset(args.image_size))
+        loader = engine.image_loader(dataset, args, context, shuffle=False, seed=args.seed)
+        extracted = engine.extract_features(
+            model,
+            loader,
+            split=split,
+            context=context,
+            tracker=tracker,
+            callbacks=engine.Callbacks(),
+            precision=precision,
+            progress=Progress(split, len(dataset)),
+        )
+        tracker.check(split, len(dataset))
+        features, targets = extracted.tensors
+        feature_files.write_split(model_dir, split, features, targets)
+        rows[split] = len(targets)
+    extract_seconds = time.perf_counter() - extract_started
+    images = sum(counts.values())
+    meta = _meta(args, index, rows, tracker, context, precision.name)
+    meta.update(
+        seconds=round(time.perf_counter() - started, 3),
+        extract_seconds=round(extract_seconds, 3),
+        images_per_second=round(images / max(extract_seconds, 1e-9), 2),
+    )
+    feature_files.write_meta(model_dir, meta)
+    print(
+        f"features done: {images} images in {extract_seconds:.1f}s ({meta['images_per_second']} images/s), "
+        f"rows {rows}, {FEATURE_DIM}-d, key {args.features_key or '(none)'}, written to {model_dir}",
+        flush=True,
+    )
+    return 0
+
+
+def _meta(
+    args: argparse.Namespace,
+    index: data_module.DatasetIndex,
+    rows: dict[str, int],
+    tracker: data_module.BadImageTracker,
+    context: distributed.DistContext,
+    precision: str,
+) -> dict[str, Any]:
+    return {
+        "features_key": args.features_key,
+        "dataset_id": args.dataset_id,
+        "weights": args.weights,
+        "seed": args.seed,
+        "image_size": args.image_size,
+        "resize_size": presets.resize_size_for(args.image_size),
+        "framework_version": args.framework_version,
+        "torch_version": torch.__version__,
+        "torchvision_version": torchvision.__version__,
+        "backbone": ARCH,
+        "feature_dim": FEATURE_DIM,
+        "classes": index.classes,
+        "class_dirs": index.class_dirs,
+        "counts": rows,
+        "dataset": index.summary.to_dict(),
+        **tracker.to_dict(),
+        "device": str(context.device),
+        "precision": precision,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
