@@ -13,7 +13,7 @@ from dogclf.precision import select_precision
     ("capability", "name", "dtype", "scaler"),
     [
         ((7, 0), "fp16", torch.float16, True),  # V100 (ml.p3)
-        ((7, 5), "fp16", torch.float16, True),  # T4 (ml.g4dn, the default instance)
+        ((7, 5), "fp16", torch.float16, True),  # T4 (ml.g4dn, the usual GPU instance)
         ((8, 0), "bf16", torch.bfloat16, False),  # A100 (ml.p4d)
         ((8, 6), "bf16", torch.bfloat16, False),  # A10G (ml.g5)
         ((8, 9), "bf16", torch.bfloat16, False),  # L4 (ml.g6)

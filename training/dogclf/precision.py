@@ -1,6 +1,6 @@
 """Mixed precision per device: fp16 + GradScaler before Ampere, bf16 from Ampere on, fp32 on CPU.
 
-T4 (sm_75, ml.g4dn, the default training instance) has fp16 tensor cores but no native bf16: bf16
+T4 (sm_75, ml.g4dn, the usual GPU training instance) has fp16 tensor cores but no native bf16: bf16
 autocast there runs emulated and slower than fp32. fp16 has a narrow exponent range, so the loss is
 scaled (torch.amp.GradScaler) to keep small gradients from flushing to zero. A100/A10G/L4/H100
 (sm_80+) have native bf16, which has fp32's exponent range and needs no scaler. The CPU path stays in
