@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from localcloud.faults import FaultInjector
+
 WORKER_SCRIPT = Path(__file__).with_name("lambda_worker.py")
 
 
@@ -170,8 +172,10 @@ class LambdaRunner:
         retry_delays_s: tuple[float, ...] = (1.0, 2.0),
         max_concurrency: int = 4,
         on_record: Callable[[InvocationRecord], None] | None = None,
+        faults: FaultInjector | None = None,
     ) -> None:
         self.functions = dict(functions)
+        self._faults = faults
         self.log_dir = log_dir
         self._send_to_destination = send_to_destination
         self._retry_delays_s = retry_delays_s
@@ -281,9 +285,14 @@ class LambdaRunner:
     def _attempt(self, spec: FunctionSpec, event: Any, request_id: str, attempt: int) -> tuple[bool, Any]:
         worker = self._checkout(spec)
         started = time.time()
+        finished = threading.Event()
+        timer = self._arm_kill(spec, worker, finished)
         try:
             ok, payload = worker.call(event, request_id, spec.timeout_s)
         finally:
+            finished.set()
+            if timer:
+                timer.cancel()
             self._checkin(spec, worker)
         record = InvocationRecord(
             function=spec.name,
@@ -301,6 +310,24 @@ class LambdaRunner:
         if self._on_record:
             self._on_record(record)
         return ok, payload
+
+    def _arm_kill(
+        self, spec: FunctionSpec, worker: _Worker, finished: threading.Event
+    ) -> threading.Timer | None:
+        """localcloud.faults: SIGKILL the sandbox mid-invocation, as an out-of-memory kill does."""
+        kill = self._faults.lambda_kill((spec.logical_id, spec.name)) if self._faults else None
+        if kill is None or self._faults is None:
+            return None
+        faults = self._faults
+
+        def fire() -> None:
+            if not finished.is_set() and faults.claim_kill(kill):
+                worker.process.kill()
+
+        timer = threading.Timer(kill.delay_s, fire)
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def _checkout(self, spec: FunctionSpec) -> _Worker:
         with self._lock:
