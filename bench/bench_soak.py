@@ -1,0 +1,425 @@
+"""Soak run: the whole pipeline in the local cloud, under injected faults, then an audit.
+
+    .venv/bin/python bench/bench_soak.py                 # 4 good + 1 bad dataset, 200 images
+    .venv/bin/python bench/bench_soak.py --timeout 2400 --faults '{"seed": 3, ...}'
+
+It starts the local cloud with the faults of ``SOAK_FAULTS`` (or ``--faults``, a LOCALCLOUD_FAULTS
+JSON), drops the datasets (tools/sample_data.py; the bad one is not a zip), waits for an InService
+endpoint, drops the images (some not images at all), waits until nothing moves, replays the
+failure queue (``cli redrive``'s code, through the same functions) once the failed invocations'
+in-progress windows are over, and audits what the pipeline left behind:
+
+- every dataset ends in exactly one terminal decision: rejected, a job failed, model rejected by the
+  gate, or a deployment outcome (InService, rolled back, failed, superseded);
+- every image has exactly one result, ``ok`` for an image and ``failed`` for the bad ones;
+- no job is duplicated: at most one tuning job, and one training job of each kind, per dataset;
+- nothing is lost (a dataset or image without an outcome, a failure-queue message left after the
+  redrive) and nothing is stuck (an idempotency record in progress, a job or the endpoint in a
+  non-terminal state, a decision still "pending").
+
+It prints those counts and the injected faults, and exits 1 on any lost, duplicated or stuck item,
+3 when the wall-clock cap (--timeout) ends it first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path[:0] = [
+    str(Path(__file__).resolve().parents[1]),
+    str(Path(__file__).resolve().parents[1] / "training"),
+]
+
+from cli.redrive import lambda_invoker, redrive  # noqa: E402
+from dogclf import contract  # noqa: E402
+from localcloud.cloud import LocalCloud, LocalCloudConfig  # noqa: E402
+from localcloud.demo_run import DemoSettings  # noqa: E402
+from localcloud.faults import FaultSpec  # noqa: E402
+from tools.sample_data import write_sample_zip  # noqa: E402
+
+# Every kind of fault, sized for 4 good datasets: the first profiled job and one tuning trial fail,
+# the first CreateEndpoint fails, the first UpdateEndpoint rolls back and the second fails, one
+# classify sandbox and one training-completed sandbox are killed mid-invocation.
+SOAK_FAULTS: dict[str, Any] = {
+    "seed": 11,
+    "s3_throttle_fraction": 0.05,
+    "s3_timeout_fraction": 0.005,
+    "duplicate_s3_fraction": 0.05,
+    "duplicate_eventbridge_fraction": 0.1,
+    "fail_training_jobs": [{"pattern": "*-train-*", "nth": 1}, {"pattern": "*-hpo-*", "nth": 3}],
+    "fail_endpoint_creates": [1],
+    "rollback_endpoint_updates": [1],
+    "fail_endpoint_updates": [2],
+    "kill_lambda": [
+        {"function": "ClassifyFunction", "nth": 5, "delay_s": 0.2},
+        {"function": "TrainingCompletedFunction", "nth": 1, "delay_s": 0.3},
+    ],
+}
+BUSY_ENDPOINT = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
+EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 3
+
+
+class SoakTimeoutError(RuntimeError):
+    pass
+
+
+class Soak:
+    def __init__(self, cloud: LocalCloud, deadline: float) -> None:
+        self.cloud = cloud
+        self.deadline = deadline
+        self.outputs = cloud.outputs()
+        self.s3, self.sm, self.sqs = cloud.client("s3"), cloud.client("sagemaker"), cloud.client("sqs")
+        assert cloud.runner is not None
+        envs = [spec.environment for spec in cloud.runner.functions.values()]
+        self.prefix = next((env["JOB_NAME_PREFIX"] for env in envs if "JOB_NAME_PREFIX" in env), "dogclf")
+        self.redriven: list[str] = []
+        self.input_prefix = ""
+
+    def say(self, text: str) -> None:
+        print(f"[soak {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+    def wait(self, what: str, ready: Callable[[], bool], poll_s: float = 2.0) -> None:
+        """Poll ``ready`` until it holds; the run's wall-clock cap ends the wait."""
+        while not ready():
+            if time.monotonic() > self.deadline:
+                raise SoakTimeoutError(f"wall-clock cap reached while waiting for {what}")
+            time.sleep(poll_s)
+
+    # -- state readers -----------------------------------------------------------------------------
+    def keys(self, bucket: str, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def get_json(self, bucket: str, key: str) -> Any:
+        return json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def endpoint_status(self) -> str | None:
+        endpoints = self.sm.list_endpoints(NameContains=self.outputs["EndpointName"])["Endpoints"]
+        found = [e for e in endpoints if e["EndpointName"] == self.outputs["EndpointName"]]
+        return found[0]["EndpointStatus"] if found else None
+
+    def jobs(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(tuning jobs, training jobs), described."""
+        tuning = [
+            self.sm.describe_hyper_parameter_tuning_job(
+                HyperParameterTuningJobName=s["HyperParameterTuningJobName"]
+            )
+            for page in self.sm.get_paginator("list_hyper_parameter_tuning_jobs").paginate()
+            for s in page["HyperParameterTuningJobSummaries"]
+        ]
+        training = [
+            self.sm.describe_training_job(TrainingJobName=s["TrainingJobName"])
+            for page in self.sm.get_paginator("list_training_jobs").paginate()
+            for s in page["TrainingJobSummaries"]
+        ]
+        return tuning, training
+
+    def failure_queue(self) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.outputs["FailedEventsQueueUrl"],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(value) for value in attributes.values())
+
+    def quiet(self) -> bool:
+        """Nothing queued or running: S3 events, invocations, jobs, the endpoint, emulator events."""
+        tuning, training = self.jobs()
+        moving = [j for j in tuning if j["HyperParameterTuningJobStatus"] in ("InProgress", "Stopping")]
+        moving += [j for j in training if j["TrainingJobStatus"] in ("InProgress", "Stopping")]
+        if moving or self.endpoint_status() in BUSY_ENDPOINT:
+            return False
+        return self.cloud.wait_s3_events_delivered(timeout_s=5.0)
+
+    def wait_quiescent(self) -> None:
+        def settled() -> bool:
+            # Twice in a row, a few seconds apart: an event emitted between two reads is caught.
+            if not self.quiet():
+                return False
+            time.sleep(3)
+            return self.quiet()
+
+        self.wait("quiescence", settled, poll_s=5)
+
+    # -- phases ------------------------------------------------------------------------------------
+    def upload_datasets(self, zips: list[Path]) -> dict[str, str]:
+        bucket, prefix = self.subscription(".zip")
+        uploaded = {}
+        for path in zips:
+            key = f"{prefix}{path.name}"
+            self.s3.upload_file(str(path), bucket, key)
+            uploaded[key] = path.name
+        self.say(f"uploaded {len(zips)} datasets to s3://{bucket}/{prefix}")
+        return uploaded
+
+    def subscription(self, suffix: str | None) -> tuple[str, str]:
+        for sub in self.cloud.s3_subscriptions:
+            rules = {r["Name"]: r["Value"] for r in sub.filter_rules}
+            if (suffix is None and sub.bucket == self.outputs["InferenceBucketName"]) or (
+                suffix and rules.get("suffix", "").lower() == suffix
+            ):
+                return sub.bucket, rules.get("prefix", "")
+        raise RuntimeError(f"no function is triggered by {suffix or 'inference'} uploads")
+
+    def upload_images(self, images: list[tuple[str, bytes]]) -> list[str]:
+        bucket, prefix = self.subscription(None)
+        self.input_prefix = prefix
+        keys = []
+        for name, data in images:
+            key = f"{prefix}soak/{name}"
+            self.s3.put_object(Bucket=bucket, Key=key, Body=data)
+            keys.append(key)
+        self.say(f"uploaded {len(images)} images to s3://{bucket}/{prefix}soak/")
+        return keys
+
+    def redrive_failures(self) -> None:
+        """Replay the failure queue once the failed invocations' in-progress windows are over."""
+        for _ in range(3):
+            if not self.failure_queue():
+                return
+            window = max(spec.timeout_s for spec in self.cloud.runner.functions.values())  # type: ignore[union-attr]
+            last = max((r.started_at for r in self.cloud.runner.records if not r.ok), default=0.0)  # type: ignore[union-attr]
+            wait_s = max(0.0, last + window + 5 - time.time())
+            self.say(f"{self.failure_queue()} message(s) in the failure queue; redrive in {wait_s:.0f} s")
+            resume = time.monotonic() + wait_s
+
+            def windows_over(at: float = resume) -> bool:
+                return time.monotonic() >= at
+
+            self.wait("the in-progress windows to end", windows_over, poll_s=5)
+            # What `cli redrive` does: each event back through the Lambda Invoke API, synchronously.
+            invoke = lambda_invoker(self.cloud.client("lambda"))
+            for outcome in redrive(self.sqs, self.outputs["FailedEventsQueueUrl"], invoke):
+                self.say(f"redrive: {outcome.line()}")
+                self.redriven.append(outcome.action)
+            self.wait_quiescent()
+
+
+def dataset_of(channels: list[dict[str, Any]]) -> str | None:
+    for channel in channels:
+        uri = channel.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri", "")
+        if "/datasets/" in uri:
+            return str(uri.split("/datasets/", 1)[1].split("/", 1)[0])
+    return None
+
+
+def audit(soak: Soak, uploads: dict[str, str], image_keys: list[str], bad_images: set[str]) -> dict[str, Any]:
+    """Counts of what the pipeline left behind; every problem is listed with what it concerns."""
+    problems: dict[str, list[str]] = {"lost": [], "duplicated": [], "stuck": []}
+    outputs = soak.outputs
+    datasets_bucket, artifacts = outputs["DatasetBucketName"], outputs["ArtifactsBucketName"]
+    reports = [
+        soak.get_json(datasets_bucket, k)
+        for k in soak.keys(datasets_bucket, "datasets/")
+        if k.endswith("/report.json")
+    ]
+    by_upload: dict[str, list[dict[str, Any]]] = {}
+    for report in reports:
+        by_upload.setdefault(report["source"]["key"], []).append(report)
+    tuning, training = soak.jobs()
+    tuning_by: dict[str, list[dict[str, Any]]] = {}
+    for job in tuning:
+        dataset = dataset_of(job["TrainingJobDefinition"].get("InputDataConfig", []))
+        tuning_by.setdefault(dataset or "?", []).append(job)
+        if job["HyperParameterTuningJobStatus"] in ("InProgress", "Stopping"):
+            problems["stuck"].append(
+                f"tuning job {job['HyperParameterTuningJobName']} {job['HyperParameterTuningJobStatus']}"
+            )
+    pipeline_jobs: dict[str, dict[str, list[dict[str, Any]]]] = {}  # dataset -> kind infix -> jobs
+    for job in training:
+        if job["TrainingJobStatus"] in ("InProgress", "Stopping"):
+            problems["stuck"].append(f"training job {job['TrainingJobName']} {job['TrainingJobStatus']}")
+        if job.get("TuningJobArn"):
+            continue  # a trial: counted by its tuning job
+        kind = job["TrainingJobName"].removeprefix(f"{soak.prefix}-").rsplit("-", 1)[0]
+        dataset = dataset_of(job.get("InputDataConfig", [])) or "?"
+        pipeline_jobs.setdefault(dataset, {}).setdefault(kind, []).append(job)
+    decisions: Counter[str] = Counter()
+    for upload_key, name in uploads.items():
+        found = by_upload.get(upload_key, [])
+        if len(found) != 1:
+            problems["lost" if not found else "duplicated"].append(f"{name}: {len(found)} ingest reports")
+            continue
+        report = found[0]
+        if report.get("status") == "rejected":
+            decisions["rejected"] += 1
+            continue
+        dataset = report["dataset_id"]
+        tunings = tuning_by.get(dataset, [])
+        if len(tunings) != 1:
+            problems["lost" if not tunings else "duplicated"].append(f"{name}: {len(tunings)} tuning jobs")
+            continue
+        kinds = pipeline_jobs.get(dataset, {})
+        for kind, jobs in kinds.items():
+            if len(jobs) > 1:
+                problems["duplicated"].append(f"{name}: {len(jobs)} '{kind}' training jobs")
+        failed = [
+            j for jobs in kinds.values() for j in jobs if j["TrainingJobStatus"] in ("Failed", "Stopped")
+        ]
+        profiled = kinds.get(contract.TRAINING_INFIX.strip("-"), [])
+        if tunings[0]["HyperParameterTuningJobStatus"] != "Completed" or (failed and not profiled):
+            decisions["failed (job)"] += 1
+            continue
+        if not profiled:
+            problems["lost"].append(f"{name}: tuning Completed, no profiled training job")
+            continue
+        key = f"decisions/{profiled[0]['TrainingJobName']}.json"
+        if key not in soak.keys(artifacts, key):
+            problems["lost"].append(f"{name}: no {key}")
+            continue
+        decision = soak.get_json(artifacts, key)
+        outcome = (decision.get("endpoint_outcome") or {}).get("status")
+        if not decision.get("deploy"):
+            decisions[
+                "failed (job)" if profiled[0]["TrainingJobStatus"] != "Completed" else "model rejected"
+            ] += 1
+        elif outcome in (None, "pending"):
+            problems["stuck"].append(f"{name}: {key} endpoint outcome still {outcome or 'missing'}")
+        else:
+            decisions[f"deploy {outcome}"] += 1
+    results: Counter[str] = Counter()
+    inference = outputs["InferenceBucketName"]
+    result_keys = set(soak.keys(inference, "results/"))
+    for key in image_keys:
+        result_key = f"results/{key.removeprefix(soak.input_prefix)}.json"
+        if result_key not in result_keys:
+            problems["lost"].append(f"image {key}: no result")
+            continue
+        status = soak.get_json(inference, result_key).get("status")
+        expected = "failed" if key in bad_images else "ok"
+        results[f"{status} ({'bad' if key in bad_images else 'good'} image)"] += 1
+        if status != expected:
+            problems["lost"].append(f"image {key}: result {status}, expected {expected}")
+    table = soak.cloud.client("dynamodb").scan(TableName=outputs["IdempotencyTableName"]).get("Items", [])
+    for item in table:
+        if item.get("status", {}).get("S") == "INPROGRESS":
+            problems["stuck"].append(f"idempotency record {item.get('id', {}).get('S')} in progress")
+        if "state" in item:  # the endpoint lifecycle's item: nothing may still wait to deploy
+            state = json.loads(item["state"]["S"])
+            waiting = {k: state[k] for k in ("pending", "inflight") if state.get(k)}
+            if waiting:
+                problems["stuck"].append(f"endpoint lifecycle still has {waiting}")
+    status = soak.endpoint_status()
+    if status != "InService":
+        problems["stuck"].append(f"endpoint {outputs['EndpointName']} is {status}")
+    left = soak.failure_queue()
+    if left:
+        problems["lost"].append(f"{left} message(s) left in the failure queue after the redrive")
+    return {"decisions": dict(decisions), "results": dict(results), "problems": problems}
+
+
+def build_inputs(
+    work: Path, good: int, bad: int, image_size: int
+) -> tuple[list[Path], list[tuple[str, bytes]]]:
+    zips = [
+        write_sample_zip(
+            work / f"soak-{i}.zip",
+            num_classes=4,
+            train_per_class=32,
+            valid_per_class=6,
+            test_per_class=6,
+            image_size=image_size,
+            seed=100 + i,
+        )
+        for i in range(good)
+    ]
+    for i in range(bad):  # permanent: not a zip at all, must end "rejected"
+        path = work / f"soak-bad-{i}.zip"
+        path.write_bytes(random.Random(i).randbytes(4096))
+        zips.append(path)
+    images: list[tuple[str, bytes]] = []
+    for path in zips[:good]:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                if member.lower().endswith((".jpg", ".jpeg", ".png")) and "/train/" not in member:
+                    suffix = member.rsplit(".", 1)[1]
+                    # Every fourth suffix in capitals: classify must match them in any case.
+                    suffix = suffix.upper() if len(images) % 4 == 0 else suffix
+                    images.append((f"{path.stem}-{len(images):03d}.{suffix}", archive.read(member)))
+    return zips, images
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", type=int, default=4, help="good datasets (plus --bad-datasets)")
+    parser.add_argument("--bad-datasets", type=int, default=1)
+    parser.add_argument("--images", type=int, default=190, help="good images (plus --bad-images)")
+    parser.add_argument("--bad-images", type=int, default=10)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--trials", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=3600.0, help="wall-clock cap in seconds")
+    parser.add_argument("--faults", default=json.dumps(SOAK_FAULTS), help="a LOCALCLOUD_FAULTS JSON object")
+    parser.add_argument("--state-dir", type=Path, default=None, help="default: a temporary folder")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    spec = FaultSpec.from_json(args.faults)
+    settings = DemoSettings(
+        image_size=args.image_size, trials=args.trials, parallel=2, accuracy_threshold=0.4
+    )
+    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+        work = Path(tmp)
+        zips, images = build_inputs(work, args.datasets, args.bad_datasets, args.image_size)
+        while len(images) < args.images:  # fewer held-out images than asked: reuse them under new names
+            name, data = images[len(images) % max(1, len(images))]
+            images.append((f"again-{len(images):03d}-{name}", data))
+        images = images[: args.images]
+        bad = [(f"bad-{i:02d}.jpg", b"not an image " + bytes([i])) for i in range(args.bad_images)]
+        config = LocalCloudConfig(
+            state_dir=args.state_dir or work / "state",
+            parameter_overrides=settings.parameter_overrides(),
+            faults=spec,
+        )
+        with LocalCloud(config) as cloud:
+            soak = Soak(cloud, started + args.timeout)
+            code = run(soak, zips, images, bad, args.timeout, started)
+            return code
+
+
+def run(
+    soak: Soak,
+    zips: list[Path],
+    images: list[tuple[str, bytes]],
+    bad: list[tuple[str, bytes]],
+    timeout: float,
+    started: float,
+) -> int:
+    try:
+        uploads = soak.upload_datasets(zips)
+        soak.wait("an InService endpoint", lambda: soak.endpoint_status() == "InService", poll_s=5)
+        soak.say(f"endpoint InService after {time.monotonic() - started:.0f} s")
+        keys = soak.upload_images(images + bad)
+        bad_keys = set(keys[len(images) :])
+        soak.wait_quiescent()
+        soak.redrive_failures()
+    except SoakTimeoutError as error:
+        print(
+            f"SOAK TIMEOUT after {timeout:.0f} s: {error}. "
+            f"Faults injected: {soak.cloud.faults.counts() if soak.cloud.faults else {}}"
+        )
+        return EXIT_TIMEOUT
+    report = audit(soak, uploads, keys, bad_keys)
+    problems = report["problems"]
+    print("\n== soak ==")
+    print(f"wall time          {time.monotonic() - started:.0f} s")
+    print(f"datasets           {len(uploads)}: {report['decisions']}")
+    print(f"images             {len(keys)}: {report['results']}")
+    print(f"faults injected    {soak.cloud.faults.counts() if soak.cloud.faults else {}}")
+    print(f"redriven           {dict(Counter(soak.redriven))}")
+    for kind in ("lost", "duplicated", "stuck"):
+        print(f"{kind:<18} {len(problems[kind])}")
+        for line in problems[kind]:
+            print(f"    {line}")
+    return EXIT_FAILED if any(problems.values()) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
