@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -181,22 +182,38 @@ class Soak:
         self.say(f"uploaded {len(images)} images to s3://{bucket}/{prefix}soak/")
         return keys
 
+    def open_windows(self) -> list[float]:
+        """In-progress idempotency records whose window (the invocation's deadline) is still open: a
+        replay of their event now would fail with IdempotencyAlreadyInProgressError."""
+        table = self.cloud.client("dynamodb").scan(TableName=self.outputs["IdempotencyTableName"])
+        now_ms = time.time() * 1000
+        return [
+            float(item["in_progress_expiration"]["N"]) / 1000
+            for item in table.get("Items", [])
+            if item.get("status", {}).get("S") == "INPROGRESS"
+            and float(item.get("in_progress_expiration", {}).get("N", 0)) > now_ms
+        ]
+
+    def visible_failures(self) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.outputs["FailedEventsQueueUrl"], AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"])
+
     def redrive_failures(self) -> None:
-        """Replay the failure queue once the failed invocations' in-progress windows are over."""
+        """Replay the failure queue (what `cli redrive` does) once no in-progress window is open;
+        again if the replays' own downstream work sent new events there. A replay that fails stays
+        in the queue (invisible for redrive's visibility timeout) and is counted lost."""
         for _ in range(3):
-            if not self.failure_queue():
+            if not self.visible_failures():
                 return
-            window = max(spec.timeout_s for spec in self.cloud.runner.functions.values())  # type: ignore[union-attr]
-            last = max((r.started_at for r in self.cloud.runner.records if not r.ok), default=0.0)  # type: ignore[union-attr]
-            wait_s = max(0.0, last + window + 5 - time.time())
-            self.say(f"{self.failure_queue()} message(s) in the failure queue; redrive in {wait_s:.0f} s")
-            resume = time.monotonic() + wait_s
-
-            def windows_over(at: float = resume) -> bool:
-                return time.monotonic() >= at
-
-            self.wait("the in-progress windows to end", windows_over, poll_s=5)
-            # What `cli redrive` does: each event back through the Lambda Invoke API, synchronously.
+            windows = self.open_windows()
+            self.say(
+                f"{self.visible_failures()} message(s) in the failure queue; "
+                f"redrive once {len(windows)} in-progress window(s) are over"
+            )
+            self.wait("the in-progress windows to end", lambda: not self.open_windows(), poll_s=5)
+            # Through the Lambda Invoke API, synchronously, as `cli redrive` does.
             invoke = lambda_invoker(self.cloud.client("lambda"))
             for outcome in redrive(self.sqs, self.outputs["FailedEventsQueueUrl"], invoke):
                 self.say(f"redrive: {outcome.line()}")
@@ -357,9 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--trials", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=3600.0, help="wall-clock cap in seconds")
+    parser.add_argument("--retry-delay", type=float, default=20.0, help="Lambda's first async retry delay")
     parser.add_argument("--faults", default=json.dumps(SOAK_FAULTS), help="a LOCALCLOUD_FAULTS JSON object")
     parser.add_argument("--state-dir", type=Path, default=None, help="default: a temporary folder")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so LocalCloud stops its workers, jobs and model servers.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.monotonic()
     spec = FaultSpec.from_json(args.faults)
     settings = DemoSettings(
@@ -377,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
             state_dir=args.state_dir or work / "state",
             parameter_overrides=settings.parameter_overrides(),
             faults=spec,
+            # Closer to AWS's 1 and 2 minutes than the default 1 and 2 s: a duplicate delivered while
+            # the first is still running is retried after it ended, as it mostly would be on AWS.
+            retry_delays_s=(args.retry_delay, 2 * args.retry_delay),
         )
         with LocalCloud(config) as cloud:
             soak = Soak(cloud, started + args.timeout)
