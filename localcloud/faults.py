@@ -14,9 +14,9 @@ or ``LocalCloudConfig(faults=FaultSpec(...))``. What each fault does, and where 
   server (create: Failed; update: rolled back, as SageMaker does); the n-th UpdateEndpoint comes up and
   is then rolled back by its deployment guardrail (Updating -> RollingBack -> InService on the old
   config, with FailureReason).
-- Lambda (``LambdaRunner``): from the n-th invocation of a function on, the first one still running
-  ``delay_s`` after it started has its sandbox SIGKILLed: the attempt fails with
-  ``Runtime.ExitError`` and the asynchronous retry rules apply.
+- Lambda (``LambdaRunner``): from the n-th invocation of a function on, the first one on a warm
+  sandbox (init done) still running ``delay_s`` after it started has its sandbox SIGKILLed: the
+  attempt fails with ``Runtime.ExitError`` and the asynchronous retry rules apply.
 - Delivery (``EventRouter``): a fraction of S3 notifications and of EventBridge events is delivered
   twice (the same record, the same event id), as both services may do.
 
@@ -52,8 +52,8 @@ class TrainingJobFault:
 
 @dataclass(frozen=True)
 class LambdaKill:
-    """From the ``nth`` invocation attempt of ``function`` (logical id or name) on, the first one
-    still running ``delay_s`` after it started is killed; ``count`` such kills in all."""
+    """From the ``nth`` invocation attempt of ``function`` (logical id or name) on, the first one on a
+    warm sandbox still running ``delay_s`` after it started is killed; ``count`` such kills in all."""
 
     function: str
     nth: int = 1
@@ -223,16 +223,17 @@ class FaultInjector:
         return None
 
     # -- Lambda ------------------------------------------------------------------------------------
-    def lambda_kill(self, function_names: tuple[str, ...]) -> LambdaKill | None:
+    def lambda_kill(self, function_names: tuple[str, ...], warm: bool = True) -> LambdaKill | None:
         """For an invocation attempt of the function known by ``function_names``: the kill to arm
-        (its timer calls ``claim_kill`` when ``delay_s`` has passed), or None."""
+        (its timer calls ``claim_kill`` when ``delay_s`` has passed), or None. Only attempts on a
+        warm sandbox (``warm``) are armed, so that ``delay_s`` counts from the handler's start."""
         with self._lock:
             for kill in self.spec.kill_lambda:
                 if kill.function not in function_names:
                     continue
                 state = self._kills.setdefault(kill, _KillState())
                 state.seen += 1
-                if state.seen >= kill.nth and state.done < kill.count:
+                if warm and state.seen >= kill.nth and state.done < kill.count:
                     return kill
         return None
 

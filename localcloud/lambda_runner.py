@@ -122,11 +122,13 @@ class _Worker:
             stderr=self._log,
             cwd=spec.code_dir,
         )
+        self.calls = 0  # invocations sent to this sandbox; 0: the next one also waits for its init
 
     def call(self, event: Any, request_id: str, timeout_s: float) -> tuple[bool, Any]:
         deadline = time.time() + timeout_s
         request = {"event": event, "request_id": request_id, "deadline_ms": int(deadline * 1000)}
         assert self.process.stdin is not None and self.process.stdout is not None
+        self.calls += 1
         try:
             self.process.stdin.write((json.dumps(request) + "\n").encode())
             self.process.stdin.flush()
@@ -315,7 +317,9 @@ class LambdaRunner:
         self, spec: FunctionSpec, worker: _Worker, finished: threading.Event
     ) -> threading.Timer | None:
         """localcloud.faults: SIGKILL the sandbox mid-invocation, as an out-of-memory kill does."""
-        kill = self._faults.lambda_kill((spec.logical_id, spec.name)) if self._faults else None
+        # Only a warm sandbox: in a cold one the delay would run out during init, before any work.
+        warm = worker.calls > 0
+        kill = self._faults.lambda_kill((spec.logical_id, spec.name), warm) if self._faults else None
         if kill is None or self._faults is None:
             return None
         faults = self._faults

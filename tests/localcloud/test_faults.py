@@ -177,13 +177,16 @@ def test_a_killed_invocation_is_retried_and_the_retry_succeeds(tmp_path):
         faults=injector,
     )
     try:
+        # Attempt 1 runs in a cold sandbox (init first): never armed. Attempt 2, warm, is killed.
+        assert runner.invoke("fn-slow", {"id": "warm-up"}) == {"attempt": 1, "id": "warm-up"}
         assert runner.invoke_async("fn-slow", {"id": "e1"}).result(timeout=60) is True
     finally:
         runner.close()
-    first, second = runner.records
-    assert (first.ok, first.payload["errorType"]) == (False, "Runtime.ExitError")
-    assert "-9" in first.payload["errorMessage"]  # SIGKILL
-    assert (second.ok, second.payload) == (True, {"attempt": 2, "id": "e1"})
+    _, killed, retry = runner.records
+    assert (killed.ok, killed.payload["errorType"]) == (False, "Runtime.ExitError")
+    assert "-9" in killed.payload["errorMessage"]  # SIGKILL
+    assert (retry.ok, retry.payload) == (True, {"attempt": 3, "id": "e1"})
+    assert killed.request_id == retry.request_id  # the same event's retry
     assert injector.counts() == {"lambda_killed": 1}
     assert runner.failed_async == [] and delivered == []
 
