@@ -1,6 +1,6 @@
 """Soak run: the whole pipeline in the local cloud, under injected faults, then an audit.
 
-    .venv/bin/python bench/bench_soak.py                 # 4 good + 1 bad dataset, 200 images
+    .venv/bin/python bench/bench_soak.py                 # 5 good + 1 bad dataset, 200 images
     .venv/bin/python bench/bench_soak.py --timeout 2400 --faults '{"seed": 3, ...}'
 
 It starts the local cloud with the faults of ``SOAK_FAULTS`` (or ``--faults``, a LOCALCLOUD_FAULTS
@@ -48,7 +48,7 @@ from localcloud.demo_run import DemoSettings  # noqa: E402
 from localcloud.faults import FaultSpec  # noqa: E402
 from tools.sample_data import write_sample_zip  # noqa: E402
 
-# Every kind of fault, sized for 4 good datasets: the first profiled job and one tuning trial fail,
+# Every kind of fault, sized for 5 good datasets: the first profiled job and one tuning trial fail,
 # the first CreateEndpoint fails, the first UpdateEndpoint rolls back and the second fails, one
 # classify sandbox and one training-completed sandbox are killed mid-invocation.
 SOAK_FAULTS: dict[str, Any] = {
@@ -367,7 +367,7 @@ def build_inputs(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", type=int, default=4, help="good datasets (plus --bad-datasets)")
+    parser.add_argument("--datasets", type=int, default=5, help="good datasets (plus --bad-datasets)")
     parser.add_argument("--bad-datasets", type=int, default=1)
     parser.add_argument("--images", type=int, default=190, help="good images (plus --bad-images)")
     parser.add_argument("--bad-images", type=int, default=10)

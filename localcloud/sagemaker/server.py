@@ -44,8 +44,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("x-amzn-RequestId", "local")
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up first (its read timeout): nobody is left to answer, as on AWS.
+            self.close_connection = True
 
     def do_POST(self) -> None:
         body = self._read_body()
