@@ -14,6 +14,7 @@ Bodies are small here (sample datasets, images), so requests and answers are buf
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import threading
 import uuid
@@ -70,6 +71,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+    def handle(self) -> None:
+        # The client may give up on the connection (its read timeout, or a closed pool): no traceback.
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            super().handle()
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
