@@ -1,13 +1,13 @@
 """Soak run: the whole pipeline in the local cloud, under injected faults, then an audit.
 
-    .venv/bin/python bench/bench_soak.py                 # 5 good + 1 bad dataset, 200 images
+    .venv/bin/python bench/bench_soak.py                 # 6 good + 1 bad dataset, 200 images
     .venv/bin/python bench/bench_soak.py --timeout 2400 --faults '{"seed": 3, ...}'
 
 It starts the local cloud with the faults of ``SOAK_FAULTS`` (or ``--faults``, a LOCALCLOUD_FAULTS
 JSON), drops the datasets (tools/sample_data.py; the bad one is not a zip), waits for an InService
-endpoint, drops the images (some not images at all), waits until nothing moves, replays the
-failure queue (``cli redrive``'s code, through the same functions) once the failed invocations'
-in-progress windows are over, and audits what the pipeline left behind:
+endpoint, drops a second wave of datasets and the images (some not images at all), waits until
+nothing moves, replays the failure queue (``cli redrive``'s code, through the same functions)
+once the failed invocations' in-progress windows are over, and audits what the pipeline left behind:
 
 - every dataset ends in exactly one terminal decision: rejected, a job failed, model rejected by the
   gate, or a deployment outcome (InService, rolled back, failed, superseded);
@@ -49,9 +49,9 @@ from localcloud.demo_run import DemoSettings  # noqa: E402
 from localcloud.faults import FaultSpec  # noqa: E402
 from tools.sample_data import write_sample_zip  # noqa: E402
 
-# Every kind of fault, sized for 5 good datasets: the first profiled job and one tuning trial fail,
-# the first CreateEndpoint fails, the first UpdateEndpoint rolls back and the second fails, one
-# classify sandbox and one training-completed sandbox are killed mid-invocation.
+# Every kind of fault, sized for 6 good datasets (4, then 2 once the endpoint serves): the first
+# profiled job and one tuning trial fail, the first CreateEndpoint fails, the first UpdateEndpoint
+# rolls back and the second fails, a classify and a training-completed sandbox are killed mid-work.
 SOAK_FAULTS: dict[str, Any] = {
     "seed": 11,
     "s3_throttle_fraction": 0.05,
@@ -255,7 +255,7 @@ def build_inputs(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", type=int, default=5, help="good datasets (plus --bad-datasets)")
+    parser.add_argument("--datasets", type=int, default=6, help="good datasets (plus --bad-datasets)")
     parser.add_argument("--bad-datasets", type=int, default=1)
     parser.add_argument("--images", type=int, default=190, help="good images (plus --bad-images)")
     parser.add_argument("--bad-images", type=int, default=10)
@@ -304,7 +304,16 @@ def run(
     started: float,
 ) -> int:
     try:
-        uploads = soak.upload_datasets(zips)
+        # Two waves: the second's models arrive once the endpoint serves, as UpdateEndpoints.
+        good = [path for path in zips if "-bad-" not in path.name]
+        second = good[len(good) - len(good) // 3 :]
+        uploads = soak.upload_datasets([path for path in zips if path not in second])
+        soak.wait(
+            "an InService endpoint (or the first wave to settle)",
+            lambda: soak.endpoint_status() == "InService" or soak.quiet(),
+            poll_s=5,
+        )
+        uploads.update(soak.upload_datasets(second))
         soak.wait("an InService endpoint", lambda: soak.endpoint_status() == "InService", poll_s=5)
         soak.say(f"endpoint InService after {time.monotonic() - started:.0f} s")
         keys = soak.upload_images(images + bad)

@@ -251,3 +251,42 @@ def test_a_duplicated_s3_event_ingests_the_dataset_once(tmp_path):
     assert len({r.request_id for r in ingests}) == 2  # two deliveries of the one upload
     assert len(reports) == 1
     assert len(accepted) == 1
+
+
+def test_an_injected_training_failure_fails_the_job_as_sagemaker_reports_it(tmp_path):
+    from localcloud.sagemaker.server import SageMakerServer
+    from tests.support.sagemaker import EventLog, client, local_s3, tar_gz, training_job_request
+
+    injector = FaultInjector(FaultSpec(fail_training_jobs=(TrainingJobFault("p-train-*", 1),)))
+    events = EventLog()
+    with local_s3() as s3_url:
+        s3 = client("s3", s3_url)
+        s3.create_bucket(Bucket="jobs")
+        s3.put_object(
+            Bucket="jobs", Key="code/source.tar.gz", Body=tar_gz({"train.py": "raise SystemExit(0)"})
+        )
+        s3.put_object(Bucket="jobs", Key="data/train/a.txt", Body=b"x")
+        server = SageMakerServer(
+            state_dir=tmp_path / "sagemaker", s3_endpoint_url=s3_url, on_event=events, faults=injector
+        ).start()
+        try:
+            sm = client("sagemaker", server.url)
+            request = training_job_request(
+                "p-train-1",
+                "jobs",
+                "s3://jobs/code/source.tar.gz",
+                channels={"train": "s3://jobs/data/train/"},
+            )
+            sm.create_training_job(**request)
+            waiter = sm.get_waiter("training_job_completed_or_stopped")
+            with pytest.raises(botocore.exceptions.WaiterError):  # the waiter fails on Failed
+                waiter.wait(TrainingJobName="p-train-1", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+            description = sm.describe_training_job(TrainingJobName="p-train-1")
+            server.wait_for_events()
+        finally:
+            server.stop()
+    assert description["TrainingJobStatus"] == "Failed"
+    assert description["FailureReason"].startswith("AlgorithmError: injected fault")
+    last = events.of("SageMaker Training Job State Change", "TrainingJobName", "p-train-1")[-1]
+    assert last["detail"]["TrainingJobStatus"] == "Failed"
+    assert injector.counts() == {"training_job_failed": 1}
