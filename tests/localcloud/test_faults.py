@@ -290,3 +290,45 @@ def test_an_injected_training_failure_fails_the_job_as_sagemaker_reports_it(tmp_
     last = events.of("SageMaker Training Job State Change", "TrainingJobName", "p-train-1")[-1]
     assert last["detail"]["TrainingJobStatus"] == "Failed"
     assert injector.counts() == {"training_job_failed": 1}
+
+
+def test_an_injected_create_failure_fails_the_endpoint_with_its_reason(tmp_path):
+    from localcloud.sagemaker.server import SageMakerServer
+    from tests.support.sagemaker import EventLog, client, local_s3
+
+    injector = FaultInjector(FaultSpec(fail_endpoint_creates=(1,)))
+    events = EventLog()
+    with local_s3() as s3_url:
+        server = SageMakerServer(
+            state_dir=tmp_path / "sagemaker", s3_endpoint_url=s3_url, on_event=events, faults=injector
+        ).start()
+        try:
+            sm = client("sagemaker", server.url)
+            sm.create_model(
+                ModelName="m1",
+                ExecutionRoleArn="arn:aws:iam::123456789012:role/r",
+                PrimaryContainer={"Image": "img", "ModelDataUrl": "s3://b/model.tar.gz"},
+            )
+            variant = {
+                "VariantName": "AllTraffic",
+                "ModelName": "m1",
+                "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 1},
+            }
+            sm.create_endpoint_config(EndpointConfigName="c1", ProductionVariants=[variant])
+            sm.create_endpoint(EndpointName="ep", EndpointConfigName="c1")
+            with pytest.raises(botocore.exceptions.WaiterError):
+                sm.get_waiter("endpoint_in_service").wait(
+                    EndpointName="ep", WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+                )
+            description = sm.describe_endpoint(EndpointName="ep")
+            server.wait_for_events()
+        finally:
+            server.stop()
+    assert description["EndpointStatus"] == "Failed"
+    assert "injected fault" in description["FailureReason"]
+    statuses = [
+        e["detail"]["EndpointStatus"]
+        for e in events.of("SageMaker Endpoint State Change", "EndpointName", "ep")
+    ]
+    assert statuses == ["CREATING", "FAILED"]
+    assert injector.counts() == {"endpoint_create_failed": 1}
