@@ -25,6 +25,8 @@ from botocore.config import Config
 
 from localcloud import moto_patches
 from localcloud.containerenv import REPO_ROOT, base_python
+from localcloud.fault_proxy import S3FaultProxy
+from localcloud.faults import FaultInjector, FaultSpec
 from localcloud.lambda_api import LambdaInvokeServer
 from localcloud.lambda_runner import InvocationRecord, LambdaRunner
 from localcloud.resources import (
@@ -58,6 +60,7 @@ class LocalCloudConfig:
     moto_port: int = 0
     sagemaker_port: int = 0
     on_job_log: Callable[[str, str], None] | None = None  # (job name, log line) from the emulator
+    faults: FaultSpec | None = None  # localcloud.faults; None: the spec in LOCALCLOUD_FAULTS, if any
 
 
 class LocalCloud:
@@ -72,10 +75,14 @@ class LocalCloud:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._lambda_api: LambdaInvokeServer | None = None
+        self._s3_fault_proxy: S3FaultProxy | None = None
+        spec = config.faults or FaultSpec.from_env()
+        self.faults: FaultInjector | None = FaultInjector(spec) if spec else None
         self.endpoints: dict[str, str] = {}
         self.runner: LambdaRunner | None = None
         self.resolver: TemplateResolver | None = None
         self.router = EventRouter(config.region, self.client, lambda: self.runner, self._stop)
+        self.router.faults = self.faults
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -106,6 +113,9 @@ class LocalCloud:
             urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10
         )
         self.endpoints = {service: moto_url for service in MOTO_SERVICES}
+        if self.faults and self.faults.spec.s3_faults:
+            # Only the functions' S3 calls go through it (_runtime_endpoint_env).
+            self._s3_fault_proxy = S3FaultProxy(moto_url, self.faults).start()
         # Lambda's Invoke API over the runner (created below; the server looks it up per request).
         self._lambda_api = LambdaInvokeServer(lambda: self.runner)
         self._lambda_api.start()
@@ -134,6 +144,7 @@ class LocalCloud:
             retry_delays_s=self.config.retry_delays_s,
             max_concurrency=self.config.max_concurrency,
             on_record=self._on_record,
+            faults=self.faults,
         )
         self.router.configure_s3_notifications()
         self._poller = threading.Thread(
@@ -153,6 +164,7 @@ class LocalCloud:
             on_event=self.router.on_sagemaker_event,
             region=self.config.region,
             on_log=self.config.on_job_log,
+            faults=self.faults,
         )
         self._sagemaker.start()
         self.endpoints["sagemaker"] = self._sagemaker.url
@@ -170,6 +182,9 @@ class LocalCloud:
         if self._sagemaker:
             self._sagemaker.stop()
             self._sagemaker = None
+        if self._s3_fault_proxy:
+            self._s3_fault_proxy.stop()
+            self._s3_fault_proxy = None
         if self._moto:
             self._moto.stop()
             self._moto = None
@@ -206,7 +221,12 @@ class LocalCloud:
 
     def _runtime_endpoint_env(self) -> dict[str, str]:
         env = self.environment()
-        return {k: v for k, v in env.items() if k.startswith("AWS_ENDPOINT_URL") or k in DUMMY_CREDENTIALS}
+        env = {k: v for k, v in env.items() if k.startswith("AWS_ENDPOINT_URL") or k in DUMMY_CREDENTIALS}
+        if self._s3_fault_proxy:
+            env["AWS_ENDPOINT_URL_S3"] = self._s3_fault_proxy.url
+        if self.faults:
+            env.update(self.faults.function_environment())
+        return env
 
     # -- routing (localcloud.routing) --------------------------------------------------------------
     @property

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from localcloud.faults import FaultInjector
+
 WORKER_SCRIPT = Path(__file__).with_name("lambda_worker.py")
 
 
@@ -121,11 +123,13 @@ class _Worker:
             stderr=self._log,
             cwd=spec.code_dir,
         )
+        self.calls = 0  # invocations sent to this sandbox; 0: the next one also waits for its init
 
     def call(self, event: Any, request_id: str, timeout_s: float) -> tuple[bool, Any]:
         deadline = time.time() + timeout_s
         request = {"event": event, "request_id": request_id, "deadline_ms": int(deadline * 1000)}
         assert self.process.stdin is not None and self.process.stdout is not None
+        self.calls += 1
         try:
             self.process.stdin.write((json.dumps(request) + "\n").encode())
             self.process.stdin.flush()
@@ -171,8 +175,10 @@ class LambdaRunner:
         retry_delays_s: tuple[float, ...] = (1.0, 2.0),
         max_concurrency: int = 4,
         on_record: Callable[[InvocationRecord], None] | None = None,
+        faults: FaultInjector | None = None,
     ) -> None:
         self.functions = dict(functions)
+        self._faults = faults
         self.log_dir = log_dir
         self._send_to_destination = send_to_destination
         self._retry_delays_s = retry_delays_s
@@ -293,9 +299,14 @@ class LambdaRunner:
         try:
             worker = self._checkout(spec)
             started = time.time()
+            finished = threading.Event()
+            timer = self._arm_kill(spec, worker, finished)
             try:
                 ok, payload = worker.call(event, request_id, spec.timeout_s)
             finally:
+                finished.set()
+                if timer:
+                    timer.cancel()
                 self._checkin(spec, worker)
         finally:
             if slot is not None:
@@ -316,6 +327,26 @@ class LambdaRunner:
         if self._on_record:
             self._on_record(record)
         return ok, payload
+
+    def _arm_kill(
+        self, spec: FunctionSpec, worker: _Worker, finished: threading.Event
+    ) -> threading.Timer | None:
+        """localcloud.faults: SIGKILL the sandbox mid-invocation, as an out-of-memory kill does."""
+        # Only a warm sandbox: in a cold one the delay would run out during init, before any work.
+        warm = worker.calls > 0
+        kill = self._faults.lambda_kill((spec.logical_id, spec.name), warm) if self._faults else None
+        if kill is None or self._faults is None:
+            return None
+        faults = self._faults
+
+        def fire() -> None:
+            if not finished.is_set() and faults.claim_kill(kill):
+                worker.process.kill()
+
+        timer = threading.Timer(kill.delay_s, fire)
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def _checkout(self, spec: FunctionSpec) -> _Worker:
         with self._lock:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
+from localcloud.faults import FaultInjector
 from localcloud.lambda_runner import Destination, LambdaRunner
 from localcloud.patterns import matches_event_pattern
 from localcloud.resources import (
@@ -49,6 +50,7 @@ class EventRouter:
         self.s3_subscriptions: list[S3Subscription] = []
         self.eventbridge_subscriptions: list[EventBridgeSubscription] = []
         self.poller_errors: list[str] = []
+        self.faults: FaultInjector | None = None  # localcloud.faults: duplicate deliveries
 
     # -- S3 notifications --------------------------------------------------------------------------
     def configure_s3_notifications(self) -> None:
@@ -95,7 +97,10 @@ class EventRouter:
                     runner = self._runner()
                     if sub is None or runner is None:
                         continue
-                    runner.invoke_async(sub.function, {"Records": [complete_s3_record(record)]})
+                    delivery = {"Records": [complete_s3_record(record)]}
+                    runner.invoke_async(sub.function, delivery)
+                    if self.faults and self.faults.duplicate("s3"):  # the same record, twice
+                        runner.invoke_async(sub.function, delivery)
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def wait_s3_events_delivered(self, timeout_s: float) -> bool:
@@ -165,8 +170,10 @@ class EventRouter:
         ]
         runner = self._runner()
         if runner is not None and not self._stopping.is_set():  # shutting down: jobs report Stopped
-            for function in targets:
-                runner.invoke_async(function, full)
+            copies = 2 if self.faults and targets and self.faults.duplicate("eventbridge") else 1
+            for _ in range(copies):  # a duplicate is the same event, id included
+                for function in targets:
+                    runner.invoke_async(function, full)
         return targets
 
     # -- destinations ------------------------------------------------------------------------------

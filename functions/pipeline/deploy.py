@@ -218,6 +218,15 @@ def default_lifecycle(
     return EndpointLifecycle(settings, jobs, state, store, notifier)
 
 
+def settled_decision(store: S3Store, bucket: str, key: str) -> dict[str, Any] | None:
+    """The decision document, if it already holds a final endpoint outcome (not "pending")."""
+    if not store.exists(bucket, key):
+        return None
+    document = dict(store.get_json(bucket, key))
+    status = (document.get("endpoint_outcome") or {}).get("status")
+    return document if status not in (None, "pending") else None
+
+
 def on_training_finished(
     training_job_name: str,
     settings: Settings,
@@ -242,7 +251,15 @@ def on_training_finished(
         "endpoint_mode": settings.endpoint_mode,
         "debugger_mode": settings.debugger_mode,
     }
-    if decision.deploy:
+    key = f"decisions/{training_job_name}.json"
+    settled = settled_decision(store, settings.artifacts_bucket, key) if decision.deploy else None
+    if settled is not None:
+        # A retry or redrive of an attempt that died after handing the model over: the endpoint's
+        # own event has recorded the real outcome since. It is final, and the model is not offered
+        # again (found by the fault-injection soak: the retry overwrote "failed" with "superseded").
+        document["endpoint_outcome"] = settled["endpoint_outcome"]
+        document["endpoint_action"] = settled.get("endpoint_action", "handed over by an earlier attempt")
+    elif decision.deploy:
         # Until the endpoint's state event records the real outcome, the decision says "requested".
         document["endpoint_outcome"] = {"status": "pending", "message": "deploy requested"}
         store.put_json(settings.artifacts_bucket, f"decisions/{training_job_name}.json", document)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from localcloud.faults import FaultInjector
 from localcloud.sagemaker.endpoints_backend import EndpointsBackend
 from localcloud.sagemaker.events import EventCallback
 from localcloud.sagemaker.registry import BackendContext, LogCallback
@@ -32,6 +33,7 @@ class SageMakerBackend:
         on_log: LogCallback | None = None,
         max_concurrent_jobs: int | None = None,
         endpoint_start_timeout: float = 180.0,
+        faults: FaultInjector | None = None,
     ) -> None:
         self.context = BackendContext(
             state_dir=state_dir,
@@ -42,6 +44,7 @@ class SageMakerBackend:
             on_log=on_log,
             max_concurrent_jobs=max_concurrent_jobs,
             endpoint_start_timeout=endpoint_start_timeout,
+            faults=faults,
         )
         self.training = TrainingJobs(self.context)
         self.tuning = TuningJobs(self.context, self.training)

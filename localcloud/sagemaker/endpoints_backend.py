@@ -226,7 +226,11 @@ class EndpointsBackend:
         variant = config["ProductionVariants"][0]
         work_dir = self.context.state_dir / "endpoints" / endpoint.name / f"gen-{generation}"
         server: ModelServerProcess | None = None
+        faults = self.context.faults
+        fault = faults.endpoint_fault("update" if updating else "create") if faults else None
         try:
+            if fault == "fail":
+                raise ModelServerStartError("injected fault (localcloud.faults): the server did not start")
             with self.context.lock:
                 model = copy.deepcopy(self.models.get(variant["ModelName"]))
             if model is None:
@@ -238,6 +242,12 @@ class EndpointsBackend:
             server = ModelServerProcess(endpoint.name, model_dir, environment, work_dir / "server.log")
             server.start()
             server.wait_ready(self.context.endpoint_start_timeout)
+            if fault == "rollback":  # blue/green: an alarm fires while baking; traffic goes back
+                with self.context.lock:
+                    endpoint.desc.update(EndpointStatus="RollingBack", LastModifiedTime=time.time())
+                    snapshot = self._endpoint_detail(endpoint)
+                self.context.emit("SageMaker Endpoint State Change", endpoint.desc["EndpointArn"], snapshot)
+                raise ModelServerStartError("injected fault (localcloud.faults): rollback alarm in ALARM")
         except (
             ModelServerStartError,
             botocore.exceptions.BotoCoreError,

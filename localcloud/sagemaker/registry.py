@@ -23,6 +23,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from localcloud.containerenv import base_python
+from localcloud.faults import FaultInjector
 from localcloud.sagemaker.events import EventBus, EventCallback
 from localcloud.shared import ACCOUNT_ID
 
@@ -70,8 +71,10 @@ class BackendContext:
         on_log: LogCallback | None = None,
         max_concurrent_jobs: int | None = None,
         endpoint_start_timeout: float = 180.0,
+        faults: FaultInjector | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
+        self.faults = faults  # localcloud.faults: failed jobs and endpoint deployments, when asked for
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.region = region
         s3_url = s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")

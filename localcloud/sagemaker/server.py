@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from localcloud.faults import FaultInjector
 from localcloud.sagemaker.backend import SageMakerBackend
 from localcloud.sagemaker.events import EventCallback
 from localcloud.sagemaker.registry import LogCallback
@@ -43,8 +44,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("x-amzn-RequestId", "local")
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up first (its read timeout): nobody is left to answer, as on AWS.
+            self.close_connection = True
 
     def do_POST(self) -> None:
         body = self._read_body()
@@ -88,6 +93,7 @@ class SageMakerServer:
         on_log: LogCallback | None = None,
         max_concurrent_jobs: int | None = None,
         endpoint_start_timeout: float = 180.0,
+        faults: FaultInjector | None = None,
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the emulator listens on 127.0.0.1 only")
@@ -100,6 +106,7 @@ class SageMakerServer:
             on_log=on_log,
             max_concurrent_jobs=max_concurrent_jobs,
             endpoint_start_timeout=endpoint_start_timeout,
+            faults=faults,
         )
         self._httpd = _HTTPServer((host, port), self.backend)
         self._thread: threading.Thread | None = None

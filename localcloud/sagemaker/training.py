@@ -100,6 +100,10 @@ class TrainingJobRunner:
         self.registry.set_secondary_status(
             self.job, "Training", "Training image download completed. Training in progress."
         )
+        injected = self.context.faults.training_failure(self.job.name) if self.context.faults else None
+        if injected:  # localcloud.faults: as a script that crashed reports it
+            self.registry.finish_training_job(self.job, "Failed", failure_reason=injected)
+            return
         exit_code = self._run_process()
         self._sync_checkpoints(download=False)
 

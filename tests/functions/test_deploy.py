@@ -419,3 +419,30 @@ def test_unexpected_sagemaker_errors_propagate(aws, sagemaker):
         on_training_finished(
             JOB, settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
         )
+
+
+def test_a_retry_after_the_endpoint_outcome_keeps_it_and_offers_nothing(aws, sagemaker):
+    """The first attempt handed the model over and died; the endpoint's event then recorded the
+    real outcome (failed). The retry (or redrive) must not overwrite it, nor offer the model again."""
+    settings = get_settings()
+    description = job_description()
+    put_verdicts(aws)
+    recorded = {
+        "training_job_name": JOB,
+        "endpoint_name": ENDPOINT,
+        "endpoint_outcome": {
+            "status": "failed",
+            "message": "failed: boom",
+            "endpoint_config": f"{JOB}-cfg",
+            "failure_reason": "boom",
+        },
+    }
+    aws.s3.put_object(Bucket=ARTIFACTS, Key=f"decisions/{JOB}.json", Body=json.dumps(recorded).encode())
+    sagemaker.add_response("describe_training_job", description, {"TrainingJobName": JOB})
+    # No create_model, create_endpoint_config or describe_endpoint: the Stubber fails on any of them.
+    result = on_training_finished(
+        JOB, settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
+    )
+    assert result["endpoint_outcome"] == recorded["endpoint_outcome"]
+    assert decision_document(aws)["endpoint_outcome"] == recorded["endpoint_outcome"]
+    assert decision_document(aws)["deploy"] is True

@@ -7,12 +7,16 @@ import the adapters). Clients are cached per process, so a warm sandbox reuses t
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
 _clients: dict[str, Any] = {}
 # boto3's default session is not thread-safe while it creates clients (ingest runs worker threads).
 _lock = threading.Lock()
+# Optional: botocore's read timeout (default 60 s). A function's environment may set it where a
+# stalled call should fail (and be retried) sooner; the local cloud's fault runs set a few seconds.
+READ_TIMEOUT_ENV = "BOTO_READ_TIMEOUT_SECONDS"
 
 
 def client(service: str) -> Any:
@@ -27,7 +31,12 @@ def client(service: str) -> Any:
 
             # Standard retry mode with a few attempts: throttling on SageMaker control-plane calls is
             # common. 64 connections: the ingest uploads run up to INGEST_CONCURRENCY (<= 64) at once.
-            config = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=64)
+            read_timeout = float(os.environ.get(READ_TIMEOUT_ENV) or 60)
+            config = Config(
+                retries={"max_attempts": 5, "mode": "standard"},
+                max_pool_connections=64,
+                read_timeout=read_timeout,
+            )
             _clients[service] = boto3.client(service, config=config)
         return _clients[service]
 

@@ -1,0 +1,145 @@
+"""The soak run's audit (bench/bench_soak.py): what the pipeline left behind, as counts and problems.
+
+Generic on purpose: datasets by their ingest report, jobs by name kind (``<prefix>-<kind>-<hash>``,
+trials excluded) and input channel, decisions by ``decisions/<job>.json``, images by their result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from dogclf import contract
+
+if TYPE_CHECKING:
+    from bench_soak import Soak
+
+# The endpoint lifecycle's outcome notifications (pipeline.endpoint_lifecycle.record_outcome).
+OUTCOME_SUBJECTS = {
+    "Model InService": "in-service",
+    "Model rolled back": "rolled-back",
+    "Model deploy failed": "failed",
+}
+
+
+def dataset_of(channels: list[dict[str, Any]]) -> str | None:
+    for channel in channels:
+        uri = channel.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri", "")
+        if "/datasets/" in uri:
+            return str(uri.split("/datasets/", 1)[1].split("/", 1)[0])
+    return None
+
+
+def audit(soak: Soak, uploads: dict[str, str], image_keys: list[str], bad_images: set[str]) -> dict[str, Any]:
+    """Counts of what the pipeline left behind; every problem is listed with what it concerns."""
+    problems: dict[str, list[str]] = {"lost": [], "duplicated": [], "stuck": []}
+    outputs = soak.outputs
+    datasets_bucket, artifacts = outputs["DatasetBucketName"], outputs["ArtifactsBucketName"]
+    reports = [
+        soak.get_json(datasets_bucket, k)
+        for k in soak.keys(datasets_bucket, "datasets/")
+        if k.endswith("/report.json")
+    ]
+    by_upload: dict[str, list[dict[str, Any]]] = {}
+    for report in reports:
+        by_upload.setdefault(report["source"]["key"], []).append(report)
+    tuning, training = soak.jobs()
+    tuning_by: dict[str, list[dict[str, Any]]] = {}
+    for job in tuning:
+        dataset = dataset_of(job["TrainingJobDefinition"].get("InputDataConfig", []))
+        tuning_by.setdefault(dataset or "?", []).append(job)
+        if job["HyperParameterTuningJobStatus"] in ("InProgress", "Stopping"):
+            problems["stuck"].append(
+                f"tuning job {job['HyperParameterTuningJobName']} {job['HyperParameterTuningJobStatus']}"
+            )
+    pipeline_jobs: dict[str, dict[str, list[dict[str, Any]]]] = {}  # dataset -> kind infix -> jobs
+    for job in training:
+        if job["TrainingJobStatus"] in ("InProgress", "Stopping"):
+            problems["stuck"].append(f"training job {job['TrainingJobName']} {job['TrainingJobStatus']}")
+        if job.get("TuningJobArn"):
+            continue  # a trial: counted by its tuning job
+        kind = job["TrainingJobName"].removeprefix(f"{soak.prefix}-").rsplit("-", 1)[0]
+        dataset = dataset_of(job.get("InputDataConfig", [])) or "?"
+        pipeline_jobs.setdefault(dataset, {}).setdefault(kind, []).append(job)
+    # What the endpoint's own events said about each model: the decision must say the same.
+    announced: dict[str, str] = {}
+    for note in soak.cloud.read_notifications():
+        head, _, job_name = note["subject"].partition(": ")
+        if head in OUTCOME_SUBJECTS:
+            announced[job_name] = OUTCOME_SUBJECTS[head]
+    decisions: Counter[str] = Counter()
+    for upload_key, name in uploads.items():
+        found = by_upload.get(upload_key, [])
+        if len(found) != 1:
+            problems["lost" if not found else "duplicated"].append(f"{name}: {len(found)} ingest reports")
+            continue
+        report = found[0]
+        if report.get("status") == "rejected":
+            decisions["rejected"] += 1
+            continue
+        dataset = report["dataset_id"]
+        tunings = tuning_by.get(dataset, [])
+        if len(tunings) != 1:
+            problems["lost" if not tunings else "duplicated"].append(f"{name}: {len(tunings)} tuning jobs")
+            continue
+        kinds = pipeline_jobs.get(dataset, {})
+        for kind, jobs in kinds.items():
+            if len(jobs) > 1:
+                problems["duplicated"].append(f"{name}: {len(jobs)} '{kind}' training jobs")
+        failed = [
+            j for jobs in kinds.values() for j in jobs if j["TrainingJobStatus"] in ("Failed", "Stopped")
+        ]
+        profiled = kinds.get(contract.TRAINING_INFIX.strip("-"), [])
+        if tunings[0]["HyperParameterTuningJobStatus"] != "Completed" or (failed and not profiled):
+            decisions["failed (job)"] += 1
+            continue
+        if not profiled:
+            problems["lost"].append(f"{name}: tuning Completed, no profiled training job")
+            continue
+        key = f"decisions/{profiled[0]['TrainingJobName']}.json"
+        if key not in soak.keys(artifacts, key):
+            problems["lost"].append(f"{name}: no {key}")
+            continue
+        decision = soak.get_json(artifacts, key)
+        outcome = (decision.get("endpoint_outcome") or {}).get("status")
+        if not decision.get("deploy"):
+            decisions[
+                "failed (job)" if profiled[0]["TrainingJobStatus"] != "Completed" else "model rejected"
+            ] += 1
+        elif outcome in (None, "pending"):
+            problems["stuck"].append(f"{name}: {key} endpoint outcome still {outcome or 'missing'}")
+        elif announced.get(profiled[0]["TrainingJobName"], outcome) != outcome:
+            said = announced[profiled[0]["TrainingJobName"]]
+            problems["lost"].append(f"{name}: {key} says {outcome}, the endpoint's outcome was {said}")
+        else:
+            decisions[f"deploy {outcome}"] += 1
+    results: Counter[str] = Counter()
+    inference = outputs["InferenceBucketName"]
+    result_keys = set(soak.keys(inference, "results/"))
+    for key in image_keys:
+        result_key = f"results/{key.removeprefix(soak.input_prefix)}.json"
+        if result_key not in result_keys:
+            problems["lost"].append(f"image {key}: no result")
+            continue
+        status = soak.get_json(inference, result_key).get("status")
+        expected = "failed" if key in bad_images else "ok"
+        results[f"{status} ({'bad' if key in bad_images else 'good'} image)"] += 1
+        if status != expected:
+            problems["lost"].append(f"image {key}: result {status}, expected {expected}")
+    table = soak.cloud.client("dynamodb").scan(TableName=outputs["IdempotencyTableName"]).get("Items", [])
+    for item in table:
+        if item.get("status", {}).get("S") == "INPROGRESS":
+            problems["stuck"].append(f"idempotency record {item.get('id', {}).get('S')} in progress")
+        if "state" in item:  # the endpoint lifecycle's item: nothing may still wait to deploy
+            state = json.loads(item["state"]["S"])
+            waiting = {k: state[k] for k in ("pending", "inflight") if state.get(k)}
+            if waiting:
+                problems["stuck"].append(f"endpoint lifecycle still has {waiting}")
+    status = soak.endpoint_status()
+    if status != "InService":
+        problems["stuck"].append(f"endpoint {outputs['EndpointName']} is {status}")
+    left = soak.failure_queue()
+    if left:
+        problems["lost"].append(f"{left} message(s) left in the failure queue after the redrive")
+    return {"decisions": dict(decisions), "results": dict(results), "problems": problems}
