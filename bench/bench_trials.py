@@ -10,7 +10,9 @@ measured in this one run.
 
 Not included: the toolkit's ``pip install -r requirements.txt`` step (code/ here carries no
 requirements.txt; the emulator's overlay makes it a no-op of about 1.5 s per job) and the channel
-download. Random-init backbone (--weights none): accuracy is the sample data's, not dogImages'.
+download. Every job runs with contract.NO_SMDEBUG_ENVIRONMENT (without it, the toolkit spends about
+3 s of CPU per job importing smdebug). Random-init backbone (--weights none): accuracy is the sample
+data's, not dogImages'.
 
 Run: ``.venv-training/bin/python bench/bench_trials.py [--trials 3 --classes 8 --image-size 64]``
 """
@@ -61,6 +63,7 @@ def run_job(base: Path, program: str, hyperparameters: dict[str, object], channe
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "PYTHONPATH"))}
     env.update(SAGEMAKER_BASE_DIR=str(base), SM_STUDIO_LOCAL_MODE="true", PYTHONUNBUFFERED="1")
+    env.update(contract.NO_SMDEBUG_ENVIRONMENT)  # every job here, both ways: the pipeline's trial setting
     cpu_before = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(
