@@ -31,6 +31,10 @@ import torch
 
 from dogclf.contract import FEATURES_FORMAT_VERSION, FEATURES_META_FILE, FEATURES_SPLIT_FILE, MODEL_ARCHIVE
 from dogclf.layout import SPLITS
+from dogclf.model import FEATURE_DIM
+
+# What a trial reads from features.json beyond format_version.
+REQUIRED_META = ("weights", "image_size", "feature_dim", "classes", "class_dirs", "counts", "dataset")
 
 
 class FeaturesError(RuntimeError):
@@ -88,6 +92,11 @@ def read_features(location: str | Path) -> FeatureSet:
             f"{path}: features format {meta.get('format_version')!r}, this code reads "
             f"{FEATURES_FORMAT_VERSION}; recompute the features with this code's features.py"
         )
+    missing = [key for key in REQUIRED_META if key not in meta]
+    if missing:
+        raise FeaturesError(f"{path}: {FEATURES_META_FILE} lacks {', '.join(missing)}")
+    if meta["feature_dim"] != FEATURE_DIM:
+        raise FeaturesError(f"{path}: {meta['feature_dim']}-d features; the head takes {FEATURE_DIM}-d ones")
     splits = {split: _load_split(blobs, split, meta, path) for split in SPLITS}
     return FeatureSet(meta=meta, splits=splits, source=str(path))
 
