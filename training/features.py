@@ -9,7 +9,8 @@ the format is in dogclf/feature_files.py. Tuning trials read that archive as the
 channel (hpo.py, dogclf/head_trial.py) and train the head only.
 
 Hyperparameters: --weights (imagenet | none | <path>), --image_size, --batch_size (extraction batch),
---num_workers, --seed (the random init of --weights none), --dataset_id, --features_key,
+--num_workers, --seed (the trials' --seed: the random init of --weights none and the saved initial
+head), --dataset_id, --features_key,
 --framework_version (recorded; with all three plus weights and image size, the key is checked against
 contract.features_key), --max_bad_image_fraction. Undecodable images are skipped and counted as in
 hpo.py; too many, a bad layout or unavailable weights fail through dogclf/failure.py (exit code 2 and
@@ -48,7 +49,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     hp.add_argument("--image_size", type=int, default=224)
     hp.add_argument("--batch_size", type=int, default=64, help="images per backbone pass")
     hp.add_argument("--num_workers", type=int, default=min(4, max(0, sm_env.num_cpus() - 1)))
-    hp.add_argument("--seed", type=int, default=0, help="fixes the backbone's random init (--weights none)")
+    hp.add_argument(
+        "--seed", type=int, default=0, help="the trials' seed: random init of --weights none, initial head"
+    )
     hp.add_argument("--dataset_id", default="")
     hp.add_argument("--features_key", default="")
     hp.add_argument("--framework_version", default="", help="the job's framework version (recorded)")
@@ -113,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     tracker = data_module.BadImageTracker(max_fraction=args.max_bad_image_fraction)
     split_dirs = data_module.find_split_dirs(args.data_dir, args.train_dir, args.valid_dir, args.test_dir)
     index = data_module.scan(split_dirs)
+    model_dir = Path(args.model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
     counts = {split: len(samples) for split, samples in index.samples.items()}
     print(
         f"dataset {args.dataset_id or '(no id)'}: {len(index.classes)} classes, images {counts}; "
@@ -120,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         f"on {context.device} ({precision.name})",
         flush=True,
     )
-    model = build_model(len(index.classes), args.weights, seed=args.seed).to(context.device)
-    model_dir = Path(args.model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
+    # Seeded as engine.main seeds, and built the same way: model.head is the initial head of a trial
+    # with this seed, saved so that a trial from these features starts where the in-job path starts.
+    model = build_model(len(index.classes), args.weights).to(context.device)
+    feature_files.write_head_init(model_dir, model.head)
     rows: dict[str, int] = {}
     extract_started = time.perf_counter()
     for split in SPLITS:

@@ -46,6 +46,7 @@ def _features_hps(weights: Path, **overrides: object) -> dict[str, object]:
         "image_size": 64,
         "batch_size": 50,  # not the trials' 32: the extraction batch must not matter
         "num_workers": 0,
+        "seed": 5,  # the trials' seed
         "dataset_id": DATASET_ID,
         "framework_version": FRAMEWORK,
         "features_key": contract.features_key(DATASET_ID, str(weights), 64, FRAMEWORK),
@@ -111,7 +112,8 @@ def trial_from_images(tmp_path_factory, shards, trial_hps) -> JobResult:
 
 def test_features_job_writes_one_row_per_image_and_the_layouts_classes(features_job):
     names = sorted(path.name for path in features_job.model_dir.iterdir())
-    assert names == sorted([contract.FEATURES_META_FILE, *(f"{split}.pt" for split in COUNTS)])
+    expected = [contract.FEATURES_META_FILE, contract.FEATURES_HEAD_INIT_FILE, *(f"{s}.pt" for s in COUNTS)]
+    assert names == sorted(expected)
     meta = json.loads((features_job.model_dir / contract.FEATURES_META_FILE).read_text())
     assert meta["classes"] == CLASSES and meta["class_dirs"] == CLASS_DIRS
     assert meta["counts"] == COUNTS and meta["dataset"]["images"] == COUNTS
@@ -180,6 +182,14 @@ def test_trial_from_features_matches_a_trial_with_the_in_job_cache(trial_from_fe
     assert "cached backbone features" not in trial_from_features.stdout
     assert "backbone not built" in trial_from_features.stdout
     assert f"dataset manifest: {MANIFEST}" in trial_from_features.stdout
+    assert "head initialised as the in-job path does for seed 5" in trial_from_features.stdout
+
+
+def test_a_trial_with_another_seed_seeds_its_own_head(tmp_path, features_channel, trial_hps):
+    result = run_script("hpo.py", tmp_path, {**trial_hps, "seed": 3}, {"features": features_channel})
+    assert result.returncode == 0, result.log
+    assert "head initialised from seed 3 alone (the features job's seed: 5)" in result.stdout
+    assert _recorded(result)["final"]["test:accuracy"] >= 0.6
 
 
 def test_trial_from_features_saves_a_head_only_model(trial_from_features, features_job):

@@ -1,7 +1,8 @@
 """The features stage as the local emulator runs it: features.py, then a tuning trial (hpo.py) from its
 features channel, each through the toolkit's own entry (``python -m sagemaker_training.cli.train``)
 with /opt/ml laid out from the source dir exactly as the Lambda packs it, in the overlay that holds
-its requirements (localcloud/sagemaker/training.py does the same).
+its requirements (localcloud/sagemaker/training.py does the same), with the jobs' Environment
+contract.NO_SMDEBUG_ENVIRONMENT.
 
 The trial gets ``--weights <a file deleted after the features job>`` and still succeeds: a trial from a
 features channel never loads the backbone. The same weights make an image trial fail, so the file
@@ -73,7 +74,7 @@ def test_features_job_then_a_trial_from_its_channel_through_the_toolkit(tmp_path
     features_base = _opt_ml(tmp_path / "features-job", features_hps, shards, contract.FEATURES_PROGRAM)
     python = overlay_python(features_base / "code" / "requirements.txt")  # cached: make job-overlay
     started = time.perf_counter()
-    features = run_toolkit_entry(python, features_base)
+    features = run_toolkit_entry(python, features_base, environment=contract.NO_SMDEBUG_ENVIRONMENT)
     features_wall = time.perf_counter() - started
     assert features.returncode == 0, (features.stdout + features.stderr)[-5000:]
     meta = json.loads((features_base / "model" / contract.FEATURES_META_FILE).read_text())
@@ -86,7 +87,7 @@ def test_features_job_then_a_trial_from_its_channel_through_the_toolkit(tmp_path
     trial_hps = {**FAST_HPS, "weights": str(weights), "epochs": 3, "dataset_manifest": "s3://a/m.json"}
     trial_base = _opt_ml(tmp_path / "trial", trial_hps, {"features": channel}, "hpo.py")
     started = time.perf_counter()
-    trial = run_toolkit_entry(python, trial_base)
+    trial = run_toolkit_entry(python, trial_base, environment=contract.NO_SMDEBUG_ENVIRONMENT)
     trial_wall = time.perf_counter() - started
     log = trial.stdout + trial.stderr
     assert trial.returncode == 0, log[-5000:]

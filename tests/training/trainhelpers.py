@@ -178,7 +178,9 @@ def write_tar_shards(tree: Path, out: Path, members_per_shard: int) -> dict[str,
     return split_dirs
 
 
-def run_toolkit_entry(python: Path, base: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_toolkit_entry(
+    python: Path, base: Path, timeout: float = 600, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """The toolkit's own entry (``python -m sagemaker_training.cli.train``), as the local emulator and
     the container run it: ``base`` laid out like /opt/ml with code/ and input/config/ written."""
     env = {
@@ -194,6 +196,7 @@ def run_toolkit_entry(python: Path, base: Path, timeout: float = 600) -> subproc
             "SMPROFILER_CONFIG_PATH": str(base / "input" / "config" / "profilerconfig.json"),
             "PYTHONUNBUFFERED": "1",
             "OMP_NUM_THREADS": "1",
+            **(environment or {}),  # the job's Environment, as the emulator applies it
         }
     )
     return subprocess.run(

@@ -414,7 +414,7 @@ def main(args: argparse.Namespace, *, entry_point: str, callbacks: Callbacks | N
         )
         index = load_data(job)
         job.callbacks.on_dataset(_counts(index), args.batch_size, args.epochs)
-        model = build_model(len(index.classes), args.weights, seed=args.seed).to(context.device)
+        model = build_model(len(index.classes), args.weights).to(context.device)
         loaders = build_loaders(job, index, model)
         optimizer = build_optimizer(args, model)
         history, test_stats = fit(job, model, loaders, optimizer, counts=_counts(index))

@@ -4,6 +4,8 @@ features.py writes into SM_MODEL_DIR, which SageMaker tars to model.tar.gz:
 - one ``contract.FEATURES_SPLIT_FILE`` per split (``train.pt``, ``valid.pt``, ``test.pt``):
   ``torch.save({"features": float32 [N, D], "targets": int64 [N]})``, rows in data.scan's sample
   order, undecodable images left out (as the in-job feature cache leaves them out);
+- ``contract.FEATURES_HEAD_INIT_FILE`` (head_init.pt): the head's initial state_dict for the job's seed,
+  as engine.main initialises it (optional for readers: a trial without it seeds the head itself);
 - ``contract.FEATURES_META_FILE`` (features.json): format_version, features_key, dataset_id, weights,
   seed, image_size, resize_size, framework_version (the hyperparameter), torch_version and
   torchvision_version (what ran), backbone, feature_dim, classes and class_dirs (class-index order),
@@ -29,8 +31,18 @@ from typing import Any
 
 import torch
 
-from dogclf.contract import FEATURES_FORMAT_VERSION, FEATURES_META_FILE, FEATURES_SPLIT_FILE, MODEL_ARCHIVE
+from dogclf.contract import (
+    FEATURES_FORMAT_VERSION,
+    FEATURES_HEAD_INIT_FILE,
+    FEATURES_META_FILE,
+    FEATURES_SPLIT_FILE,
+    MODEL_ARCHIVE,
+)
 from dogclf.layout import SPLITS
+from dogclf.model import FEATURE_DIM
+
+# What a trial reads from features.json beyond format_version.
+REQUIRED_META = ("weights", "image_size", "feature_dim", "classes", "class_dirs", "counts", "dataset")
 
 
 class FeaturesError(RuntimeError):
@@ -42,6 +54,7 @@ class FeatureSet:
     meta: dict[str, Any]
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]]  # split -> (features [N, D], targets [N])
     source: str
+    head_init: dict[str, torch.Tensor] | None = None  # the head's initial state_dict for meta["seed"]
 
     @property
     def classes(self) -> list[str]:
@@ -59,6 +72,12 @@ def write_split(model_dir: Path, split: str, features: torch.Tensor, targets: to
         "targets": targets.to("cpu", torch.int64),
     }
     torch.save(payload, path)
+    return path
+
+
+def write_head_init(model_dir: Path, head: torch.nn.Module) -> Path:
+    path = model_dir / FEATURES_HEAD_INIT_FILE
+    torch.save({key: value.detach().cpu() for key, value in head.state_dict().items()}, path)
     return path
 
 
@@ -88,8 +107,13 @@ def read_features(location: str | Path) -> FeatureSet:
             f"{path}: features format {meta.get('format_version')!r}, this code reads "
             f"{FEATURES_FORMAT_VERSION}; recompute the features with this code's features.py"
         )
+    missing = [key for key in REQUIRED_META if key not in meta]
+    if missing:
+        raise FeaturesError(f"{path}: {FEATURES_META_FILE} lacks {', '.join(missing)}")
+    if meta["feature_dim"] != FEATURE_DIM:
+        raise FeaturesError(f"{path}: {meta['feature_dim']}-d features; the head takes {FEATURE_DIM}-d ones")
     splits = {split: _load_split(blobs, split, meta, path) for split in SPLITS}
-    return FeatureSet(meta=meta, splits=splits, source=str(path))
+    return FeatureSet(meta=meta, splits=splits, source=str(path), head_init=_load_head_init(blobs, path))
 
 
 def check_compatible(meta: dict[str, Any], *, image_size: int, weights: str, source: str) -> None:
@@ -116,7 +140,7 @@ def _archive_in(folder: Path) -> Path:
 
 
 def _wanted() -> set[str]:
-    return {FEATURES_META_FILE, *(split_file(split) for split in SPLITS)}
+    return {FEATURES_META_FILE, FEATURES_HEAD_INIT_FILE, *(split_file(split) for split in SPLITS)}
 
 
 def _read_folder(folder: Path) -> dict[str, bytes]:
@@ -137,6 +161,18 @@ def _read_archive(archive: Path) -> dict[str, bytes]:
     except (tarfile.TarError, OSError, EOFError) as error:
         raise FeaturesError(f"{archive} is not a readable tar archive: {error}") from error
     return blobs
+
+
+def _load_head_init(blobs: dict[str, bytes], source: Path) -> dict[str, torch.Tensor] | None:
+    if FEATURES_HEAD_INIT_FILE not in blobs:
+        return None
+    try:
+        state = torch.load(io.BytesIO(blobs[FEATURES_HEAD_INIT_FILE]), map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise FeaturesError(f"{source}: {FEATURES_HEAD_INIT_FILE} is not readable ({error})") from error
+    if not isinstance(state, dict):
+        raise FeaturesError(f"{source}: {FEATURES_HEAD_INIT_FILE} is not a state_dict")
+    return state
 
 
 def _load_split(

@@ -5,8 +5,10 @@ default SM_CHANNEL_FEATURES) and no augmentation, ``run`` trains the head from i
 - the ResNet18 backbone is never built and its weights never loaded (a trial then costs seconds);
 - features.json must match the trial: same ``image_size`` and ``weights``, else a FeaturesError;
 - training and evaluation are engine.fit over engine.feature_loader, which is what the in-job cache
-  does after its own backbone pass; the head starts from model.build_head(seed) as there, so the same
-  features, seed and hyperparameters give the same metric lines and metrics.json.
+  does after its own backbone pass. The head starts from the features job's head_init.pt when the
+  trial's --seed is the features job's (the pipeline uses one seed), which is the head the in-job path
+  builds for that seed: the same features, seed and hyperparameters give the same metric lines and
+  metrics.json. Another seed gets model.build_head(seed): deterministic, but not the in-job head.
 ``--augment true`` needs images: with image channels the features are ignored (logged), without them
 it is a FeaturesError.
 
@@ -36,7 +38,7 @@ from torch.utils.data import TensorDataset
 from dogclf import data as data_module
 from dogclf import distributed, engine, feature_files, presets
 from dogclf import precision as precision_module
-from dogclf.contract import METRICS_FILE
+from dogclf.contract import FEATURES_HEAD_INIT_FILE, METRICS_FILE
 from dogclf.model import ARCH, build_head
 
 HEAD_FILE = "head.pth"
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace, location: str, *, entry_point: str) -> dict[st
         meta = features.meta
         counts = dict(meta["dataset"]["images"])  # the dataset's images, as the in-job path reports
         job.callbacks.on_dataset(counts, args.batch_size, args.epochs)
-        head = build_head(len(features.classes), seed=args.seed).to(context.device)
+        head = _initial_head(job, features).to(context.device)
         loaders = engine.Loaders(
             {
                 split: engine.feature_loader(
@@ -130,6 +132,22 @@ def _load(job: engine.Job, location: str) -> feature_files.FeatureSet:
         f"hyperparameters {json.dumps(engine.hyperparameters(job.args))}"
     )
     return features
+
+
+def _initial_head(job: engine.Job, features: feature_files.FeatureSet) -> nn.Sequential:
+    seed = job.args.seed
+    if features.head_init is not None and features.meta.get("seed") == seed:
+        head = build_head(len(features.classes))
+        try:
+            head.load_state_dict(features.head_init)
+        except RuntimeError as error:  # wrong keys or shapes: the file does not belong to these classes
+            raise feature_files.FeaturesError(
+                f"{features.source}: {FEATURES_HEAD_INIT_FILE} does not fit ({error})"
+            ) from error
+        job.log(f"head initialised as the in-job path does for seed {seed} ({FEATURES_HEAD_INIT_FILE})")
+        return head
+    job.log(f"head initialised from seed {seed} alone (the features job's seed: {features.meta.get('seed')})")
+    return build_head(len(features.classes), seed=seed)
 
 
 def _shard(tensors: tuple[torch.Tensor, torch.Tensor], context: distributed.DistContext) -> TensorDataset:

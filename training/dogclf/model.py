@@ -29,9 +29,9 @@ def build_head(num_classes: int, seed: int | None = None) -> nn.Sequential:
     handle well. It has no parameters; momentum=None keeps an exact running average of the
     statistics, right after few steps too.
 
-    With ``seed`` the initial weights depend on (num_classes, seed) alone, not on what the global RNG
-    drew before (a random-init backbone): a trial that trains from a features channel, which never
-    builds the backbone, then starts from the same head as one that does.
+    Without ``seed`` it draws from the global RNG, as build_model does right after the backbone's
+    random init. With ``seed`` the initial weights depend on (num_classes, seed) alone: what a trial
+    from a features channel uses when the features job did not save the initial head for its seed.
     """
     if seed is None:
         return _new_head(num_classes)
@@ -114,9 +114,10 @@ def load_backbone(weights: str) -> nn.Module:
     return backbone
 
 
-def build_model(num_classes: int, weights: str = "none", seed: int | None = None) -> FrozenBackboneClassifier:
-    """The backbone first (a random init draws from the global RNG), then the head (see build_head)."""
-    return FrozenBackboneClassifier(load_backbone(weights), num_classes, build_head(num_classes, seed))
+def build_model(num_classes: int, weights: str = "none") -> FrozenBackboneClassifier:
+    """The backbone first (its random init draws from the global RNG, whatever the weights), then the
+    head from the global RNG: after seed_everything(seed) the initial head is a function of the seed."""
+    return FrozenBackboneClassifier(load_backbone(weights), num_classes)
 
 
 def build_for_inference(num_classes: int) -> FrozenBackboneClassifier:
