@@ -107,8 +107,10 @@ def build_features_request(
             "VolumeSizeInGB": 30,
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": settings.training_max_runtime_seconds},
-        # No hooks and no rules: nothing here needs the Debugger service or its profiler.
+        # No hooks and no rules: nothing here needs the Debugger service or its profiler, and the
+        # toolkit need not import smdebug to classify the script's errors.
         "ProfilerConfig": {"DisableProfiler": True},
+        "Environment": dict(contract.NO_SMDEBUG_ENVIRONMENT),
         "Tags": [
             {"Key": "dataset-id", "Value": manifest["dataset_id"][:256]},
             {"Key": "features-key", "Value": features_key},

@@ -79,6 +79,7 @@ PINNED_FEATURES_REQUEST: dict[str, Any] = {
     "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
     "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
     "ProfilerConfig": {"DisableProfiler": True},
+    "Environment": {"USE_SMDEBUG": "0"},
     "Tags": [
         {"Key": "dataset-id", "Value": "dogimages-0123456789ab"},
         {"Key": "features-key", "Value": "87b6daf086c2"},

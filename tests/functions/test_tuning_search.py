@@ -116,6 +116,7 @@ PINNED_TUNING_REQUEST: dict[str, Any] = {
         "TrainingJobEarlyStoppingType": "Auto",
     },
     "TrainingJobDefinition": {
+        "Environment": {"USE_SMDEBUG": "0"},
         "StaticHyperParameters": {
             "weights": '"imagenet"',
             "image_size": "224",
