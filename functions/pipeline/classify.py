@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from pipeline.adapters.aws import error_code
 from pipeline.adapters.endpoint import Predictor, SageMakerEndpoint
-from pipeline.adapters.s3 import ObjectTooLargeError, S3Store
+from pipeline.adapters.s3 import ObjectStore, ObjectTooLargeError
 from pipeline.adapters.training_layer import contract_module
 from pipeline.errors import TransientError, describe, is_transient
 from pipeline.ingest.image_headers import image_problem, sniff_content_type
@@ -98,7 +98,7 @@ class Classifier:
     def __init__(
         self,
         settings: Settings,
-        store: S3Store,
+        store: ObjectStore,
         predictor: Predictor | None = None,
         remaining_ms: Callable[[], int] | None = None,
         sleep: Callable[[float], None] | None = None,

@@ -21,9 +21,9 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from dogclf import contract
 from pipeline import gate
-from pipeline.adapters.notify import Notifier
-from pipeline.adapters.s3 import S3Location, S3Store
-from pipeline.adapters.sagemaker import SageMakerJobs
+from pipeline.adapters.notify import Publisher
+from pipeline.adapters.s3 import ObjectStore, S3Location
+from pipeline.adapters.sagemaker import JobService
 from pipeline.adapters.training_layer import metric_definitions
 from pipeline.endpoint_lifecycle import EndpointLifecycle, Model, epoch_seconds
 from pipeline.image_uris import pytorch_image_uri
@@ -71,7 +71,7 @@ def output_archive_location(job: dict[str, Any]) -> S3Location:
     return S3Location(output.bucket, key)
 
 
-def read_in_script_verdicts(store: S3Store, job: dict[str, Any]) -> InScriptVerdicts:
+def read_in_script_verdicts(store: ObjectStore, job: dict[str, Any]) -> InScriptVerdicts:
     """rule_verdicts.json from the job's output.tar.gz, streamed: nothing else is extracted."""
     location = output_archive_location(job)
     opened = store.open_stream(location.bucket, location.key)
@@ -197,7 +197,7 @@ def update_endpoint_request(config_name: str, settings: Settings) -> dict[str, A
     return request
 
 
-def deploy(job: dict[str, Any], settings: Settings, jobs: SageMakerJobs, lifecycle: EndpointLifecycle) -> str:
+def deploy(job: dict[str, Any], settings: Settings, jobs: JobService, lifecycle: EndpointLifecycle) -> str:
     """Create the model and endpoint config, then offer the model to the endpoint lifecycle: it is
     deployed now if the endpoint can take it, or recorded as pending (the newest passed model wins)
     and deployed by the endpoint's next state-change event. Returns what was done, never "deployed":
@@ -210,7 +210,7 @@ def deploy(job: dict[str, Any], settings: Settings, jobs: SageMakerJobs, lifecyc
 
 
 def default_lifecycle(
-    settings: Settings, jobs: SageMakerJobs, store: S3Store, notifier: Notifier
+    settings: Settings, jobs: JobService, store: ObjectStore, notifier: Publisher
 ) -> EndpointLifecycle:
     from pipeline.adapters.endpoint_state import EndpointStateStore
 
@@ -218,7 +218,7 @@ def default_lifecycle(
     return EndpointLifecycle(settings, jobs, state, store, notifier)
 
 
-def settled_decision(store: S3Store, bucket: str, key: str) -> dict[str, Any] | None:
+def settled_decision(store: ObjectStore, bucket: str, key: str) -> dict[str, Any] | None:
     """The decision document, if it already holds a final endpoint outcome (not "pending")."""
     if not store.exists(bucket, key):
         return None
@@ -230,9 +230,9 @@ def settled_decision(store: S3Store, bucket: str, key: str) -> dict[str, Any] | 
 def on_training_finished(
     training_job_name: str,
     settings: Settings,
-    jobs: SageMakerJobs,
-    store: S3Store,
-    notifier: Notifier,
+    jobs: JobService,
+    store: ObjectStore,
+    notifier: Publisher,
     lifecycle: EndpointLifecycle | None = None,
 ) -> dict[str, Any]:
     if not contract.is_pipeline_training_job(training_job_name, settings.job_name_prefix):

@@ -29,14 +29,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dogclf import contract
-from pipeline.adapters.notify import Notifier
-from pipeline.adapters.s3 import S3Store
-from pipeline.adapters.sagemaker import SageMakerJobs
+from pipeline.adapters.notify import Publisher
+from pipeline.adapters.s3 import ObjectStore
+from pipeline.adapters.sagemaker import JobService
 from pipeline.errors import TransientError
 from pipeline.powertools import logger
 
 if TYPE_CHECKING:
-    from pipeline.adapters.endpoint_state import EndpointStateStore
+    from pipeline.adapters.endpoint_state import LifecycleStateStore
     from pipeline.settings import Settings
 
 IN_SERVICE, FAILED, DELETING = "InService", "Failed", "Deleting"
@@ -347,10 +347,10 @@ def cleanup_plan(
 @dataclass
 class EndpointLifecycle:
     settings: Settings
-    jobs: SageMakerJobs
-    store: EndpointStateStore
-    s3: S3Store
-    notifier: Notifier
+    jobs: JobService
+    store: LifecycleStateStore
+    s3: ObjectStore
+    notifier: Publisher
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     actions: list[str] = field(default_factory=list)  # what this invocation did, in order (logs, tests)

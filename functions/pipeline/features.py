@@ -20,9 +20,9 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from dogclf import contract
-from pipeline.adapters.notify import Notifier
-from pipeline.adapters.s3 import S3Location, S3Store
-from pipeline.adapters.sagemaker import SageMakerJobs
+from pipeline.adapters.notify import Publisher
+from pipeline.adapters.s3 import ObjectStore, S3Location
+from pipeline.adapters.sagemaker import JobService
 from pipeline.image_uris import pytorch_image_uri
 from pipeline.powertools import logger
 from pipeline.source_dir import ensure_uploaded
@@ -118,7 +118,7 @@ def build_features_request(
     }
 
 
-def _failure(subject: str, result: dict[str, Any], notifier: Notifier) -> dict[str, Any]:
+def _failure(subject: str, result: dict[str, Any], notifier: Publisher) -> dict[str, Any]:
     """Record a permanent outcome: logged, notified, returned (the idempotency record keeps it)."""
     logger.error(subject, extra={"features": result})
     notifier.publish(subject, result)
@@ -129,9 +129,9 @@ def on_dataset_ready(
     manifest_bucket: str,
     manifest_key: str,
     settings: Settings,
-    store: S3Store,
-    jobs: SageMakerJobs,
-    notifier: Notifier,
+    store: ObjectStore,
+    jobs: JobService,
+    notifier: Publisher,
 ) -> dict[str, Any]:
     """A dataset's manifest.json was written: start its features job, or tuning when it needs none."""
     manifest_uri = S3Location(manifest_bucket, manifest_key).uri
@@ -192,9 +192,9 @@ def on_features_finished(
     job_name: str,
     status: str,
     settings: Settings,
-    store: S3Store,
-    jobs: SageMakerJobs,
-    notifier: Notifier,
+    store: ObjectStore,
+    jobs: JobService,
+    notifier: Publisher,
 ) -> dict[str, Any]:
     """The features job ended: Completed starts tuning on its features; otherwise record and notify."""
     if not contract.is_pipeline_features_job(job_name, settings.job_name_prefix):

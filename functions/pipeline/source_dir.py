@@ -18,7 +18,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from pipeline.adapters.s3 import S3Store
+from pipeline.adapters.s3 import ObjectStore
 
 ENTRY_POINTS = ("hpo.py", "train_model.py", "inference.py", "features.py")
 REQUIREMENTS = "requirements.txt"  # at the source dir root, where the toolkit looks for it
@@ -60,7 +60,7 @@ def pack(training_code_dir: Path) -> tuple[bytes, str]:
     return compressed, digest.hexdigest()
 
 
-def ensure_uploaded(training_code_dir: Path, store: S3Store, bucket: str) -> str:
+def ensure_uploaded(training_code_dir: Path, store: ObjectStore, bucket: str) -> str:
     """S3 URI of sourcedir.tar.gz for the current training code, uploading it if this hash is new."""
     archive, content_hash = pack(training_code_dir)
     key = f"{CODE_PREFIX}{content_hash[:16]}/sourcedir.tar.gz"

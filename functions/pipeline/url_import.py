@@ -30,10 +30,13 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from posixpath import basename
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from pipeline.errors import PermanentError, TransientError
+
+if TYPE_CHECKING:
+    from pipeline.adapters.notify import Publisher
 
 UPLOADS_PREFIX = "uploads/"
 ZIP_LOCAL_HEADER = b"PK\x03\x04"  # every non-empty zip starts with a local file header
@@ -346,7 +349,7 @@ def run_import(
     event: Any,
     settings: Any,
     s3: Any,
-    notifier: Any,
+    notifier: Publisher,
     remaining_s: Callable[[], float] = lambda: float("inf"),
 ) -> dict[str, Any]:
     """The function's work: import, or record a permanent rejection (notification + returned status)
