@@ -64,6 +64,9 @@ IMAGE_CONTENT_TYPES = ("image/jpeg", "image/png", "application/x-image")
 JSON_CONTENT_TYPE = "application/json"
 ACCEPTABLE_RANGES = (JSON_CONTENT_TYPE, "application/*", "*/*")  # what can stand for our JSON answer
 DEFAULT_TOP_K = 3
+# The loaded model's preset decode size (model_fn sets it): the toolkit's input_fn gets no model, and
+# a worker process serves one model, so requests decode at the scale training decoded (images.py).
+_decode_size: int | None = None
 
 
 class InferenceError(_ToolkitError, ValueError):
@@ -136,20 +139,23 @@ def model_fn(model_dir: str) -> dict[str, Any]:
     model = build_for_inference(len(classes))
     model.load_state_dict(torch.load(root / "model.pth", map_location="cpu", weights_only=True))
     model.to(device).eval()
-    return {
-        "model": model,
-        "classes": classes,
-        "transform": eval_preset(int(meta["image_size"])),
-        "device": device,
-    }
+    transform = eval_preset(int(meta["image_size"]))
+    global _decode_size
+    _decode_size = transform.decode_size
+    return {"model": model, "classes": classes, "transform": transform, "device": device}
 
 
 def _base_content_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
-def decode_request(request_body: bytes | bytearray | str | None, content_type: str | None) -> dict[str, Any]:
-    """Image bytes, or JSON ``{"image": "<base64>", "top_k": 3}`` -> {"image": PIL image, "top_k": int}."""
+def decode_request(
+    request_body: bytes | bytearray | str | None, content_type: str | None, min_size: int | None = None
+) -> dict[str, Any]:
+    """Image bytes, or JSON ``{"image": "<base64>", "top_k": 3}`` -> {"image": PIL image, "top_k": int}.
+
+    ``min_size``: the eval preset's decode size (a JPEG is decoded no larger than it needs).
+    """
     kind = _base_content_type(content_type)
     if isinstance(request_body, str):  # a caller that decoded the body already (latin-1 keeps bytes)
         raw = request_body.encode("utf-8" if kind == JSON_CONTENT_TYPE else "latin-1")
@@ -186,7 +192,7 @@ def decode_request(request_body: bytes | bytearray | str | None, content_type: s
     if not data:
         raise InvalidInputError("empty request body")
     try:
-        image = decode_image(data, max_pixels=max_image_pixels())
+        image = decode_image(data, max_pixels=max_image_pixels(), min_size=min_size)
     except InvalidImageError as error:
         raise InvalidInputError(str(error)) from error
     return {"image": image, "top_k": max(1, top_k)}
@@ -197,7 +203,7 @@ def input_fn(
 ) -> dict[str, Any] | Rejected:
     """decode_request; under the toolkit (context given), a request error becomes its HTTP answer."""
     try:
-        return decode_request(request_body, content_type)
+        return decode_request(request_body, content_type, _decode_size)
     except InferenceError as error:
         if context is None:
             raise

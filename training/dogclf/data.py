@@ -206,7 +206,10 @@ class ImageListDataset(Dataset):
     def __getitem__(self, index: int):
         source, target = self.samples[index]
         try:
-            image = decode_image(self._read(source) if isinstance(source, TarMember) else source)
+            image = decode_image(
+                self._read(source) if isinstance(source, TarMember) else source,
+                min_size=getattr(self.transform, "decode_size", None),  # the preset's, as in serving
+            )
         except InvalidImageError:
             return None, target, str(source)
         return self.transform(image), target, str(source)

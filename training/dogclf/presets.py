@@ -30,6 +30,8 @@ class ClassificationPresetTrain:
     ) -> None:
         from torchvision import transforms
 
+        # Random crops may zoom in on half the image: decode in full (images.py).
+        self.decode_size: int | None = None
         steps: list = [transforms.RandomResizedCrop(crop_size, scale=(0.5, 1.0), antialias=True)]
         if hflip_prob > 0:
             steps.append(transforms.RandomHorizontalFlip(hflip_prob))
@@ -51,9 +53,11 @@ class ClassificationPresetEval:
     ) -> None:
         from torchvision import transforms
 
+        # The short side Resize brings images to: the decoder need not produce more (images.py).
+        self.decode_size = resize_size or resize_size_for(crop_size)
         self.transforms = transforms.Compose(
             [
-                transforms.Resize(resize_size or resize_size_for(crop_size), antialias=True),
+                transforms.Resize(self.decode_size, antialias=True),
                 transforms.CenterCrop(crop_size),
                 transforms.ToTensor(),
                 transforms.Normalize(mean=mean, std=std),
