@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from localcloud.cloud import LocalCloud, LocalCloudConfig
-from localcloud.demo_run import DemoRun, DemoSettings, build_sample_zip
+from localcloud.demo_run import DATA_EPOCHS, DemoRun, DemoSettings, build_sample_zip
 from localcloud.demo_summary import (
     EXIT_GATE_REJECTED,
     EXIT_OK,
@@ -38,9 +38,12 @@ from localcloud.weights import WEIGHTS_CHOICES, WeightsUnavailableError, resolve
 
 # -- entry points -----------------------------------------------------------------------------------
 def run_demo(
-    settings: DemoSettings, after_run: Callable[[LocalCloud, DemoResult], None] | None = None
+    settings: DemoSettings,
+    after_run: Callable[[LocalCloud, DemoResult], None] | None = None,
+    on_finish: Callable[[LocalCloud, DemoResult], None] | None = None,
 ) -> DemoResult:
-    """Run the pipeline; ``after_run`` (tests, tools) sees the cloud still up after a successful run."""
+    """Run the pipeline; ``after_run`` (tests, tools) sees the cloud still up after a successful run,
+    ``on_finish`` (benches) after any run that started it, failed or not, before it stops."""
     progress = Progress()
     state_dir = settings.state_dir.resolve()
     result = DemoResult(exit_code=EXIT_OK)
@@ -80,6 +83,8 @@ def run_demo(
         if cloud is not None:
             result.poller_errors = list(cloud.poller_errors)
         print_summary(result, progress, time.monotonic() - progress.started)
+        if cloud is not None and on_finish is not None:
+            on_finish(cloud, result)
         if cloud is not None:
             if settings.keep_running and result.exit_code in (EXIT_OK, EXIT_GATE_REJECTED):
                 keep_running(cloud)
@@ -155,7 +160,11 @@ def parse_args(argv: list[str] | None = None) -> DemoSettings:
     )
     parser.add_argument("--trials", type=int, default=defaults.trials, help="tuning jobs in total")
     parser.add_argument("--parallel", type=int, default=defaults.parallel, help="tuning jobs at once")
-    parser.add_argument("--epochs", default=defaults.epochs, help="min,max epochs the tuner searches")
+    parser.add_argument(
+        "--epochs",
+        help=f"min,max epochs the tuner searches (default: {defaults.epochs} for the sample, {DATA_EPOCHS} "
+        "with --data)",
+    )
     parser.add_argument(
         "--batch-sizes", default=defaults.batch_sizes, help="batch sizes the tuner picks from"
     )
@@ -203,7 +212,7 @@ def parse_args(argv: list[str] | None = None) -> DemoSettings:
         image_size=args.image_size,
         trials=args.trials,
         parallel=args.parallel,
-        epochs=args.epochs,
+        epochs=args.epochs or (DATA_EPOCHS if args.data else defaults.epochs),
         batch_sizes=args.batch_sizes,
         learning_rates=args.learning_rates,
         accuracy_threshold=args.accuracy_threshold,
