@@ -14,11 +14,13 @@ process), it prints:
   were given image channels (a trial given only the features channel has no images to run it on).
   The profiled job runs the full model by design and is listed apart;
 - per-trial wall time (min / median / max);
-- an AWS cost estimate: each job's billable seconds x the on-demand list price of the instance type
-  it asked for, next to the design before the features stage (the numbers issue 9 measured on this
-  machine: 4 trials of 248-264 s and a 127 s profiled job, all on ml.g4dn.xlarge). Local seconds on
-  2 cores stand in for AWS's billable seconds, which is pessimistic for the GPU instances and about
-  right for the small CPU ones; serverless inference and Lambda are per request and left out.
+- an AWS cost estimate: each job's billable seconds (its local seconds plus --aws-job-overhead of
+  AWS start-up, 120 s by default) x the on-demand list price of the instance type it asked for, next
+  to the design before the features stage (the numbers issue 9 measured on this machine: 4 trials of
+  248-264 s and a 127 s profiled job, all on ml.g4dn.xlarge) and to this run with the template's
+  MaxTuningJobs trials. Local seconds on 2 cores stand in for AWS's, which is pessimistic for the GPU
+  instances and about right for the small CPU ones; serverless inference and Lambda are per request
+  and left out.
 """
 
 from __future__ import annotations
