@@ -116,6 +116,9 @@ bench: $(VENV)/.stamp $(VENV_TRAIN)/.stamp job-overlay java
 	$(PY) bench/bench_cold_start.py
 	$(PY) bench/bench_endpoint.py
 	$(PY) bench/bench_demo.py
+	$(PY_TRAIN) bench/bench_trials.py
+	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_soak.py
 
 clean:
 	rm -rf .aws-sam build .localcloud .pytest_cache .ruff_cache .mypy_cache
