@@ -18,10 +18,11 @@ import contextlib
 import http.client
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
 from localcloud.faults import FaultInjector
+from localcloud.shared import LocalHTTPServer
 
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
@@ -44,8 +45,7 @@ class S3FaultProxy:
             upstream_port = upstream.port or 80
             owner = proxy
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = LocalHTTPServer(("127.0.0.1", 0), Handler)
         self._thread: threading.Thread | None = None
 
     @property

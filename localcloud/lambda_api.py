@@ -12,11 +12,12 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
 
 from localcloud.lambda_runner import InvocationError, LambdaRunner
+from localcloud.shared import LocalHTTPServer
 
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 
@@ -25,8 +26,7 @@ class LambdaInvokeServer:
     def __init__(self, runner: Callable[[], LambdaRunner | None], host: str = "127.0.0.1", port: int = 0):
         self._runner = runner  # read per request: the runner is created after the server starts
         self._host = host
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = LocalHTTPServer((host, port), self._handler_class())
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="lambda-api", daemon=True)
 
     @property

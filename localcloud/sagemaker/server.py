@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from localcloud.sagemaker.events import EventCallback
 from localcloud.sagemaker.registry import LogCallback
 from localcloud.sagemaker.responses import JSON_CONTENT_TYPE, handle_control_plane
 from localcloud.sagemaker.runtime import handle_invoke, match_invocation
+from localcloud.shared import LocalHTTPServer
 
 logger = logging.getLogger("localcloud.sagemaker.server")
 
@@ -72,9 +73,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(404, {"Content-Type": "application/json"}, b'{"message": "not found"}')
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _HTTPServer(LocalHTTPServer):
     def __init__(self, address: tuple[str, int], backend: SageMakerBackend) -> None:
         super().__init__(address, _Handler)
         self.backend = backend
