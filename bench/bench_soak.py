@@ -58,7 +58,11 @@ SOAK_FAULTS: dict[str, Any] = {
     "s3_timeout_fraction": 0.005,
     "duplicate_s3_fraction": 0.05,
     "duplicate_eventbridge_fraction": 0.1,
-    "fail_training_jobs": [{"pattern": "*-train-*", "nth": 1}, {"pattern": "*-hpo-*", "nth": 3}],
+    "fail_training_jobs": [
+        {"pattern": "*-train-*", "nth": 1},
+        {"pattern": "*-hpo-*", "nth": 3},
+        {"pattern": "*-feat-*", "nth": 2},
+    ],
     "fail_endpoint_creates": [1],
     "rollback_endpoint_updates": [1],
     "fail_endpoint_updates": [2],

@@ -1,7 +1,8 @@
 """The soak run's audit (bench/bench_soak.py): what the pipeline left behind, as counts and problems.
 
 Generic on purpose: datasets by their ingest report, jobs by name kind (``<prefix>-<kind>-<hash>``,
-trials excluded) and input channel, decisions by ``decisions/<job>.json``, images by their result.
+trials excluded) and input channel (a tuning job whose trials read features: its ``dataset_manifest``
+hyperparameter), decisions by ``decisions/<job>.json``, images by their result.
 """
 
 from __future__ import annotations
@@ -31,6 +32,19 @@ def dataset_of(channels: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def dataset_of_tuning(job: dict[str, Any]) -> str | None:
+    """A tuning job's dataset: its image channels, or (trials reading the features channel) the
+    ``dataset_manifest`` static hyperparameter the pipeline sets (s3://.../datasets/<id>/manifest.json)."""
+    definition = job["TrainingJobDefinition"]
+    found = dataset_of(definition.get("InputDataConfig", []))
+    if found:
+        return found
+    manifest = json.loads(definition.get("StaticHyperParameters", {}).get("dataset_manifest", '""'))
+    if isinstance(manifest, str) and "/datasets/" in manifest:
+        return manifest.split("/datasets/", 1)[1].split("/", 1)[0]
+    return None
+
+
 def audit(soak: Soak, uploads: dict[str, str], image_keys: list[str], bad_images: set[str]) -> dict[str, Any]:
     """Counts of what the pipeline left behind; every problem is listed with what it concerns."""
     problems: dict[str, list[str]] = {"lost": [], "duplicated": [], "stuck": []}
@@ -47,8 +61,7 @@ def audit(soak: Soak, uploads: dict[str, str], image_keys: list[str], bad_images
     tuning, training = soak.jobs()
     tuning_by: dict[str, list[dict[str, Any]]] = {}
     for job in tuning:
-        dataset = dataset_of(job["TrainingJobDefinition"].get("InputDataConfig", []))
-        tuning_by.setdefault(dataset or "?", []).append(job)
+        tuning_by.setdefault(dataset_of_tuning(job) or "?", []).append(job)
         if job["HyperParameterTuningJobStatus"] in ("InProgress", "Stopping"):
             problems["stuck"].append(
                 f"tuning job {job['HyperParameterTuningJobName']} {job['HyperParameterTuningJobStatus']}"
@@ -79,10 +92,6 @@ def audit(soak: Soak, uploads: dict[str, str], image_keys: list[str], bad_images
             decisions["rejected"] += 1
             continue
         dataset = report["dataset_id"]
-        tunings = tuning_by.get(dataset, [])
-        if len(tunings) != 1:
-            problems["lost" if not tunings else "duplicated"].append(f"{name}: {len(tunings)} tuning jobs")
-            continue
         kinds = pipeline_jobs.get(dataset, {})
         for kind, jobs in kinds.items():
             if len(jobs) > 1:
@@ -90,6 +99,14 @@ def audit(soak: Soak, uploads: dict[str, str], image_keys: list[str], bad_images
         failed = [
             j for jobs in kinds.values() for j in jobs if j["TrainingJobStatus"] in ("Failed", "Stopped")
         ]
+        tunings = tuning_by.get(dataset, [])
+        features = kinds.get(contract.FEATURES_INFIX.strip("-"), [])
+        if not tunings and features and all(j in failed for j in features):
+            decisions["failed (job)"] += 1  # the features job failed: no tuning job, by design
+            continue
+        if len(tunings) != 1:
+            problems["lost" if not tunings else "duplicated"].append(f"{name}: {len(tunings)} tuning jobs")
+            continue
         profiled = kinds.get(contract.TRAINING_INFIX.strip("-"), [])
         if tunings[0]["HyperParameterTuningJobStatus"] != "Completed" or (failed and not profiled):
             decisions["failed (job)"] += 1
