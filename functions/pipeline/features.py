@@ -27,7 +27,7 @@ from pipeline.image_uris import pytorch_image_uri
 from pipeline.powertools import logger
 from pipeline.source_dir import ensure_uploaded
 from pipeline.training import TrainingRequestError, manifest_from_channels
-from pipeline.tuning import CHANNELS, TuningData, script_mode_hyperparameters, start_tuning
+from pipeline.tuning import CHANNELS, TuningData, s3_channel, script_mode_hyperparameters, start_tuning
 
 if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
     from pipeline.settings import Settings
@@ -85,19 +85,7 @@ def build_features_request(
             "TrainingInputMode": "File",
         },
         "RoleArn": settings.sagemaker_role_arn,
-        "InputDataConfig": [
-            {
-                "ChannelName": channel,
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": manifest["channels"][channel],
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-            }
-            for channel in CHANNELS
-        ],
+        "InputDataConfig": [s3_channel(channel, manifest["channels"][channel]) for channel in CHANNELS],
         "OutputDataConfig": {
             "S3OutputPath": f"s3://{settings.artifacts_bucket}/{contract.features_output_prefix(features_key)}/"
         },

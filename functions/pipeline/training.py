@@ -33,7 +33,7 @@ from pipeline.adapters.s3 import ObjectStore, ObjectTooLargeError, S3Location
 from pipeline.adapters.sagemaker import JobService
 from pipeline.image_uris import debugger_rule_image_uri, pytorch_image_uri
 from pipeline.powertools import logger
-from pipeline.tuning import CHANNELS, DATASET_MANIFEST_HYPERPARAMETER
+from pipeline.tuning import CHANNELS, DATASET_MANIFEST_HYPERPARAMETER, s3_channel
 
 if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
     from pipeline.settings import Settings
@@ -129,19 +129,7 @@ def image_channels(tuning: dict[str, Any], raw: bytes, location: S3Location) -> 
         raise TrainingRequestError(
             f"dataset manifest {location.uri} has no image channels: {error}"
         ) from error
-    return [
-        {
-            "ChannelName": channel,
-            "DataSource": {
-                "S3DataSource": {
-                    "S3DataType": "S3Prefix",
-                    "S3Uri": uri,
-                    "S3DataDistributionType": "FullyReplicated",
-                }
-            },
-        }
-        for channel, uri in uris.items()
-    ]
+    return [s3_channel(channel, uri) for channel, uri in uris.items()]
 
 
 def _integer_hyperparameter(hyperparameters: dict[str, str], name: str) -> int:

@@ -58,6 +58,20 @@ def sdk_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
     return {key: json.dumps(value) for key, value in values.items()}
 
 
+def s3_channel(name: str, uri: str) -> dict[str, Any]:
+    """One File-mode input channel: everything under the S3 prefix ``uri``, copied to every instance."""
+    return {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": uri,
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+    }
+
+
 def script_mode_hyperparameters(
     program: str, submit_directory: str, job_name: str, region: str, extra: dict[str, Any]
 ) -> dict[str, str]:
@@ -163,19 +177,7 @@ def build_tuning_request(
                 "MetricDefinitions": metrics["MetricDefinitions"],
             },
             "RoleArn": settings.sagemaker_role_arn,
-            "InputDataConfig": [
-                {
-                    "ChannelName": channel,
-                    "DataSource": {
-                        "S3DataSource": {
-                            "S3DataType": "S3Prefix",
-                            "S3Uri": uri,
-                            "S3DataDistributionType": "FullyReplicated",
-                        }
-                    },
-                }
-                for channel, uri in data.channels.items()
-            ],
+            "InputDataConfig": [s3_channel(channel, uri) for channel, uri in data.channels.items()],
             "OutputDataConfig": {"S3OutputPath": f"s3://{settings.artifacts_bucket}/tuning/{name}/"},
             "ResourceConfig": {
                 "InstanceType": settings.tuning_instance_type,
