@@ -11,41 +11,17 @@ files under ``state_dir``): a restarted emulator starts empty.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from localcloud.faults import FaultInjector
 from localcloud.sagemaker.endpoints_backend import EndpointsBackend
-from localcloud.sagemaker.events import EventCallback
-from localcloud.sagemaker.registry import BackendContext, LogCallback
+from localcloud.sagemaker.registry import BackendContext
 from localcloud.sagemaker.training_jobs import TrainingJobs
 from localcloud.sagemaker.tuning_jobs import TuningJobs
 
 
 class SageMakerBackend:
-    def __init__(
-        self,
-        state_dir: Path,
-        region: str = "us-east-1",
-        s3_endpoint_url: str | None = None,
-        training_python: Path | None = None,
-        on_event: EventCallback | None = None,
-        on_log: LogCallback | None = None,
-        max_concurrent_jobs: int | None = None,
-        endpoint_start_timeout: float = 180.0,
-        faults: FaultInjector | None = None,
-    ) -> None:
-        self.context = BackendContext(
-            state_dir=state_dir,
-            region=region,
-            s3_endpoint_url=s3_endpoint_url,
-            training_python=training_python,
-            on_event=on_event,
-            on_log=on_log,
-            max_concurrent_jobs=max_concurrent_jobs,
-            endpoint_start_timeout=endpoint_start_timeout,
-            faults=faults,
-        )
+    def __init__(self, context: BackendContext) -> None:
+        self.context = context
         self.training = TrainingJobs(self.context)
         self.tuning = TuningJobs(self.context, self.training)
         self.endpoints = EndpointsBackend(self.context)

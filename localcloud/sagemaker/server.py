@@ -18,7 +18,7 @@ from typing import Any
 from localcloud.faults import FaultInjector
 from localcloud.sagemaker.backend import SageMakerBackend
 from localcloud.sagemaker.events import EventCallback
-from localcloud.sagemaker.registry import LogCallback
+from localcloud.sagemaker.registry import BackendContext, LogCallback
 from localcloud.sagemaker.responses import JSON_CONTENT_TYPE, handle_control_plane
 from localcloud.sagemaker.runtime import handle_invoke, match_invocation
 from localcloud.shared import LocalHTTPServer
@@ -97,15 +97,17 @@ class SageMakerServer:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the emulator listens on 127.0.0.1 only")
         self.backend = SageMakerBackend(
-            state_dir=state_dir,
-            region=region,
-            s3_endpoint_url=s3_endpoint_url,
-            training_python=training_python,
-            on_event=on_event,
-            on_log=on_log,
-            max_concurrent_jobs=max_concurrent_jobs,
-            endpoint_start_timeout=endpoint_start_timeout,
-            faults=faults,
+            BackendContext(
+                state_dir=state_dir,
+                region=region,
+                s3_endpoint_url=s3_endpoint_url,
+                training_python=training_python,
+                on_event=on_event,
+                on_log=on_log,
+                max_concurrent_jobs=max_concurrent_jobs,
+                endpoint_start_timeout=endpoint_start_timeout,
+                faults=faults,
+            )
         )
         self._httpd = _HTTPServer((host, port), self.backend)
         self._thread: threading.Thread | None = None
