@@ -95,9 +95,9 @@ def build_features_request(
             "VolumeSizeInGB": 30,
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": settings.training_max_runtime_seconds},
-        # No hooks and no rules: nothing here needs the Debugger service or its profiler, and the
-        # toolkit need not import smdebug to classify the script's errors.
-        "ProfilerConfig": {"DisableProfiler": True},
+        # No Debugger API field at all (no hook, no rules, no ProfilerConfig: pipeline.training says
+        # why none is needed to keep the service profiler off), and the toolkit need not import
+        # smdebug to classify the script's errors.
         "Environment": dict(contract.NO_SMDEBUG_ENVIRONMENT),
         "Tags": [
             {"Key": "dataset-id", "Value": manifest["dataset_id"][:256]},

@@ -3,14 +3,18 @@
 The profiled job runs the full model on the dataset's images even when the trials trained the head
 from the features channel (pipeline.features): the dataset's manifest.json (found from the trials'
 train channel, else their static hyperparameter dataset_manifest) gives the image channels then.
-The DebugHookConfig is sized from the same manifest and the best trial's batch size and epochs, so
-every in-script rule gets enough saved steps (dogclf.debugger.hook_config). DebuggerMode decides the
-rest of the request:
+The manifest's image counts and the best trial's batch size and epochs are checked against
+dogclf.debugger.hook_config (the sizes every in-script rule needs) in either mode. DebuggerMode
+decides the rest of the request:
 
-- in-script (default): no DebugRuleConfigurations, no ProfilerRuleConfigurations and the service
-  profiler disabled, so the job needs nothing of the Debugger service (closed to new customers from
-  2026-07-30); the hook config still makes the script's hook save tensors for its own rules;
-- builtin: AWS's rule containers for the same rules plus ProfilerReport, and the service profiler.
+- in-script (default): none of the Debugger API's fields (DebugHookConfig, DebugRuleConfigurations,
+  ProfilerConfig, ProfilerRuleConfigurations, TensorBoardOutputConfig), so the request needs nothing
+  of the Debugger service, which is closed to new customers from 2026-07-30 (AWS, "Debugger
+  availability change": https://docs.aws.amazon.com/sagemaker/latest/dg/debugger-availability-change.html).
+  train_model.py's hook (dogclf/debugger/hook.py) writes the same hook config itself when the job has
+  none, sized from the same dataset;
+- builtin: the DebugHookConfig, AWS's rule containers for the same rules plus ProfilerReport, and the
+  service profiler, for accounts that still have Debugger.
 
 Errors: a missing or invalid manifest, or hyperparameters the hook config cannot use, are permanent
 (recorded in the result and the notification, nothing started); S3 and SageMaker errors propagate
@@ -197,14 +201,14 @@ def build_training_request(
             "VolumeSizeInGB": 30,
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": settings.training_max_runtime_seconds},
-        # Makes the in-script hook (smdebug in train_model.py) save tensors, in either mode.
-        "DebugHookConfig": {"S3OutputPath": f"{artifacts}/debug-output/", **hook},
         "Tags": [
             {"Key": "tuning-job", "Value": tuning["HyperParameterTuningJobName"]},
             {"Key": "best-trial", "Value": best["TrainingJobName"]},
         ],
     }
     if settings.debugger_mode == contract.DEBUGGER_MODE_BUILTIN:
+        # The rule containers read the tensors that the service-side hook config makes smdebug save.
+        request["DebugHookConfig"] = {"S3OutputPath": f"{artifacts}/debug-output/", **hook}
         rule_image = debugger_rule_image_uri(settings.aws_region)
         request["DebugRuleConfigurations"] = [
             {
@@ -225,9 +229,13 @@ def build_training_request(
                 "RuleParameters": {"rule_to_invoke": contract.PROFILER_REPORT_RULE},
             }
         ]
-    else:
-        # No rule containers, and the service profiler off: the script profiles itself.
-        request["ProfilerConfig"] = {"DisableProfiler": True}
+    # in-script: no ProfilerConfig either, not even {"DisableProfiler": true}. A request without one has
+    # no service profiler to switch off: Debugger's monitoring is what the SageMaker Python SDK's
+    # estimator adds (its _prepare_profiler_for_training creates ProfilerConfig(s3_output_path=...)
+    # unless disable_profiler is set, aws/sagemaker-python-sdk src/sagemaker/estimator.py), and AWS's
+    # "Turn off Debugger" page (https://docs.aws.amazon.com/sagemaker/latest/dg/debugger-turn-off-profiling.html)
+    # turns it off through that SDK parameter; the CreateTrainingJob reference marks ProfilerConfig
+    # optional. The script profiles itself (dogclf.profiling).
     return request
 
 

@@ -40,6 +40,13 @@ class ResourceLimitExceeded(SageMakerError):  # noqa: N818 (AWS error code)
     code = "ResourceLimitExceeded"
 
 
+class AccessDeniedException(SageMakerError):  # noqa: N818 (AWS error code)
+    """SageMaker's common error for a caller without access (HTTP 400, "You do not have sufficient
+    access to perform this action.", https://docs.aws.amazon.com/sagemaker/latest/APIReference/CommonErrors.html)."""
+
+    code = "AccessDeniedException"
+
+
 class UnknownOperationException(SageMakerError):  # noqa: N818 (AWS error code)
     code = "UnknownOperationException"
 

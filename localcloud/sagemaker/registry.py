@@ -58,6 +58,19 @@ class TuningJob:
     done: threading.Event = field(default_factory=threading.Event)
 
 
+DEBUGGER_ACCESS_ENV = "LOCALCLOUD_DEBUGGER_ACCESS"
+DEBUGGER_ACCESS_CLOSED, DEBUGGER_ACCESS_OPEN = "closed", "open"
+
+
+def debugger_access_from_env() -> str:
+    """``closed`` (default: an account created after Debugger closed to new customers) or ``open``
+    (an account that had Debugger before, or tests of DebuggerMode=builtin)."""
+    value = os.environ.get(DEBUGGER_ACCESS_ENV, DEBUGGER_ACCESS_CLOSED).strip().lower()
+    if value not in (DEBUGGER_ACCESS_CLOSED, DEBUGGER_ACCESS_OPEN):
+        raise ValueError(f"{DEBUGGER_ACCESS_ENV}={value!r}: expected closed or open")
+    return value
+
+
 class BackendContext:
     """Settings, the lock, worker threads, S3 access and the event bus: what every resource part uses."""
 
@@ -93,6 +106,7 @@ class BackendContext:
         self.max_parallel_training_jobs_limit = int(
             os.environ.get("LOCALCLOUD_MAX_PARALLEL_TRAINING_JOBS", "10")
         )
+        self.debugger_access = debugger_access_from_env()
         self.s3_errors: tuple[type[BaseException], ...] = (
             botocore.exceptions.BotoCoreError,
             botocore.exceptions.ClientError,

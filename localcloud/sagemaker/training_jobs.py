@@ -16,8 +16,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from localcloud.sagemaker import paging
-from localcloud.sagemaker.exceptions import ResourceInUse, ValidationException
-from localcloud.sagemaker.registry import BackendContext, TrainingJob
+from localcloud.sagemaker.exceptions import AccessDeniedException, ResourceInUse, ValidationException
+from localcloud.sagemaker.registry import (
+    DEBUGGER_ACCESS_CLOSED,
+    DEBUGGER_ACCESS_ENV,
+    BackendContext,
+    TrainingJob,
+)
 from localcloud.sagemaker.training import TrainingJobRunner
 
 
@@ -32,6 +37,8 @@ class TrainingJobs:
     ) -> dict[str, Any]:
         name = params["TrainingJobName"]
         _check_request(params)
+        if self.context.debugger_access == DEBUGGER_ACCESS_CLOSED:
+            _refuse_debugger_api(params)
         now = time.time()
         arn = self.context.arn("training-job", name)
         desc = _new_description(params, arn, now, tuning_job_arn)
@@ -208,6 +215,33 @@ def _check_request(params: dict[str, Any]) -> None:
     if params.get("AlgorithmSpecification", {}).get("TrainingInputMode", "File") == "Pipe":
         raise ValidationException(
             "TrainingInputMode Pipe is not supported by the local emulator; use File or FastFile."
+        )
+
+
+# CreateTrainingJob's Debugger fields: "Configure Debugger using SageMaker API"
+# (https://docs.aws.amazon.com/sagemaker/latest/dg/debugger-createtrainingjob-api.html) lists them as
+# the Debugger API, which is closed to new customers from 2026-07-30 ("Debugger availability change",
+# https://docs.aws.amazon.com/sagemaker/latest/dg/debugger-availability-change.html).
+DEBUGGER_API_FIELDS = (
+    "DebugHookConfig",
+    "DebugRuleConfigurations",
+    "ProfilerConfig",
+    "ProfilerRuleConfigurations",
+    "TensorBoardOutputConfig",
+)
+
+
+def _refuse_debugger_api(params: dict[str, Any]) -> None:
+    """An account without Debugger access. AWS does not document what such an account is answered;
+    the closest documented error is the common AccessDeniedException, and the emulator takes the
+    strict side: any Debugger field, even ProfilerConfig {"DisableProfiler": true}, is refused.
+    Permanent for the caller (the same request is refused again), though a Lambda retries it."""
+    used = [field for field in DEBUGGER_API_FIELDS if params.get(field) is not None]
+    if used:
+        raise AccessDeniedException(
+            "You do not have sufficient access to perform this action: this account has no access to "
+            f"Amazon SageMaker Debugger ({', '.join(used)}). Local emulator: {DEBUGGER_ACCESS_ENV}=open "
+            "plays an account that has it."
         )
 
 

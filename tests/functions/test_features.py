@@ -78,7 +78,6 @@ PINNED_FEATURES_REQUEST: dict[str, Any] = {
     "OutputDataConfig": {"S3OutputPath": "s3://test-artifacts/features/87b6daf086c2/"},
     "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
     "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
-    "ProfilerConfig": {"DisableProfiler": True},
     "Environment": {"USE_SMDEBUG": "0"},
     "Tags": [
         {"Key": "dataset-id", "Value": "dogimages-0123456789ab"},
@@ -283,7 +282,6 @@ def test_completed_features_start_tuning_on_the_features_channel_only(
     """moto SageMaker: the features job exists (as the manifest handler created it), then its event."""
     sm = boto3.client("sagemaker", region_name=REGION)
     request = copy.deepcopy(PINNED_FEATURES_REQUEST)
-    del request["ProfilerConfig"]  # moto's CreateTrainingJob does not take it
     sm.create_training_job(**request)
 
     result = features_completed.handler(features_event("Completed"), lambda_context)

@@ -195,9 +195,7 @@ PINNED_IN_SCRIPT_REQUEST = {
     "OutputDataConfig": {"S3OutputPath": "s3://test-artifacts/training/"},
     "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
     "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
-    "DebugHookConfig": PINNED_HOOK_CONFIG,
-    # No DebugRuleConfigurations, no ProfilerRuleConfigurations: nothing of the Debugger service.
-    "ProfilerConfig": {"DisableProfiler": True},
+    # No DebugHookConfig, no rule configurations, no ProfilerConfig: nothing of the Debugger API.
     "Tags": [
         {"Key": "tuning-job", "Value": TUNING},
         {"Key": "best-trial", "Value": f"{TUNING}-003-a1b2c3d4"},
@@ -214,6 +212,7 @@ BUILTIN_RULES = (
 RULE_IMAGE = "503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest"
 PINNED_BUILTIN_REQUEST = {
     **PINNED_IN_SCRIPT_REQUEST,
+    "DebugHookConfig": PINNED_HOOK_CONFIG,
     "DebugRuleConfigurations": [
         {
             "RuleConfigurationName": rule,
@@ -286,6 +285,24 @@ def test_in_script_is_the_default_debugger_mode() -> None:
     assert (
         build_training_request(tuning_description(), settings, MANIFEST["images"]) == PINNED_IN_SCRIPT_REQUEST
     )
+
+
+# Every CreateTrainingJob field that belongs to the Debugger API (AWS's CreateTrainingJob reference
+# describes each as Amazon SageMaker Debugger configuration), written out here, not taken from the code.
+DEBUGGER_FIELDS = (
+    "DebugHookConfig",
+    "DebugRuleConfigurations",
+    "ProfilerConfig",
+    "ProfilerRuleConfigurations",
+    "TensorBoardOutputConfig",
+)
+
+
+def test_default_profiled_request_uses_no_debugger_api_field() -> None:
+    """A new account has no Debugger: the default (in-script) request must not touch its API."""
+    settings = Settings.from_env({key: value for key, value in ENV.items() if key != "DEBUGGER_MODE"})
+    request = build_training_request(tuning_description(), settings, MANIFEST["images"])
+    assert [field for field in DEBUGGER_FIELDS if field in request] == []
 
 
 def test_completed_tuning_starts_the_profiled_job_with_the_pinned_request(

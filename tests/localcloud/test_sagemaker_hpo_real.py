@@ -182,7 +182,9 @@ def tar_member(archive: bytes, name: str) -> bytes:
         return member.read()
 
 
-def test_profiled_training_job_runs_train_model_py_with_debugger_config(tmp_path: Path) -> None:
+def test_profiled_training_job_runs_train_model_py_with_debugger_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The in-script request the pipeline's Lambda sends (hook sized from the dataset, no rule
     configurations, service profiler off), run for real: every rule rests on enough saved steps and
     the emulator, like SageMaker, reports no rule statuses for rules nobody configured."""
@@ -212,6 +214,8 @@ def test_profiled_training_job_runs_train_model_py_with_debugger_config(tmp_path
         ):
             s3.put_object(Bucket=BUCKET, Key=f"dataset/{relative}", Body=data)
         s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=source_dir_archive())
+        # DebuggerMode=builtin's request (a DebugHookConfig): an account that still has Debugger.
+        monkeypatch.setenv("LOCALCLOUD_DEBUGGER_ACCESS", "open")
         server = SageMakerServer(state_dir=tmp_path / "state", s3_endpoint_url=s3_url).start()
         try:
             sm = client("sagemaker", server.url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import pathlib
 import tarfile
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
+from localcloud.sagemaker.registry import DEBUGGER_ACCESS_ENV
 from localcloud.sagemaker.server import SageMakerServer
 from tests.support.sagemaker import EventLog, client, local_s3, tar_gz, training_job_request
 
@@ -72,9 +74,12 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         s3.put_object(Bucket=BUCKET, Key="code/source.tar.gz", Body=tar_gz({"train.py": TRAIN_SCRIPT}))
         for key in ("data/train/a/1.txt", "data/train/b/2.txt", "data/train2/ignored-prefix-sibling.txt"):
             s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")
-        server = SageMakerServer(
-            state_dir=tmp_path_factory.mktemp("sagemaker"), s3_endpoint_url=s3_url, on_event=events
-        ).start()
+        # Several tests here send DebuggerMode=builtin's Debugger fields: an account that has Debugger.
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv(DEBUGGER_ACCESS_ENV, "open")
+            server = SageMakerServer(
+                state_dir=tmp_path_factory.mktemp("sagemaker"), s3_endpoint_url=s3_url, on_event=events
+            ).start()
         try:
             yield {"sm": client("sagemaker", server.url), "s3": s3, "events": events, "server": server}
         finally:
@@ -173,19 +178,41 @@ PROFILER_URI = f"s3://{BUCKET}/profiler"
 
 
 def test_in_script_job_reports_no_rule_statuses_whatever_the_script_wrote(cloud: dict[str, Any]) -> None:
-    """DebuggerMode=in-script: hook config, no rule configurations, service profiler disabled."""
+    """DebuggerMode=in-script: no Debugger field at all; the script's own verdicts stay its own."""
     sm = cloud["sm"]
-    sm.create_training_job(
-        **request(
-            "in-script-job",
-            DebugHookConfig={"S3OutputPath": f"s3://{BUCKET}/debug", "HookParameters": HOOK_EVERY_STEP},
-            ProfilerConfig={"DisableProfiler": True},
-        )
-    )
+    sm.create_training_job(**request("in-script-job"))
     desc = wait_done(sm, "in-script-job")
     assert desc["TrainingJobStatus"] == "Completed"
     assert "DebugRuleEvaluationStatuses" not in desc
     assert "ProfilerRuleEvaluationStatuses" not in desc
+    assert "ProfilingStatus" not in desc
+
+
+@pytest.mark.parametrize(
+    "debugger_field",
+    [
+        {"DebugHookConfig": {"S3OutputPath": f"s3://{BUCKET}/debug", "HookParameters": HOOK_EVERY_STEP}},
+        {"ProfilerConfig": {"DisableProfiler": True}},
+        {"TensorBoardOutputConfig": {"S3OutputPath": f"s3://{BUCKET}/tb"}},
+        {
+            "DebugRuleConfigurations": [
+                {"RuleConfigurationName": "Overfit", "RuleEvaluatorImage": "x.dkr.ecr/rules:latest"}
+            ]
+        },
+    ],
+)
+def test_an_account_without_debugger_access_refuses_any_debugger_field(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, debugger_field: dict[str, Any]
+) -> None:
+    """The default emulator plays a new account: Debugger closed, AccessDeniedException, no job made."""
+    monkeypatch.delenv(DEBUGGER_ACCESS_ENV, raising=False)
+    with local_s3() as s3_url, SageMakerServer(state_dir=tmp_path, s3_endpoint_url=s3_url) as server:
+        sm = client("sagemaker", server.url)
+        with pytest.raises(botocore.exceptions.ClientError) as refused:
+            sm.create_training_job(**request("closed-job", **debugger_field))
+        assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert next(iter(debugger_field)) in refused.value.response["Error"]["Message"]
+        assert sm.list_training_jobs()["TrainingJobSummaries"] == []
 
 
 def test_builtin_profiler_report_status_is_the_scripts_with_its_findings(cloud: dict[str, Any]) -> None:
