@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold
     from pipeline.settings import Settings
 
 CHANNELS = ("train", "valid", "test")
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"  # SageMaker's default, stated so the request says it
 SPOT_WAIT_FACTOR = 2  # MaxWaitTimeInSeconds = this x MaxRuntimeInSeconds: time to wait for spot capacity
 DATASET_MANIFEST_HYPERPARAMETER = "dataset_manifest"  # hpo.py --dataset_manifest; read by pipeline.training
 
@@ -93,9 +92,13 @@ def script_mode_hyperparameters(
 def trial_stopping_and_spot(settings: Settings, tuning_job: str) -> dict[str, Any]:
     """StoppingCondition of the trials, plus managed spot training when UseSpotTraining is on.
 
-    Spot needs MaxWaitTimeInSeconds >= MaxRuntimeInSeconds (the wait includes the run) and a
-    CheckpointConfig, so an interrupted trial can resume from /opt/ml/checkpoints, which SageMaker
-    syncs with the S3 URI.
+    Spot needs MaxWaitTimeInSeconds >= MaxRuntimeInSeconds (the wait includes the run). No
+    CheckpointConfig: hpo.py neither writes nor reads /opt/ml/checkpoints, so a checkpoint prefix would
+    only promise a resume that never happens. An interrupted trial restarts from its first epoch, which
+    AWS's "Managed Spot Training" page allows (checkpoints are optional; it recommends them "unless
+    your training job will complete quickly",
+    https://docs.aws.amazon.com/sagemaker/latest/dg/model-managed-spot-training.html): a default trial
+    trains a linear head on the features file for a few epochs, seconds to minutes.
     """
     runtime = settings.training_max_runtime_seconds
     if not settings.use_spot_training:
@@ -106,10 +109,6 @@ def trial_stopping_and_spot(settings: Settings, tuning_job: str) -> dict[str, An
             "MaxWaitTimeInSeconds": SPOT_WAIT_FACTOR * runtime,
         },
         "EnableManagedSpotTraining": True,
-        "CheckpointConfig": {
-            "S3Uri": f"s3://{settings.artifacts_bucket}/checkpoints/{tuning_job}/",
-            "LocalPath": CHECKPOINT_LOCAL_PATH,
-        },
     }
 
 

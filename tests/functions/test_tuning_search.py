@@ -55,16 +55,19 @@ def test_on_demand_trials_have_no_spot_fields() -> None:
     assert "CheckpointConfig" not in definition
 
 
-def test_spot_trials_wait_longer_than_they_run_and_checkpoint_to_the_artifacts_bucket() -> None:
-    built = request(USE_SPOT_TRAINING="true")
-    name = built["HyperParameterTuningJobName"]
-    definition = built["TrainingJobDefinition"]
+def test_spot_trials_wait_longer_than_they_run_and_promise_no_checkpoints() -> None:
+    """hpo.py keeps no checkpoints, so the request configures none (an interrupted trial restarts)."""
+    definition = request(USE_SPOT_TRAINING="true")["TrainingJobDefinition"]
     assert definition["EnableManagedSpotTraining"] is True
     assert definition["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
-    assert definition["CheckpointConfig"] == {
-        "S3Uri": f"s3://arts/checkpoints/{name}/",
-        "LocalPath": "/opt/ml/checkpoints",
-    }
+    assert "CheckpointConfig" not in definition
+
+
+def test_no_training_script_uses_the_checkpoint_directory() -> None:
+    """Were a script to write /opt/ml/checkpoints, the trials would need a CheckpointConfig again."""
+    scripts = [*TRAINING_DIR.glob("*.py"), *(TRAINING_DIR / "dogclf").rglob("*.py")]
+    assert scripts
+    assert [path.name for path in scripts if "/opt/ml/checkpoints" in path.read_text()] == []
 
 
 def test_the_template_defaults_match_the_settings_defaults() -> None:
