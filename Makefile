@@ -14,7 +14,7 @@ PY_CONTAINER := $(VENV_CONTAINER)/bin/python
 PY_TRAIN := $(VENV_TRAIN)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venvs job-overlay java demo test test-training test-app lint typecheck template-check checkov sam-build bench clean
+.PHONY: help venvs training-wheels java demo test test-training test-app lint typecheck template-check checkov sam-build bench clean
 
 help:
 	@echo "make demo    run the whole event-driven pipeline locally (no AWS, no Docker)"
@@ -40,10 +40,23 @@ $(VENV_TRAIN)/.stamp: $(VENV_CONTAINER)/.stamp training/requirements.txt trainin
 	$(PY_CONTAINER) -m localcloud.containerenv build training/requirements-dev.txt --dest $(VENV_TRAIN)
 	touch $@
 
-# The cached overlay that local training jobs use for training/requirements.txt (the toolkit's
-# pip install then finds it satisfied): built here so a demo or test run does not pay for it.
-job-overlay: $(VENV_CONTAINER)/.stamp
-	$(PY_CONTAINER) -m localcloud.containerenv overlay training/requirements.txt
+# training/wheels/: one wheel per pin of training/requirements.txt, built for the training image
+# (CPython 3.12, x86_64, glibc 2.35; sdists compiled here and checked by auditwheel). The profiled
+# job's source dir ships them and installs them with --no-index (functions/pipeline/source_dir.py);
+# the TrainingCodeLayer (ContentUri: training/) carries them to the Lambda, so `sam-build` needs them.
+VENV_WHEELS := .venv-wheels
+TRAINING_WHEELS := build/training-wheels.stamp
+$(VENV_WHEELS)/.stamp: requirements-wheels.txt
+	test -x $(VENV_WHEELS)/bin/python || $(PYTHON) -m venv $(VENV_WHEELS)
+	$(VENV_WHEELS)/bin/python -m pip install -q -r requirements-wheels.txt
+	touch $@
+
+$(TRAINING_WHEELS): training/requirements.txt tools/training_wheels.py $(VENV)/.stamp \
+		$(VENV_CONTAINER)/.stamp $(VENV_WHEELS)/.stamp
+	$(PY) tools/training_wheels.py --python $(PY_CONTAINER) --auditwheel $(VENV_WHEELS)/bin/auditwheel
+	mkdir -p build && touch $@
+
+training-wheels: $(TRAINING_WHEELS)
 
 # TorchServe (the inference image's model server) needs a Java runtime.
 java:
@@ -61,12 +74,12 @@ $(VENV_CHECKOV)/.stamp: requirements-checkov.txt
 	touch $@
 
 venvs: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SAM)/.stamp $(VENV_CHECKOV)/.stamp \
-		job-overlay java
+		$(TRAINING_WHEELS) java
 
 # GNU make exits 2 for any failed recipe, whatever its code: `make demo` alone cannot tell a rejected
 # model (2) from a pipeline failure (1), the timeout (3) or missing ImageNet weights (4). The recipe
 # names the demo's own code; `$(PY) -m localcloud.demo` returns it as its exit status (docs/local.md).
-demo: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp job-overlay java
+demo: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(TRAINING_WHEELS) java
 	$(PY) -m localcloud.demo $(if $(DATA),--data $(DATA),) $(DEMO_ARGS) || { code=$$?; \
 		echo "make demo: the demo exited with code $$code (make itself reports 2 for any failure)" >&2; \
 		exit $$code; }
@@ -97,20 +110,20 @@ checkov: $(VENV_CHECKOV)/.stamp
 	if ! grep -q "Failed checks: " <<<"$$out" || grep -q "Parsing errors: [1-9]" <<<"$$out"; then \
 		echo "checkov did not scan template.yaml" >&2; exit 1; fi; exit $$status
 
-test-training: $(VENV_TRAIN)/.stamp job-overlay java
+test-training: $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java
 	$(PY_TRAIN) -m pytest tests/training $(PYTEST_ARGS)
 
-test-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp job-overlay java
+test-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java
 	$(PY) -m pytest tests --ignore=tests/training $(PYTEST_ARGS)
 
 test: lint template-check test-training test-app
 
 # sam build for the python3.13 runtime needs that interpreter first on PATH.
-sam-build: $(VENV_SAM)/.stamp
+sam-build: $(VENV_SAM)/.stamp $(TRAINING_WHEELS)
 	PATH="$$(pyenv prefix 3.13 2>/dev/null || echo /root/.pyenv/versions/3.13.0)/bin:$$PATH" \
 		$(VENV_SAM)/bin/sam build --template template.yaml
 
-bench: $(VENV)/.stamp $(VENV_TRAIN)/.stamp job-overlay java
+bench: $(VENV)/.stamp $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java
 	$(PY_TRAIN) bench/bench_feature_cache.py
 	$(PY) bench/bench_ingest.py
 	$(PY) bench/bench_cold_start.py

@@ -2,8 +2,9 @@
 
 The base (``.venv-container``, built by ``make venvs`` from ``container/requirements.txt``) plays the
 SageMaker PyTorch training and inference images: the same Python minor version, torch, torchvision and
-AWS toolkits, and no smdebug. What a training script needs beyond the image ships with it as the source
-dir's ``requirements.txt``; the toolkit pip-installs it at job start. Locally that install goes into an
+AWS toolkits, and no smdebug. What the profiled job needs beyond the image ships with it as the source
+dir's ``requirements.txt`` and the wheels it names; the toolkit pip-installs them at job start, with no
+package index (``OFFLINE_PIP_ENVIRONMENT`` makes every job's pip run so). Locally that install goes into an
 *overlay*: a second venv whose site-packages holds a ``.pth`` line that adds the base's site-packages.
 The overlay's packages shadow the base's, pip in the overlay never touches the base, and the overlay is
 cached by the requirements' content, so only the first job with new requirements pays the install.
@@ -36,6 +37,31 @@ COMPLETE_MARKER = ".overlay-complete"  # written last: an overlay without it is 
 PTH_NAME = "_container_base.pth"
 
 Log = Callable[[str], None]
+
+
+# No job reaches a package index (docs/deploy.md, "Job start-up"): pip in a job, the toolkit's or the
+# overlay build's, gets a dead index and no config files (this machine's pip.conf and $PIP_FIND_LINKS
+# name local mirrors a training instance would not have). A requirement that is not shipped with the
+# job then fails at once, as it would in a VPC without NAT; --no-index --find-links <dir> still works.
+OFFLINE_PIP_ENVIRONMENT = {
+    "PIP_CONFIG_FILE": os.devnull,
+    "PIP_INDEX_URL": "http://127.0.0.1:9/simple",  # the discard port: refused at once
+    "PIP_NO_INDEX": "1",
+    "PIP_RETRIES": "0",
+    "PIP_DEFAULT_TIMEOUT": "2",
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+}
+
+
+def offline_environment() -> dict[str, str]:
+    """A training job's environment: this process's without SageMaker's, the endpoints' or pip's own
+    variables, plus OFFLINE_PIP_ENVIRONMENT."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SM_", "SAGEMAKER_", "AWS_ENDPOINT_URL", "PIP_"))
+    }
+    return {**env, **OFFLINE_PIP_ENVIRONMENT}
 
 
 class ContainerEnvError(RuntimeError):
@@ -105,13 +131,19 @@ def overlay_dir() -> Path:
 
 
 def overlay_python(
-    requirements: Path, *, base: Path | None = None, root: Path | None = None, log: Log = _stderr
+    requirements: Path,
+    *,
+    base: Path | None = None,
+    root: Path | None = None,
+    log: Log = _stderr,
+    env: dict[str, str] | None = None,
 ) -> Path:
     """The python of a cached overlay venv over `base` holding `requirements`; built on first use.
 
     Overlays live in ``<root>/<sha256[:16]>/`` (root: ``.venv-overlays`` or ``$LOCALCLOUD_OVERLAY_DIR``).
     A file lock serialises concurrent builders of the same overlay; the completion marker is written
-    last, so an install that was killed half way is redone by the next caller.
+    last, so an install that was killed half way is redone by the next caller. ``env``: the
+    environment pip runs in (default: this process's; a training job passes one without an index).
     """
     base = Path(base) if base else base_python()
     root = Path(root) if root else overlay_dir()
@@ -128,11 +160,13 @@ def overlay_python(
             log(f"using overlay {digest} for requirements {requirements}, built by another job")
             return python
         log(f"building overlay for requirements {digest} ({requirements}) in {dest} ...")
-        build_overlay(dest, base, Path(requirements), log=log)
+        build_overlay(dest, base, Path(requirements), log=log, env=env)
     return python
 
 
-def build_overlay(dest: Path, base: Path, requirements: Path, *, log: Log = _stderr) -> Path:
+def build_overlay(
+    dest: Path, base: Path, requirements: Path, *, log: Log = _stderr, env: dict[str, str] | None = None
+) -> Path:
     """(Re)build the overlay venv at `dest` over `base` and pip-install `requirements` into it."""
     started = time.monotonic()
     if dest.exists():
@@ -146,7 +180,7 @@ def build_overlay(dest: Path, base: Path, requirements: Path, *, log: Log = _std
         own_site = site_packages(python)
         (own_site / PTH_NAME).write_text(f"import site; site.addsitedir({str(base_site)!r})\n")
         pip = [str(python), "-m", "pip", "install", "--no-warn-conflicts", "-q"]
-        _run([*pip, "-r", str(requirements.resolve())], log)
+        _run([*pip, "-r", str(requirements.resolve())], log, env)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)  # nothing half-built is left to be mistaken for done
         raise
@@ -155,8 +189,8 @@ def build_overlay(dest: Path, base: Path, requirements: Path, *, log: Log = _std
     return python
 
 
-def _run(cmd: list[str], log: Log) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+def _run(cmd: list[str], log: Log, env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-20:]
         for line in tail:

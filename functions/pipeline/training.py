@@ -37,6 +37,7 @@ from pipeline.adapters.s3 import ObjectStore, ObjectTooLargeError, S3Location
 from pipeline.adapters.sagemaker import JobService
 from pipeline.image_uris import debugger_rule_image_uri, pytorch_image_uri
 from pipeline.powertools import logger
+from pipeline.source_dir import PROFILED, ensure_uploaded
 from pipeline.tuning import CHANNELS, DATASET_MANIFEST_HYPERPARAMETER, s3_channel
 
 if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
@@ -160,7 +161,8 @@ def build_training_request(
 ) -> dict[str, Any]:
     """CreateTrainingJob request from DescribeHyperParameterTuningJob output (with BestTrainingJob),
     the dataset's images per split (``dataset_sizes``) and its image channels (``image_channels``;
-    default: the trials' own channels)."""
+    default: the trials' own channels). Its source dir is still the trials' (no smdebug):
+    ``with_source_dir`` sets the profiled one."""
     best = tuning["BestTrainingJob"]
     definition = tuning["TrainingJobDefinition"]
     name = training_job_name(settings.job_name_prefix, tuning["HyperParameterTuningJobName"])
@@ -239,6 +241,13 @@ def build_training_request(
     return request
 
 
+def with_source_dir(request: dict[str, Any], submit_directory: str) -> dict[str, Any]:
+    """The request with its script-mode source dir set to ``submit_directory`` (JSON, as the SDK)."""
+    hyperparameters = dict(request["HyperParameters"])
+    hyperparameters["sagemaker_submit_directory"] = json.dumps(submit_directory)
+    return {**request, "HyperParameters": hyperparameters}
+
+
 def on_tuning_finished(
     tuning_job_name: str,
     status: str,
@@ -293,6 +302,10 @@ def on_tuning_finished(
         logger.error("profiled training not started", extra={"training": result})
         notifier.publish(f"Profiled training not started: {tuning_job_name}", result)
         return result
+    # The source dir with smdebug's wheels (S3 errors propagate: transient, Lambda retries).
+    request = with_source_dir(
+        request, ensure_uploaded(settings.training_code_dir, store, settings.artifacts_bucket, PROFILED)
+    )
     created = jobs.create_training_job(request)
     result = {
         "tuning_job_name": tuning_job_name,
@@ -304,6 +317,7 @@ def on_tuning_finished(
         "hyperparameters": best.get("TunedHyperParameters", {}),
         "dataset_images": sizes,
         "debugger_mode": settings.debugger_mode,
+        "source_dir": json.loads(request["HyperParameters"]["sagemaker_submit_directory"]),
     }
     if created:
         notifier.publish(f"Profiled training started: {request['TrainingJobName']}", result)

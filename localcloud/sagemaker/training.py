@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from dogclf import contract
-from localcloud.containerenv import ContainerEnvError, overlay_python
+from localcloud.containerenv import ContainerEnvError, offline_environment, overlay_python
 from localcloud.sagemaker.job_files import (
     JobSetupError,
     MetricScraper,
@@ -191,11 +191,7 @@ class TrainingJobRunner:
     def _environment(self) -> dict[str, str]:
         desc = self.job.desc
         config = self.base_dir / "input" / "config"
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("SM_", "SAGEMAKER_", "AWS_ENDPOINT_URL"))
-        }
+        env = offline_environment()
         env.update(desc.get("Environment") or {})
         threads = str(self.context.threads_per_job)
         env.update(
@@ -278,7 +274,7 @@ class TrainingJobRunner:
                 self.context.job_log_line(self.job.name, line)
 
             try:
-                return overlay_python(requirements, base=base, log=log)
+                return overlay_python(requirements, base=base, log=log, env=offline_environment())
             except ContainerEnvError as error:
                 # Permanent for this job, as in the container (the toolkit does not retry its pip
                 # step): pip already retried transient network errors itself (--retries, 5).

@@ -7,7 +7,10 @@ The CreateTrainingJob requests of both debugger modes are pinned below as litera
 from __future__ import annotations
 
 import copy
+import io
 import json
+import re
+import tarfile
 from datetime import datetime
 from typing import Any
 
@@ -241,6 +244,33 @@ PINNED_BUILTIN_REQUEST = {
 }
 
 
+PROFILED_SOURCE_DIR = re.compile(r"s3://test-artifacts/code/[0-9a-f]{16}/sourcedir\.tar\.gz")
+
+
+def as_started(pinned: dict[str, Any]) -> dict[str, Any]:
+    """What the handler sends: the pinned request on the profiled source dir, whose hash-named key the
+    test reads back from S3 (profiled_source_dir) rather than computing it."""
+    request = copy.deepcopy(pinned)
+    request["HyperParameters"]["sagemaker_submit_directory"] = ANY
+    return request
+
+
+def profiled_source_dir(aws, result: dict[str, Any]) -> dict[str, bytes]:
+    """The source dir the started job runs: uploaded, not the trials', with its wheels."""
+    uri = result["source_dir"]
+    assert PROFILED_SOURCE_DIR.fullmatch(uri) and uri != json.loads(
+        STATIC_HYPERPARAMETERS["sagemaker_submit_directory"]
+    )
+    body = aws.s3.get_object(Bucket="test-artifacts", Key=uri.removeprefix("s3://test-artifacts/"))[
+        "Body"
+    ].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    assert files["requirements.txt"].splitlines()[1:3] == [b"--no-index", b"--find-links wheels"]
+    assert any(name.startswith("wheels/smdebug-") for name in files)
+    return files
+
+
 def put_manifest(aws, manifest: dict | bytes = MANIFEST) -> None:
     body = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
     aws.s3.put_object(Bucket=DATASETS, Key=MANIFEST_KEY, Body=body)
@@ -316,12 +346,13 @@ def test_completed_tuning_starts_the_profiled_job_with_the_pinned_request(
     sagemaker.add_response(
         "create_training_job",
         {"TrainingJobArn": f"{ARN_PREFIX}:training-job/{TRAINING}"},
-        PINNED_BUILTIN_REQUEST,
+        as_started(PINNED_BUILTIN_REQUEST),
     )
 
     result = tuning_completed.handler(event(), lambda_context)
 
     assert result["action"] == "training-started" and result["training_job_name"] == TRAINING
+    profiled_source_dir(aws, result)
     assert result["dataset_images"] == {"train": 6680, "valid": 835}
     # The profiled job's name matches the EventBridge prefix; the tuner's trial names never do.
     assert not result["best_trial"].startswith("dogclf-train-")
@@ -335,7 +366,9 @@ def test_duplicate_tuning_event_starts_nothing_twice(tuning_completed, aws, sage
         "describe_hyper_parameter_tuning_job", tuning_description(), {"HyperParameterTuningJobName": TUNING}
     )
     sagemaker.add_response(
-        "create_training_job", {"TrainingJobArn": f"{ARN_PREFIX}:training-job/x"}, PINNED_BUILTIN_REQUEST
+        "create_training_job",
+        {"TrainingJobArn": f"{ARN_PREFIX}:training-job/x"},
+        as_started(PINNED_BUILTIN_REQUEST),
     )
     first = tuning_completed.handler(event(), lambda_context)
     second = tuning_completed.handler(event(), lambda_context)  # Stubber would fail on a second call
@@ -537,10 +570,11 @@ def test_features_trials_give_a_profiled_job_on_the_manifests_image_channels(aws
     expected["HyperParameters"]["dataset_manifest"] = json.dumps(f"s3://{DATASETS}/{MANIFEST_KEY}")
     assert expected["InputDataConfig"] == CHANNELS  # the image channels, as image trials would give
     sagemaker.add_response(
-        "create_training_job", {"TrainingJobArn": f"{ARN_PREFIX}:training-job/x"}, expected
+        "create_training_job", {"TrainingJobArn": f"{ARN_PREFIX}:training-job/x"}, as_started(expected)
     )
     result = start(aws)
     assert result["action"] == "training-started"
+    profiled_source_dir(aws, result)
 
 
 @pytest.mark.parametrize(

@@ -23,12 +23,13 @@ BUCKET = "pipeline"
 pytestmark = pytest.mark.slow
 
 
-def source_dir_archive() -> bytes:
-    """sourcedir.tar.gz exactly as the Lambda packs it (entry points, dogclf/, requirements.txt)."""
+def source_dir_archive(variant: str = "plain") -> bytes:
+    """sourcedir.tar.gz exactly as the Lambda packs it: ``plain`` for the trials (entry points and
+    dogclf/), ``profiled`` for train_model.py (plus requirements.txt and its wheels)."""
     sys.path.insert(0, str(REPO_ROOT / "functions"))
     from pipeline.source_dir import pack
 
-    archive, _ = pack(TRAINING_DIR)
+    archive, _ = pack(TRAINING_DIR, variant)
     return archive
 
 
@@ -213,7 +214,7 @@ def test_profiled_training_job_runs_train_model_py_with_debugger_config(
             seed=2,
         ):
             s3.put_object(Bucket=BUCKET, Key=f"dataset/{relative}", Body=data)
-        s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=source_dir_archive())
+        s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=source_dir_archive("profiled"))
         # DebuggerMode=builtin's request (a DebugHookConfig): an account that still has Debugger.
         monkeypatch.setenv("LOCALCLOUD_DEBUGGER_ACCESS", "open")
         server = SageMakerServer(state_dir=tmp_path / "state", s3_endpoint_url=s3_url).start()

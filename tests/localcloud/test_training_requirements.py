@@ -1,8 +1,12 @@
 """The local training job installs the source dir's requirements.txt the way the toolkit does in the
-container: into a cached overlay over the image's environment, never into the image itself."""
+container: into a cached overlay over the image's environment, never into the image itself, and with
+no package index reachable: the profiled source dir's shipped wheels install, anything else fails."""
 
 from __future__ import annotations
 
+import io
+import sys
+import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +15,13 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from localcloud.containerenv import overlay_python
 from localcloud.sagemaker.server import SageMakerServer
 from tests.support.sagemaker import client, local_s3, tar_gz, training_job_request
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "functions"))
+from pipeline.source_dir import PROFILED, pack  # noqa: E402  (the Lambda's own packer)
+
 BUCKET = "jobs"
 
 # Imports what only the job's requirements bring (smdebug, numpy<2.3 for its writer) and what only the
@@ -38,9 +44,19 @@ pathlib.Path(os.environ["SM_MODEL_DIR"], "ok.txt").write_text("bare")
 """
 
 
+def _profiled_requirements_and_wheels() -> dict[str, bytes]:
+    """requirements.txt and wheels/ of the profiled source dir exactly as the Lambda packs it."""
+    archive, _ = pack(REPO / "training", PROFILED)
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        return {
+            member.name: tar.extractfile(member).read()  # type: ignore[union-attr]
+            for member in tar.getmembers()
+            if member.isfile() and (member.name == "requirements.txt" or member.name.startswith("wheels/"))
+        }
+
+
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    job_requirements = (REPO / "training" / "requirements.txt").read_text()
     logs: dict[str, list[str]] = {}
     lock = threading.Lock()
 
@@ -48,25 +64,16 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         with lock:
             logs.setdefault(job, []).append(line)
 
-    # The job overlay exists before the jobs start (make job-overlay builds it; here too if it is not
-    # there). Then every package index is a dead port: the toolkit's own pip step must not need one.
-    overlay_python(REPO / "training" / "requirements.txt")
-    dead_index = {
-        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
-        "PIP_EXTRA_INDEX_URL": "http://127.0.0.1:9/extra",
-        "PIP_FIND_LINKS": str(REPO / "no-such-wheel-dir"),
-        "PIP_RETRIES": "0",
-        "PIP_DEFAULT_TIMEOUT": "2",
-    }
-    with pytest.MonkeyPatch.context() as patch, local_s3() as s3_url:
-        for key, value in dead_index.items():
-            patch.setenv(key, value)
+    # No overlay is prepared and no index is reachable from a job (the emulator gives every job's pip a
+    # dead index and no pip config): the profiled job's requirements install from its own wheels or fail.
+    with local_s3() as s3_url:
         s3 = client("s3", s3_url)
         s3.create_bucket(Bucket=BUCKET)
-        sources = {
-            "with-req": {"train.py": NEEDS_SMDEBUG, "requirements.txt": job_requirements},
+        sources: dict[str, dict[str, str | bytes]] = {
+            "with-req": {"train.py": NEEDS_SMDEBUG, **_profiled_requirements_and_wheels()},
             "without-req": {"train.py": BARE},
-            # --no-index: fails at once, offline, as a missing package does in the container.
+            # A requirement that only an index could give: the job fails, offline, at once.
+            "needs-index": {"train.py": BARE, "requirements.txt": "six==1.16.0\n"},
             "bad-req": {"train.py": BARE, "requirements.txt": "--no-index\nno-such-package-xyz==1.0\n"},
         }
         for name, files in sources.items():
@@ -101,9 +108,6 @@ def _run(cloud: dict[str, Any], name: str, source: str) -> dict[str, Any]:
 
 
 def _model_file(cloud: dict[str, Any], desc: dict[str, Any], member: str) -> str:
-    import io
-    import tarfile
-
     bucket, key = desc["ModelArtifacts"]["S3ModelArtifacts"].removeprefix("s3://").split("/", 1)
     body = cloud["s3"].get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
@@ -128,6 +132,13 @@ def test_source_dir_without_requirements_runs_in_the_bare_image(cloud) -> None:
     desc = _run(cloud, "bare-job", "without-req")
     assert desc["TrainingJobStatus"] == "Completed", desc.get("FailureReason")
     assert not any("overlay" in line for line in cloud["logs"]["bare-job"])
+
+
+def test_a_job_whose_requirements_need_the_package_index_fails(cloud) -> None:
+    """No job may reach an index at start (a VPC without NAT, network isolation, an index outage)."""
+    desc = _run(cloud, "needs-index-job", "needs-index")
+    assert desc["TrainingJobStatus"] == "Failed"
+    assert "InstallRequirementsError" in desc["FailureReason"]
 
 
 def test_requirements_that_cannot_be_installed_fail_the_job_with_the_reason(cloud) -> None:

@@ -18,7 +18,7 @@ import pytest
 from template_loader import REPO
 
 from localcloud.containerenv import base_python
-from pipeline.image_uris import FRAMEWORK_VERSIONS
+from pipeline.image_uris import FRAMEWORK_VERSIONS, pytorch_image_uri
 
 CONTAINER_REQUIREMENTS = REPO / "container" / "requirements.txt"
 JOB_REQUIREMENTS = REPO / "training" / "requirements.txt"
@@ -84,6 +84,23 @@ def test_recorded_images_match_the_template_default(template: dict[str, Any]) ->
         assert tag["scope"] == scope
         assert tag["framework"] == framework, f"{scope} image {tag['framework']} != template {framework}"
         assert "py" + tag["py"] == py_tag
+
+
+def test_recorded_images_are_the_ones_the_default_instance_types_run(template: dict[str, Any]) -> None:
+    """The base mirrors what the defaults really run: every training stage's default instance type and
+    the default (serverless) endpoint get the image the Lambdas ask for, processor and all."""
+    parameters = template["Parameters"]
+    framework = parameters["FrameworkVersion"]["Default"]
+    header = _header(CONTAINER_REQUIREMENTS)
+    mirrored = {
+        scope: header[f"mirrors-{scope}-image"].split(":", 1)[1] for scope in ("training", "inference")
+    }
+    for stage in ("FeaturesInstanceType", "TuningInstanceType", "TrainingInstanceType"):
+        uri = pytorch_image_uri(framework, "us-east-1", "training", parameters[stage]["Default"])
+        assert mirrored["training"].startswith(uri.split(":", 1)[1] + "-"), (stage, uri)
+    assert parameters["EndpointMode"]["Default"] == "serverless"
+    uri = pytorch_image_uri(framework, "us-east-1", "inference", None)
+    assert mirrored["inference"].startswith(uri.split(":", 1)[1] + "-"), uri
 
 
 def test_pins_match_the_framework_version(template: dict[str, Any]) -> None:

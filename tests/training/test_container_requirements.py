@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from trainhelpers import FAST_HPS, REPO, TRAINING_DIR, run_toolkit_entry, toolkit_environment
 
-from localcloud.containerenv import base_python, overlay_python
+from localcloud.containerenv import base_python, offline_environment, overlay_python
 
 sys.path.insert(0, str(REPO / "functions"))
-from pipeline.source_dir import pack  # the Lambda's own packer
+from pipeline.source_dir import PROFILED, pack  # the Lambda's own packer
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def _opt_ml(root: Path, sample_dataset: Path, *, with_requirements: bool) -> Pat
     base = root / "opt-ml"
     code = base / "code"
     code.mkdir(parents=True)
-    archive, _ = pack(TRAINING_DIR)
+    archive, _ = pack(TRAINING_DIR, PROFILED)
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         tar.extractall(code, filter="data")
     assert (code / "requirements.txt").is_file()  # the Lambda ships it
@@ -70,7 +70,8 @@ def test_train_model_fails_in_the_bare_image_without_its_requirements(tmp_path, 
 def test_train_model_runs_under_the_toolkit_once_its_requirements_are_installed(tmp_path, sample_dataset):
     assert not _base_has_smdebug()
     base = _opt_ml(tmp_path, sample_dataset, with_requirements=True)
-    python = overlay_python(base / "code" / "requirements.txt")  # cached: make job-overlay built it
+    # Built offline from the shipped wheels, as the emulator builds it for a job (cached after once).
+    python = overlay_python(base / "code" / "requirements.txt", env=offline_environment())
     result = _run_toolkit(python, base)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-5000:]

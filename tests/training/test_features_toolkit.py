@@ -32,7 +32,7 @@ from trainhelpers import (
 )
 
 from dogclf import contract, metrics
-from localcloud.containerenv import overlay_python
+from localcloud.containerenv import base_python
 from localcloud.sagemaker.job_files import tar_directory
 
 sys.path.insert(0, str(REPO / "functions"))
@@ -72,7 +72,10 @@ def test_features_job_then_a_trial_from_its_channel_through_the_toolkit(tmp_path
         "features_key": contract.features_key(DATASET_ID, str(weights), 64, FRAMEWORK),
     }
     features_base = _opt_ml(tmp_path / "features-job", features_hps, shards, contract.FEATURES_PROGRAM)
-    python = overlay_python(features_base / "code" / "requirements.txt")  # cached: make job-overlay
+    # The plain source dir: no requirements.txt, so the toolkit installs nothing and the image's own
+    # interpreter runs both jobs.
+    assert not (features_base / "code" / "requirements.txt").exists()
+    python = base_python()
     started = time.perf_counter()
     features = run_toolkit_entry(python, features_base, environment=contract.NO_SMDEBUG_ENVIRONMENT)
     features_wall = time.perf_counter() - started
