@@ -68,7 +68,9 @@ def test_images_are_pulled_only_from_the_dlc_and_debugger_rule_accounts(template
     ]
     [rules] = [r["Fn::Sub"] for r in resources if isinstance(r.get("Fn::Sub"), list)]
     assert rules[0].endswith(":${Account}:repository/sagemaker-debugger-rules")
-    assert rules[1] == {"Account": {"Fn::FindInMap": ["DebuggerRuleAccounts", {"Ref": "AWS::Region"}, "Account"]}}
+    assert rules[1] == {
+        "Account": {"Fn::FindInMap": ["DebuggerRuleAccounts", {"Ref": "AWS::Region"}, "Account"]}
+    }
     mapping = template["Mappings"]["DebuggerRuleAccounts"]
     assert {region: row["Account"] for region, row in mapping.items()} == DEBUGGER_RULE_ACCOUNTS
     assert not any(re.search(r":\*:repository", text) for text in plain)
@@ -133,3 +135,19 @@ def test_the_endpoint_function_has_a_reconcile_schedule(template):
     events = template["Resources"]["EndpointStateFunction"]["Properties"]["Events"]
     schedules = [e["Properties"] for e in events.values() if e["Type"] == "Schedule"]
     assert [s["Schedule"] for s in schedules] == ["rate(1 minute)"]
+
+
+def test_instance_type_parameters_allow_exactly_the_image_allow_list(template):
+    """Issue 15, Why 8: `sam deploy` refuses a type no PyTorch image here runs on (Graviton, Neuron)."""
+    from pipeline.image_uris import INSTANCE_TYPE_PATTERN
+
+    for name in (
+        "FeaturesInstanceType",
+        "TuningInstanceType",
+        "TrainingInstanceType",
+        "EndpointInstanceType",
+    ):
+        parameter = template["Parameters"][name]
+        assert parameter["AllowedPattern"] == INSTANCE_TYPE_PATTERN, name
+        assert re.fullmatch(parameter["AllowedPattern"], parameter["Default"]), name
+        assert not re.fullmatch(parameter["AllowedPattern"], "ml.c7g.xlarge"), name
