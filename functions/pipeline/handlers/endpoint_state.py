@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser import envelopes, parse
+from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline.adapters.endpoint_state import EndpointStateStore
@@ -40,7 +40,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("detail-type") == SCHEDULED_EVENT:
         # Per invocation: the lifecycle records what this invocation did (its ``actions``).
         return on_schedule(EndpointLifecycle(settings, jobs, state_store, store, notifier), deadline)
-    change = parse(event=event, model=EndpointStateChange, envelope=envelopes.EventBridgeEnvelope)
+    # An endpoint state change (or a deployment state change: same fields): its detail.
+    change = parse(event=event.get("detail") or {}, model=EndpointStateChange)
     if change.EndpointName != settings.endpoint_name:
         # Another endpoint: not ours, so no Describe, no state, no error.
         logger.info(
