@@ -30,8 +30,12 @@ SCHEDULED_EVENT = "Scheduled Event"
 
 
 def needs_reconcile(state: LifecycleState) -> bool:
-    """Something the endpoint still owes an outcome or a step for."""
-    return state.pending is not None or state.inflight is not None or state.recreate
+    """Something the endpoint still owes an outcome or a step for: a pending model, a request in
+    flight, or a deleted endpoint to recreate from the last good model. (``recreate`` without one,
+    after the only model failed, leaves nothing to do: the next passed model is pending again.)"""
+    if state.pending is not None or state.inflight is not None:
+        return True
+    return state.recreate and state.serving is not None
 
 
 def on_schedule(lifecycle: EndpointLifecycle, deadline: float) -> dict[str, Any]:

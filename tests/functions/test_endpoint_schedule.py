@@ -132,6 +132,8 @@ def test_needs_reconcile_is_pending_inflight_or_recreate():
     assert needs_reconcile(lc.LifecycleState(pending=model(B)))
     assert needs_reconcile(lc.LifecycleState(inflight=lc.Request(model(B), "update", None, 0.0)))
     assert needs_reconcile(lc.LifecycleState(recreate=True, serving=model(OLD)))
+    # Found by the soak: the only model failed, its endpoint was deleted, nothing is left to create.
+    assert not needs_reconcile(lc.LifecycleState(recreate=True))
 
 
 def test_the_handler_routes_a_scheduled_event_to_the_tick(aws, sagemaker, lambda_context):
