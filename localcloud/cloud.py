@@ -13,6 +13,7 @@ reaches the same functions (the CLI's ``import-url`` and ``redrive`` use it).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -61,6 +62,10 @@ class LocalCloudConfig:
     sagemaker_port: int = 0
     on_job_log: Callable[[str, str], None] | None = None  # (job name, log line) from the emulator
     faults: FaultSpec | None = None  # localcloud.faults; None: the spec in LOCALCLOUD_FAULTS, if any
+    # Scheduled rules (the endpoint reconcile's rate(1 minute)) fire this often locally; 0: never.
+    schedule_period_s: float = field(
+        default_factory=lambda: float(os.environ.get("LOCALCLOUD_SCHEDULE_PERIOD_S", "3"))
+    )
 
 
 class LocalCloud:
@@ -74,6 +79,7 @@ class LocalCloud:
         self._sagemaker: Any = None
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self._scheduler: threading.Thread | None = None
         self._lambda_api: LambdaInvokeServer | None = None
         self._s3_fault_proxy: S3FaultProxy | None = None
         spec = config.faults or FaultSpec.from_env()
@@ -137,6 +143,7 @@ class LocalCloud:
         )
         self.router.s3_subscriptions = wiring.s3
         self.router.eventbridge_subscriptions = wiring.eventbridge
+        self.router.schedule_subscriptions = wiring.schedules
         self.runner = LambdaRunner(
             wiring.specs,
             log_dir=self.state_dir / "logs",
@@ -151,6 +158,14 @@ class LocalCloud:
             target=self.router.poll_s3_events, name="s3-notifications", daemon=True
         )
         self._poller.start()
+        if wiring.schedules and self.config.schedule_period_s > 0:
+            self._scheduler = threading.Thread(
+                target=self.router.run_schedules,
+                args=(self.config.schedule_period_s,),
+                name="schedules",
+                daemon=True,
+            )
+            self._scheduler.start()
 
     def _start_sagemaker(self, moto_url: str) -> None:
         from localcloud.sagemaker.server import SageMakerServer
@@ -174,6 +189,8 @@ class LocalCloud:
         self._stop.set()
         if self._poller:
             self._poller.join(timeout=5)
+        if self._scheduler:
+            self._scheduler.join(timeout=5)
         if self._lambda_api:
             self._lambda_api.stop()
             self._lambda_api = None

@@ -74,6 +74,9 @@ class Progress:
             self._stage = None
 
     def on_record(self, record: InvocationRecord) -> None:
+        idle_tick = isinstance(record.payload, dict) and record.payload.get("action") == "nothing pending"
+        if record.ok and idle_tick:
+            return  # the endpoint reconcile's schedule with nothing to do: a line every few seconds
         outcome = "ok" if record.ok else f"ERROR {record.error}"
         retry = f" (attempt {record.attempt})" if record.attempt > 1 else ""
         self.say(f"lambda {record.function}{retry}: {record.summary} -> {outcome} [{record.duration_s:.1f}s]")

@@ -50,12 +50,22 @@ class EventBridgeSubscription:
 
 
 @dataclass
+class ScheduleSubscription:
+    """An AWS::Events::Rule with a ScheduleExpression and the function it invokes."""
+
+    function: str
+    rule_arn: str
+    expression: str
+
+
+@dataclass
 class FunctionWiring:
     """The template's functions and the events that invoke them."""
 
     specs: dict[str, FunctionSpec] = field(default_factory=dict)
     s3: list[S3Subscription] = field(default_factory=list)
     eventbridge: list[EventBridgeSubscription] = field(default_factory=list)
+    schedules: list[ScheduleSubscription] = field(default_factory=list)
 
 
 # -- resources -------------------------------------------------------------------------------------
@@ -140,6 +150,7 @@ def function_wiring(
     targets = _function_targets(resolver)
     wiring.s3 = _s3_subscriptions(resolver, targets)
     wiring.eventbridge = _eventbridge_subscriptions(resolver, targets)
+    wiring.schedules = _schedule_subscriptions(resolver, targets)
     return wiring
 
 
@@ -252,6 +263,27 @@ def _eventbridge_subscriptions(
                 _not_emulated(f"{rule.logical_id}: rule target {target['Arn']}")
                 continue
             found.append(EventBridgeSubscription(function, rule.logical_id, props["EventPattern"]))
+    return found
+
+
+def _schedule_subscriptions(
+    resolver: TemplateResolver, targets: Mapping[str, str]
+) -> list[ScheduleSubscription]:
+    """Each enabled AWS::Events::Rule with a ScheduleExpression, once per Lambda target (the local
+    cloud fires them on its own period, localcloud.routing.EventRouter.run_schedules)."""
+    found = []
+    for rule in resolver.of_type("AWS::Events::Rule"):
+        props = rule.properties
+        if "ScheduleExpression" not in props or str(props.get("State", "ENABLED")) != "ENABLED":
+            continue
+        for target in props.get("Targets", []) or []:
+            function = targets.get(str(target["Arn"]))
+            if function is None:
+                _not_emulated(f"{rule.logical_id}: schedule target {target['Arn']}")
+                continue
+            found.append(
+                ScheduleSubscription(function, rule.attributes["Arn"], str(props["ScheduleExpression"]))
+            )
     return found
 
 

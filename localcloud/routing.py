@@ -5,7 +5,9 @@ QueueConfiguration (same events and prefix/suffix filters, Id = ``<Function>.<Ev
 one local queue; a poller thread turns each record into an asynchronous invocation of that function.
 So objects written by handlers notify like any other upload, and keys arrive URL-encoded as in AWS.
 EventBridge events (the SageMaker emulator's job state changes) are matched against each function's
-EventBridgeRule pattern and invoke it asynchronously as well.
+EventBridgeRule pattern and invoke it asynchronously as well. Scheduled rules fire on one local period
+(``schedule_period_s``, seconds where AWS counts minutes: docs/local.md's fidelity table) with the
+"Scheduled Event" AWS sends.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from localcloud.resources import (
     ClientFactory,
     EventBridgeSubscription,
     S3Subscription,
+    ScheduleSubscription,
 )
 from localcloud.shared import ACCOUNT_ID
 
@@ -49,6 +52,7 @@ class EventRouter:
         self._stopping = stopping
         self.s3_subscriptions: list[S3Subscription] = []
         self.eventbridge_subscriptions: list[EventBridgeSubscription] = []
+        self.schedule_subscriptions: list[ScheduleSubscription] = []
         self.poller_errors: list[str] = []
         self.faults: FaultInjector | None = None  # localcloud.faults: duplicate deliveries
 
@@ -175,6 +179,28 @@ class EventRouter:
                 for function in targets:
                     runner.invoke_async(function, full)
         return targets
+
+    def run_schedules(self, period_s: float) -> None:
+        """Thread body: every ``period_s``, the event of each scheduled rule to its function, until
+        stopping. The shape is AWS's "Scheduled Event" (detail empty, the rule in resources):
+        https://docs.aws.amazon.com/eventbridge/latest/ref/event-reference.html#event-reference-scheduled"""
+        while not self._stopping.wait(period_s):
+            runner = self._runner()
+            if runner is None:
+                continue
+            for schedule in self.schedule_subscriptions:
+                event = {
+                    "version": "0",
+                    "id": str(uuid.uuid4()),
+                    "detail-type": "Scheduled Event",
+                    "source": "aws.events",
+                    "account": ACCOUNT_ID,
+                    "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "region": self.region,
+                    "resources": [schedule.rule_arn],
+                    "detail": {},
+                }
+                runner.invoke_async(schedule.function, event)
 
     # -- destinations ------------------------------------------------------------------------------
     def send_to_destination(self, destination: Destination, message: Any) -> None:

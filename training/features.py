@@ -53,6 +53,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="the trials' seed: random init of --weights none, initial head"
     )
     hp.add_argument("--dataset_id", default="")
+    hp.add_argument(
+        "--content_id", default="", help="what --features_key is derived from (default: --dataset_id)"
+    )
     hp.add_argument("--features_key", default="")
     hp.add_argument("--framework_version", default="", help="the job's framework version (recorded)")
     hp.add_argument("--max_bad_image_fraction", type=float, default=0.01)
@@ -86,12 +89,15 @@ class Progress:
 
 def _check_key(args: argparse.Namespace) -> None:
     """A key that does not match its inputs would file these features under another dataset's name."""
-    if not (args.features_key and args.dataset_id and args.framework_version):
+    # The key is derived from the images' content id (one features job for every upload of the
+    # same images); a job started without one keys on its dataset id.
+    identity = args.content_id or args.dataset_id
+    if not (args.features_key and identity and args.framework_version):
         return
-    expected = contract.features_key(args.dataset_id, args.weights, args.image_size, args.framework_version)
+    expected = contract.features_key(identity, args.weights, args.image_size, args.framework_version)
     if args.features_key != expected:
         raise feature_files.FeaturesError(
-            f"--features_key {args.features_key} is not the key of dataset {args.dataset_id!r}, weights "
+            f"--features_key {args.features_key} is not the key of dataset {identity!r}, weights "
             f"{args.weights!r}, image size {args.image_size}, framework {args.framework_version!r} "
             f"({expected})"
         )

@@ -154,16 +154,21 @@ class EndpointView:
     config: str
     failure_reason: str | None
     last_modified: float
+    # True: a serverless variant (CurrentServerlessConfig), False: instances; None: not known yet
+    # (DescribeEndpoint lists no ProductionVariants while the endpoint is Creating).
+    serverless: bool | None = None
 
     @classmethod
     def from_describe(cls, description: dict[str, Any] | None) -> EndpointView | None:
         if description is None:
             return None
+        variants = description.get("ProductionVariants") or []
         return cls(
             status=normalize_status(str(description.get("EndpointStatus", ""))),
             config=str(description.get("EndpointConfigName", "")),
             failure_reason=description.get("FailureReason") or None,
             last_modified=epoch_seconds(description.get("LastModifiedTime")),
+            serverless=any("CurrentServerlessConfig" in v for v in variants) if variants else None,
         )
 
     @property
@@ -277,8 +282,22 @@ def after_outcome(state: LifecycleState, outcome: Outcome, endpoint: EndpointVie
     )
 
 
-def next_action(endpoint: EndpointView | None, state: LifecycleState) -> Action:
-    """The one step that moves the endpoint towards the newest passed model."""
+def mode_switch(endpoint: EndpointView, endpoint_mode: str | None) -> bool:
+    """Whether the endpoint runs in the other EndpointMode than the stack now asks for. UpdateEndpoint
+    cannot switch it: "Updating a real-time inference endpoint to either an on-demand serverless
+    endpoint or a serverless endpoint with provisioned concurrency is currently not supported"
+    (https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-update.html); the other
+    direction is not documented either way, so it is treated the same (the strict side)."""
+    if endpoint_mode is None or endpoint.serverless is None:
+        return False
+    return endpoint.serverless != (endpoint_mode == "serverless")
+
+
+def next_action(
+    endpoint: EndpointView | None, state: LifecycleState, endpoint_mode: str | None = None
+) -> Action:
+    """The one step that moves the endpoint towards the newest passed model. ``endpoint_mode`` (the
+    stack's EndpointMode) decides whether a pending model needs the endpoint deleted and recreated."""
     if state.inflight is not None:
         return Action("wait", f"waiting for the endpoint to finish {state.inflight.model.job}")
     if endpoint is None:
@@ -295,6 +314,9 @@ def next_action(endpoint: EndpointView | None, state: LifecycleState) -> Action:
     if endpoint.status in (UPDATE_ROLLBACK_FAILED, OUT_OF_SERVICE):
         return Action("attention", f"endpoint {endpoint.status}: needs a person (see docs/deploy.md)")
     if state.pending and state.pending.config != endpoint.config:
+        if mode_switch(endpoint, endpoint_mode):
+            # Deleted with recreate set: once it is gone, the pending model is created afresh.
+            return Action("delete", f"EndpointMode is now {endpoint_mode}; delete and recreate")
         return Action("update", f"update to {state.pending.job}", state.pending)
     return Action("none", "endpoint serves the newest model")
 
@@ -399,7 +421,7 @@ class EndpointLifecycle:
                 if not self.store.save(new_state, version):
                     continue
                 state, version = new_state, version + 1
-            action = next_action(endpoint, state)
+            action = next_action(endpoint, state, self.settings.endpoint_mode)
             self.last_endpoint, self.last_state = endpoint, state
             self.actions.append(action.kind)
             logger.info("endpoint lifecycle step", extra={"action": action.kind, "reason": action.reason})
@@ -413,7 +435,9 @@ class EndpointLifecycle:
                 if not self.store.save(replace(state, recreate=True), version):
                     continue
                 self.jobs.delete_endpoint(self.endpoint_name)
-                return "deleting the Failed endpoint to recreate it"
+                if endpoint is not None and endpoint.status == FAILED:
+                    return "deleting the Failed endpoint to recreate it"
+                return f"deleting the endpoint to recreate it ({action.reason})"
             if action.kind == "wait-deleted" and deadline is not None:
                 self._wait_until_deleted(deadline)
                 continue

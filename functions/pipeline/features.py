@@ -41,9 +41,16 @@ class FeaturesStageError(ValueError):
     """The features job, or what it was started from, cannot give a tuning job (permanent)."""
 
 
-def features_key_for(dataset_id: str, settings: Settings) -> str:
+def features_identity(manifest: dict[str, Any]) -> str:
+    """What a dataset's features are keyed on: its images' ``content_id`` (pipeline.ingest.shards), so
+    uploading the same archive again (a new S3 version, a new dataset id) reuses them. A manifest
+    written before content ids existed falls back to its dataset id."""
+    return str(manifest.get("content_id") or manifest["dataset_id"])
+
+
+def features_key_for(dataset_identity: str, settings: Settings) -> str:
     return contract.features_key(
-        dataset_id, settings.pretrained_weights, settings.image_size, settings.framework_version
+        dataset_identity, settings.pretrained_weights, settings.image_size, settings.framework_version
     )
 
 
@@ -70,6 +77,9 @@ def build_features_request(
             "weights": settings.pretrained_weights,
             "image_size": settings.image_size,
             "dataset_id": manifest["dataset_id"],
+            # What the key is derived from (features.py checks the key against it): the images'
+            # content id, since these features serve every upload of the same images.
+            "content_id": features_identity(manifest),
             "features_key": features_key,
             "framework_version": settings.framework_version,
             "batch_size": FEATURES_BATCH_SIZE,
@@ -131,7 +141,7 @@ def on_dataset_ready(
         )
         return {"action": "tuning-from-images", **tuning}
 
-    features_key = features_key_for(dataset_id, settings)
+    features_key = features_key_for(features_identity(manifest), settings)
     name = contract.features_job_name(settings.job_name_prefix, features_key)
     model = features_model_location(settings, features_key)
     if store.exists(model.bucket, model.key):

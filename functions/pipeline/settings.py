@@ -101,6 +101,17 @@ class Settings(BaseModel):
             raise ValueError(f"debugger mode {value!r} is not one of {', '.join(contract.DEBUGGER_MODES)}")
         return value
 
+    @field_validator(
+        "features_instance_type", "tuning_instance_type", "training_instance_type", "endpoint_instance_type"
+    )
+    @classmethod
+    def _supported_instance_type(cls, value: str) -> str:
+        # The template's AllowedPattern refuses these at deploy time; this is the same list, so a
+        # function started with another type fails at once, saying which types work.
+        from pipeline.image_uris import check_instance_type
+
+        return check_instance_type(value)
+
     @field_validator("gate_blocking_rules")
     @classmethod
     def _known_rules(cls, value: list[str]) -> list[str]:

@@ -85,8 +85,18 @@ class BackendContext:
         max_concurrent_jobs: int | None = None,
         endpoint_start_timeout: float = 180.0,
         faults: FaultInjector | None = None,
+        serverless_endpoint_events: bool | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
+        # Whether serverless endpoints send "SageMaker Endpoint State Change" events. AWS documents
+        # them for real-time endpoints only, so by default they are not sent (the strict side);
+        # LOCALCLOUD_SERVERLESS_ENDPOINT_EVENTS=on sends them as for instance endpoints.
+        if serverless_endpoint_events is None:
+            switch = os.environ.get("LOCALCLOUD_SERVERLESS_ENDPOINT_EVENTS", "off").strip().lower()
+            if switch not in ("on", "off"):
+                raise ValueError(f"LOCALCLOUD_SERVERLESS_ENDPOINT_EVENTS must be on or off, not {switch!r}")
+            serverless_endpoint_events = switch == "on"
+        self.serverless_endpoint_events = serverless_endpoint_events
         self.faults = faults  # localcloud.faults: failed jobs and endpoint deployments, when asked for
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.region = region

@@ -93,6 +93,7 @@ class SageMakerServer:
         max_concurrent_jobs: int | None = None,
         endpoint_start_timeout: float = 180.0,
         faults: FaultInjector | None = None,
+        serverless_endpoint_events: bool | None = None,  # None: LOCALCLOUD_SERVERLESS_ENDPOINT_EVENTS
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the emulator listens on 127.0.0.1 only")
@@ -107,6 +108,7 @@ class SageMakerServer:
                 max_concurrent_jobs=max_concurrent_jobs,
                 endpoint_start_timeout=endpoint_start_timeout,
                 faults=faults,
+                serverless_endpoint_events=serverless_endpoint_events,
             )
         )
         self._httpd = _HTTPServer((host, port), self.backend)

@@ -58,6 +58,7 @@ PINNED_FEATURES_REQUEST: dict[str, Any] = {
         "weights": '"none"',
         "image_size": "224",
         "dataset_id": '"dogimages-0123456789ab"',
+        "content_id": '"dogimages-0123456789ab"',  # a manifest without content_id: its dataset id
         "features_key": '"87b6daf086c2"',
         "framework_version": '"2.6.0"',
         "batch_size": "64",
@@ -346,3 +347,36 @@ def test_jobs_that_are_not_our_features_jobs_are_ignored_before_any_aws_call(
     result = features_completed.handler(features_event("Completed", name), lambda_context)
     assert result == {"ignored": name, "reason": "not a features job of this pipeline"}
     assert aws.notifications() == []
+
+
+def test_a_second_upload_of_the_same_images_reuses_their_features(start_tuning, aws, lambda_context):
+    """Issue 15, Why 6: another upload is another dataset (its own id and tuning job), but the features
+    are keyed on the images' content id, so it starts no features job."""
+    content = "sha256:" + "ab" * 32
+    key = contract.features_key(content, "none", 224, "2.6.0")
+    job = contract.features_job_name("dogclf", key)
+    aws.s3.put_object(
+        Bucket=ARTIFACTS,
+        Key=f"features/{key}/{job}/output/model.tar.gz",
+        Body=b"features of the first upload",
+    )
+    second = "dogimages-fedcba987654"
+    manifest = {**MANIFEST, "dataset_id": second, "content_id": content, "prefix": f"datasets/{second}/"}
+    manifest_key = f"datasets/{second}/manifest.json"
+    aws.s3.put_object(Bucket=DATASETS, Key=manifest_key, Body=json.dumps(manifest).encode())
+    [result] = start_tuning.handler(s3_event("start_tuning.json", DATASETS, manifest_key), lambda_context)
+    assert result["action"] == "tuning-from-cached-features" and result["features_job_name"] == job
+    assert result["tuning_job_name"] == contract.tuning_job_name("dogclf", second)
+    assert boto3.client("sagemaker", region_name=REGION).list_training_jobs()["TrainingJobSummaries"] == []
+
+
+def test_the_features_job_carries_the_content_id_its_key_comes_from() -> None:
+    from pipeline.features import build_features_request
+
+    content = "sha256:" + "cd" * 32
+    key = contract.features_key(content, "none", 224, "2.6.0")
+    request = build_features_request(
+        {**MANIFEST, "content_id": content}, get_settings(), SUBMIT_DIRECTORY, key
+    )
+    assert json.loads(request["HyperParameters"]["content_id"]) == content
+    assert json.loads(request["HyperParameters"]["dataset_id"]) == DATASET  # the upload's own id

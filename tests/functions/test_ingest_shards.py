@@ -3,6 +3,7 @@ the shard size limit, index.json, aborted multipart uploads on a fault, no manif
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -258,3 +259,46 @@ def test_memory_is_bounded_by_the_parts_in_flight_and_parts_are_big_enough() -> 
             assert handle is not None
             read[info.name] = handle.read()
     assert read == images and len(body) == shard.bytes
+
+
+def stored_zip(archive: dict[str, bytes]) -> bytes:
+    """The same members, in reverse order and uncompressed: another archive of the same images."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as stored:
+        for name, data in reversed(list(archive.items())):
+            stored.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_the_content_id_is_the_images_not_the_upload(aws) -> None:
+    """Issue 15, Why 6: the features cache is keyed on what the shards hold. Two uploads of the same
+    images (another key, another order, another compression) are two datasets with one content id;
+    one changed image changes it."""
+    archive = members()
+    first = upload_zip(aws, build_zip(archive))
+    run_ingest(first)
+    aws.s3.put_object(Bucket=BUCKET, Key="uploads/again.zip", Body=stored_zip(archive))
+    again = Upload(
+        BUCKET, "uploads/again.zip", aws.s3.head_object(Bucket=BUCKET, Key="uploads/again.zip")["ETag"]
+    )
+    run_ingest(again)
+    changed = dict(archive)
+    changed[next(iter(changed))] = tiny_jpeg(7)
+    aws.s3.put_object(Bucket=BUCKET, Key="uploads/changed.zip", Body=build_zip(changed))
+    other = Upload(
+        BUCKET, "uploads/changed.zip", aws.s3.head_object(Bucket=BUCKET, Key="uploads/changed.zip")["ETag"]
+    )
+    run_ingest(other)
+
+    def manifest(upload: Upload) -> dict[str, Any]:
+        return json.loads(read_object(aws, f"datasets/{dataset_id(upload)}/manifest.json"))
+
+    assert len({dataset_id(first), dataset_id(again), dataset_id(other)}) == 3
+    # The definition, computed here from the archive itself: every kept member's path under its
+    # split and the sha256 of its bytes, in path order.
+    lines = sorted(
+        f"{name.split('/', 1)[1]}\t{hashlib.sha256(data).hexdigest()}\n" for name, data in archive.items()
+    )
+    expected = "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
+    assert manifest(first)["content_id"] == manifest(again)["content_id"] == expected
+    assert manifest(other)["content_id"] != expected

@@ -61,6 +61,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             training_python=Path(sys.executable),
             on_event=events,
             endpoint_start_timeout=30,
+            serverless_endpoint_events=True,  # these tests check the events' shape
         ).start()
         try:
             yield {"moto": moto_url, "server": server, "events": events, "topic": topic, "queue": queue}

@@ -267,7 +267,11 @@ def test_an_injected_training_failure_fails_the_job_as_sagemaker_reports_it(tmp_
         )
         s3.put_object(Bucket="jobs", Key="data/train/a.txt", Body=b"x")
         server = SageMakerServer(
-            state_dir=tmp_path / "sagemaker", s3_endpoint_url=s3_url, on_event=events, faults=injector
+            state_dir=tmp_path / "sagemaker",
+            s3_endpoint_url=s3_url,
+            on_event=events,
+            faults=injector,
+            serverless_endpoint_events=True,  # an account that sends them: this test reads them
         ).start()
         try:
             sm = client("sagemaker", server.url)
@@ -300,7 +304,11 @@ def test_an_injected_create_failure_fails_the_endpoint_with_its_reason(tmp_path)
     events = EventLog()
     with local_s3() as s3_url:
         server = SageMakerServer(
-            state_dir=tmp_path / "sagemaker", s3_endpoint_url=s3_url, on_event=events, faults=injector
+            state_dir=tmp_path / "sagemaker",
+            s3_endpoint_url=s3_url,
+            on_event=events,
+            faults=injector,
+            serverless_endpoint_events=True,  # an account that sends them: this test reads them
         ).start()
         try:
             sm = client("sagemaker", server.url)

@@ -141,16 +141,17 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                     }
                 ],
             )
-        sm.create_endpoint_config(
-            EndpointConfigName="config-v2-serverless",
-            ProductionVariants=[
-                {
-                    "VariantName": "Serverless",
-                    "ModelName": "model-v2",
-                    "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5},
-                }
-            ],
-        )
+        for name in ("v1", "v2", "bad"):
+            sm.create_endpoint_config(
+                EndpointConfigName=f"config-{name}-serverless",
+                ProductionVariants=[
+                    {
+                        "VariantName": "Serverless",
+                        "ModelName": f"model-{name}",
+                        "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5},
+                    }
+                ],
+            )
         try:
             yield {
                 "sm": sm,
@@ -280,7 +281,7 @@ def test_server_keeps_serving_after_bad_requests(cloud: dict[str, Any]) -> None:
 
 def test_update_switches_models_without_dropping_requests(cloud: dict[str, Any]) -> None:
     sm, runtime = cloud["sm"], cloud["runtime"]
-    sm.create_endpoint(EndpointName="ep-live", EndpointConfigName="config-v1")
+    sm.create_endpoint(EndpointName="ep-live", EndpointConfigName="config-v1-serverless")
     wait_in_service(sm, "ep-live")
     jpeg = image_bytes("JPEG")
 
@@ -329,7 +330,7 @@ def test_update_switches_models_without_dropping_requests(cloud: dict[str, Any])
         assert versions == sorted(versions)  # once switched, never back to the old model
 
     # A failing update rolls back: still InService on the old config, FailureReason says why.
-    sm.update_endpoint(EndpointName="ep-live", EndpointConfigName="config-bad")
+    sm.update_endpoint(EndpointName="ep-live", EndpointConfigName="config-bad-serverless")
     desc = wait_in_service(sm, "ep-live")
     assert desc["EndpointStatus"] == "InService"
     assert desc["EndpointConfigName"] == "config-v2-serverless"
@@ -342,7 +343,7 @@ def test_update_switches_models_without_dropping_requests(cloud: dict[str, Any])
     ("endpoint", "limit"),
     [
         pytest.param("ep-basic", 6 * 1024 * 1024, id="instance-6MB"),
-        pytest.param("ep-live", 4 * 1024 * 1024, id="serverless-4MB"),  # serverless since the update test
+        pytest.param("ep-live", 4 * 1024 * 1024, id="serverless-4MB"),  # created by the update test
     ],
 )
 def test_payload_over_the_endpoint_types_limit_is_refused_before_the_model(
@@ -359,6 +360,23 @@ def test_payload_over_the_endpoint_types_limit_is_refused_before_the_model(
     assert f"{limit // (1024 * 1024)} MB" in caught.value.response["Error"]["Message"]
     status, _ = model_error(runtime, endpoint, b"\0" * limit, "image/jpeg")
     assert status == 400
+
+
+def test_an_update_between_serverless_and_instance_configs_is_refused(cloud: dict[str, Any]) -> None:
+    """AWS: updating a real-time endpoint to serverless "is currently not supported"; the emulator
+    refuses both directions before touching the endpoint, which keeps serving its model."""
+    sm = cloud["sm"]
+    for endpoint, config in (("ep-live", "config-v1"), ("ep-basic", "config-v2-serverless")):
+        before = wait_in_service(sm, endpoint)
+        with pytest.raises(ClientError) as caught:
+            sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+        assert caught.value.response["Error"]["Code"] == "ValidationException"
+        assert "not supported" in caught.value.response["Error"]["Message"]
+        after = sm.describe_endpoint(EndpointName=endpoint)
+        assert (after["EndpointStatus"], after["EndpointConfigName"]) == (
+            "InService",
+            before["EndpointConfigName"],
+        )
 
 
 def test_endpoint_that_cannot_load_its_model_fails(cloud: dict[str, Any]) -> None:

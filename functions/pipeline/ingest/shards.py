@@ -20,6 +20,7 @@ manifest is written (``remove_stale``), so a channel never holds a shard the man
 from __future__ import annotations
 
 import calendar
+import hashlib
 import tarfile
 import threading
 import zipfile
@@ -173,11 +174,22 @@ class TarShardSink:
         self._pool = ThreadPoolExecutor(max_workers=limits.parts_in_flight, thread_name_prefix="shard-upload")
         self._slots = threading.BoundedSemaphore(limits.parts_in_flight)  # bounds parts held in memory
         self.requests = 0
+        self._member_digests: dict[str, str] = {}  # relative path -> sha256 of the member's bytes
 
     # MemberSink (pipeline.ingest.unzip) ------------------------------------------------------------
     def add(self, relative: str, data: bytes, info: zipfile.ZipInfo) -> None:
         split, _, name = relative.partition("/")
         self.splits[split].add(name, data, zip_mtime(info))
+        self._member_digests[relative] = hashlib.sha256(data).hexdigest()
+
+    def content_id(self) -> str:
+        """``sha256:<hex>`` of what the shards hold: every member's path and bytes, in path order. The
+        same images under the same names give the same id, whatever the zip's order, compression or
+        upload (single or multipart, any part size), so the features cache can be keyed on it."""
+        digest = hashlib.sha256()
+        for relative in sorted(self._member_digests):
+            digest.update(f"{relative}\t{self._member_digests[relative]}\n".encode())
+        return f"sha256:{digest.hexdigest()}"
 
     # lifecycle -----------------------------------------------------------------------------------
     def close(self) -> dict[str, list[Shard]]:
