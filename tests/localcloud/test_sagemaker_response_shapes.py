@@ -277,3 +277,16 @@ def test_the_walker_reports_a_member_the_answer_leaves_out() -> None:
     assert "unknown exception NoSuchShape.Member" in missing_members(
         "sagemaker", "DescribeTrainingJob", answer, {"NoSuchShape.Member": "typo"}, ECHOED
     )
+
+
+def test_tags_are_listed_added_and_deleted(cloud: dict[str, Any], completed_training_job: str) -> None:
+    """The SDK's ``attach`` lists a job's tags (``EstimatorBase.attach`` -> ``list_tags``)."""
+    sm = cloud["sm"]
+    arn = sm.describe_training_job(TrainingJobName=completed_training_job)["TrainingJobArn"]
+    assert sm.list_tags(ResourceArn=arn)["Tags"] == []
+    sm.add_tags(ResourceArn=arn, Tags=[{"Key": "project", "Value": "dogs"}, {"Key": "stage", "Value": "x"}])
+    sm.delete_tags(ResourceArn=arn, TagKeys=["stage"])
+    assert sm.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "project", "Value": "dogs"}]
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        sm.list_tags(ResourceArn="arn:aws:s3:::not-sagemaker")
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
