@@ -11,6 +11,7 @@
   loss.png. Rank 0 alone writes these (and the model) in a distributed job.
 """
 
+# ruff: noqa: E402
 from __future__ import annotations
 
 import json
@@ -22,6 +23,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # dogclf/ sits next to this script
 # Kineto logs a harmless "gpuGetDeviceCount failed" ERROR line on CPU-only hosts; keep logs clean.
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+# Before smdebug is imported (it reads the profiler config at import): see framework_guard.py.
+from dogclf.profiling.framework_guard import switch_off_framework_profiling
+
+switch_off_framework_profiling()  # the imports below come after it on purpose (ruff: E402 off here)
 
 from smdebug.trials import create_trial
 

@@ -20,17 +20,21 @@ assumption are hard-coded (nothing else of the toolkit is replaced):
   update starts the new server before the old one stops), and the missing newline fix (below);
 - ``torchserve._retrieve_ts_server_process``, which refuses to run when it sees more than one
   TorchServe JVM on the machine; ours picks the JVM started with this config file;
-- ``model_server._install_requirements``: a ``code/requirements.txt`` would be pip-installed into the
-  base environment itself, which must never change; such a model fails to start with a clear error.
+- ``model_server._install_requirements``: the toolkit's own pip install of ``code/requirements.txt``
+  runs only in an overlay (localcloud/containerenv.py; the emulator starts the launcher in the overlay
+  that holds the requirements, so pip finds them satisfied). In the base interpreter it is refused:
+  the shared base environment must never change.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from localcloud.containerenv import COMPLETE_MARKER
 from localcloud.shared import free_port
 
 CONFIG_FILE_NAME = "sagemaker-ts.properties"
@@ -114,15 +118,20 @@ def install_overrides(base_dir: Path) -> Path:
                 raise LauncherError("TorchServe model server was unsuccessfully started")
             time.sleep(0.1)  # polling another process's start: no event to wait on
 
-    def refuse_requirements() -> None:
-        raise LauncherError(
-            f"{model_server.REQUIREMENTS_PATH} found: the local endpoint does not pip-install a model's "
-            "requirements (that would change the shared base environment); ship them in the image instead"
-        )
+    install_requirements = model_server._install_requirements
+
+    def install_requirements_in_overlay() -> None:
+        if not (Path(sys.prefix) / COMPLETE_MARKER).is_file():
+            raise LauncherError(
+                f"{model_server.REQUIREMENTS_PATH} found but this server runs in the base environment "
+                f"({sys.prefix}), which is never pip-installed into; start it in an overlay "
+                "(localcloud.containerenv.overlay_python)"
+            )
+        install_requirements()
 
     torchserve._generate_ts_config_properties = generate_config
     torchserve._retrieve_ts_server_process = retrieve_ts_server_process
-    model_server._install_requirements = refuse_requirements
+    model_server._install_requirements = install_requirements_in_overlay
     return Path(config_file)
 
 

@@ -2,10 +2,10 @@
 
 Like moto's services, the backend is split by resource: ``TrainingJobs`` (training_jobs.py),
 ``TuningJobs`` (tuning_jobs.py), ``EndpointsBackend`` (endpoints_backend.py: models, endpoint configs,
-endpoints, InvokeEndpoint), sharing a ``BackendContext`` (registry.py: settings, the lock, threads,
-S3, the event bus of events.py). ``operation("create_training_job")`` finds the part that implements
-an operation; the protocol layer (responses.py) dispatches through it. State lives in memory (and job
-files under ``state_dir``): a restarted emulator starts empty.
+endpoints, InvokeEndpoint), ``Tags`` (tags.py), sharing a ``BackendContext`` (registry.py: settings,
+the lock, threads, S3, the event bus of events.py). ``operation("create_training_job")`` finds the
+part that implements an operation; the protocol layer (responses.py) dispatches through it. State
+lives in memory (and job files under ``state_dir``): a restarted emulator starts empty.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from localcloud.sagemaker.endpoints_backend import EndpointsBackend
 from localcloud.sagemaker.registry import BackendContext
+from localcloud.sagemaker.tags import Tags
 from localcloud.sagemaker.training_jobs import TrainingJobs
 from localcloud.sagemaker.tuning_jobs import TuningJobs
 
@@ -25,7 +26,8 @@ class SageMakerBackend:
         self.training = TrainingJobs(self.context)
         self.tuning = TuningJobs(self.context, self.training)
         self.endpoints = EndpointsBackend(self.context)
-        self._parts: tuple[object, ...] = (self.training, self.tuning, self.endpoints)
+        self.tags = Tags(self.context)
+        self._parts: tuple[object, ...] = (self.training, self.tuning, self.endpoints, self.tags)
 
     def operation(self, method_name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         """The bound method implementing an operation (snake_case of its name); AttributeError if none."""

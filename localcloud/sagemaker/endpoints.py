@@ -31,8 +31,10 @@ import time
 from collections import deque
 from pathlib import Path
 
-from localcloud.containerenv import REPO_ROOT, ContainerEnvError, base_python
+from localcloud.containerenv import REPO_ROOT, ContainerEnvError, base_python, overlay_python
 from localcloud.shared import free_port
+
+TORCHSERVE = "torchserve"  # the CLI the inference toolkit runs (found on PATH)
 
 logger = logging.getLogger("localcloud.sagemaker.endpoints")
 
@@ -90,9 +92,11 @@ class ModelServerProcess:
             raise ModelServerStartError(f"model dir must be <base dir>/model, got {self.model_dir}")
         self.base_dir = self.model_dir.parent
         try:
-            self.python = Path(python) if python else base_python()
+            self.base_python = base_python()
         except ContainerEnvError as error:  # no base env: the endpoint fails with the setup hint
             raise ModelServerStartError(str(error)) from error
+        # An overlay over the base when the model ships code/requirements.txt (containerenv.py).
+        self.python = Path(python) if python else self.base_python
         self.environment = environment
         self.log_path = log_path
         self.port = free_port()
@@ -121,8 +125,13 @@ class ModelServerProcess:
             TMPDIR=str(tmp),  # torchserve's pid file, Python's tempfile
             LOG_LOCATION=str(logs),
             METRICS_LOCATION=str(logs),
-            # `torchserve` and the worker's python come from the base env, as the image's PATH has them.
-            PATH=os.pathsep.join([str(self.python.parent), env.get("PATH", os.defpath)]),
+            # `torchserve` and the worker's python come from the server's env (an overlay has its own
+            # `torchserve`, see _add_torchserve_script), then the base's bin, as the image's PATH has them.
+            PATH=os.pathsep.join(
+                dict.fromkeys(
+                    [str(self.python.parent), str(self.base_python.parent), env.get("PATH", os.defpath)]
+                )
+            ),
             # Only for importing the launcher; it removes this entry before TorchServe starts.
             PYTHONPATH=str(REPO_ROOT),
             PYTHONUNBUFFERED="1",
@@ -304,7 +313,7 @@ class ModelServerProcess:
         # left the group and removes the stale pid file.
         try:
             subprocess.run(
-                [str(self.python.parent / "torchserve"), "--stop"],
+                [str(self.python.parent / TORCHSERVE), "--stop"],
                 env={**self._environment(), "PYTHONPATH": ""},
                 cwd=self.base_dir,
                 capture_output=True,
@@ -313,3 +322,55 @@ class ModelServerProcess:
             )
         except (OSError, subprocess.TimeoutExpired) as error:
             logger.warning("endpoint %s: torchserve --stop failed: %s", self.name, error)
+
+
+def serving_python(model_dir: Path, log_path: Path) -> Path | None:
+    """The interpreter a model is served with: None (the base env) without ``code/requirements.txt``;
+    with one, the cached overlay over the base that holds it.
+
+    The inference toolkit pip-installs ``code/requirements.txt`` when the server starts
+    (sagemaker_inference/model_server.py ``_install_requirements``, called from
+    sagemaker_pytorch_serving_container/torchserve.py). Here the install goes into an overlay keyed by
+    the requirements' content, exactly as for a training job's source dir (localcloud/containerenv.py),
+    so the base never changes; the toolkit's own pip run then finds everything satisfied. pip honours
+    the file's own options, so a ``--no-index`` / ``--find-links wheels`` file (relative to the file)
+    installs offline from the wheels the model ships.
+    """
+    requirements = model_dir / "code" / "requirements.txt"
+    if not requirements.is_file():
+        return None
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a", encoding="utf-8") as log_file:
+
+        def log(line: str) -> None:
+            log_file.write(line + "\n")
+            log_file.flush()
+
+        try:
+            python = overlay_python(requirements, base=base_python(), log=log)
+        except ContainerEnvError as error:
+            # Permanent for this endpoint, as in the image (the toolkit exits on a failed pip install);
+            # pip has already retried transient network errors itself.
+            raise ModelServerStartError(f"InstallRequirementsError: {error}") from error
+    _add_torchserve_script(python)
+    return python
+
+
+def _add_torchserve_script(python: Path) -> None:
+    """``torchserve`` in the overlay's bin, as pip writes the console script into the env it installs.
+
+    TorchServe starts its workers with the interpreter that runs the ``torchserve`` CLI (ts/model_server.py
+    passes ``--python sys.executable``); in the image that is the one env the requirements went into.
+    The overlay has no console scripts of the base's packages, so without this the workers would run the
+    base interpreter and miss the model's requirements.
+    """
+    script = python.parent / TORCHSERVE
+    text = (
+        f"#!{python}\nimport sys\nfrom ts.model_server import start\n\n"
+        "if __name__ == '__main__':\n    sys.exit(start())\n"
+    )
+    if not script.is_file() or script.read_text() != text:
+        temporary = script.with_name(f".{TORCHSERVE}.{os.getpid()}")
+        temporary.write_text(text)
+        temporary.chmod(0o755)
+        temporary.replace(script)  # atomic: another endpoint may be starting from this overlay

@@ -19,7 +19,7 @@ from typing import Any
 import botocore.exceptions
 
 from localcloud.sagemaker import paging
-from localcloud.sagemaker.endpoints import ModelServerProcess, ModelServerStartError
+from localcloud.sagemaker.endpoints import ModelServerProcess, ModelServerStartError, serving_python
 from localcloud.sagemaker.exceptions import ModelError, RuntimeValidationError, ValidationException
 from localcloud.sagemaker.job_files import parse_s3_uri
 from localcloud.sagemaker.registry import BackendContext
@@ -262,8 +262,11 @@ class EndpointsBackend:
             model_dir = self._fetch_model(model, work_dir)
             environment = dict(model["PrimaryContainer"].get("Environment") or {})
             environment["SAGEMAKER_ENDPOINT_NAME"] = endpoint.name
-            # Serving runs in the base env (the inference image), never a training overlay.
-            server = ModelServerProcess(endpoint.name, model_dir, environment, work_dir / "server.log")
+            log_path = work_dir / "server.log"
+            # Serving runs in the base env (the inference image), or in an overlay over it holding the
+            # model's code/requirements.txt; never in a training job's overlay.
+            python = serving_python(model_dir, log_path)
+            server = ModelServerProcess(endpoint.name, model_dir, environment, log_path, python=python)
             server.start()
             server.wait_ready(self.context.endpoint_start_timeout)
             if fault == "rollback":  # blue/green: an alarm fires while baking; traffic goes back

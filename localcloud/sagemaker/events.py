@@ -37,6 +37,18 @@ class EventBus:
         with self._lock:
             self._tags[arn] = {tag["Key"]: tag.get("Value", "") for tag in params.get("Tags") or []}
 
+    def tags_of(self, arn: str) -> dict[str, str]:
+        with self._lock:
+            return dict(self._tags.get(arn, {}))
+
+    def update_tags(self, arn: str, added: dict[str, str], removed: list[str]) -> None:
+        """AddTags/DeleteTags: later events carry the resource's tags as they now are."""
+        with self._lock:
+            tags = self._tags.setdefault(arn, {})
+            tags.update(added)
+            for key in removed:
+                tags.pop(key, None)
+
     def emit(self, detail_type: str, resource_arn: str, detail: dict[str, Any]) -> None:
         with self._lock:
             tags = dict(self._tags.get(resource_arn, {}))

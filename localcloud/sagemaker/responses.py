@@ -49,6 +49,9 @@ IMPLEMENTED = (
     "UpdateEndpoint",
     "DeleteEndpoint",
     "ListEndpoints",
+    "ListTags",
+    "AddTags",
+    "DeleteTags",
 )
 
 

@@ -102,9 +102,7 @@ def validate_tuning_config(config: dict[str, Any], definition: dict[str, Any]) -
             f"ResourceLimits.MaxNumberOfTrainingJobs is required for the {strategy} strategy."
         )
     validate_spot(definition)  # (TrainingJobEarlyStoppingType Off/Auto: the request model checks it)
-    if "ResourceConfig" not in definition:
-        raise ValidationException("TrainingJobDefinition.ResourceConfig is required.")
-    if definition["ResourceConfig"].get("InstanceCount", 1) != 1:
+    if trial_resource_config(definition).get("InstanceCount", 1) != 1:
         raise ValidationException(
             "The local emulator runs single-instance training jobs only (InstanceCount 1)."
         )
@@ -119,6 +117,41 @@ def validate_tuning_config(config: dict[str, Any], definition: dict[str, Any]) -
             f"The objective metric {objective['MetricName']} is not defined in "
             "AlgorithmSpecification.MetricDefinitions."
         )
+
+
+def trial_resource_config(definition: dict[str, Any]) -> dict[str, Any]:
+    """The ResourceConfig each trial runs with: the definition's ``ResourceConfig``, or its
+    ``HyperParameterTuningResourceConfig``, which the API accepts in its place (exactly one of the two;
+    API_HyperParameterTrainingJobDefinition: "If you specify ResourceConfig, you can't specify
+    HyperParameterTuningResourceConfig"). The SageMaker Python SDK v2 sends the latter. With
+    ``InstanceConfigs`` (AllocationStrategy Prioritized) the first is the one the emulator's one host is.
+    """
+    plain = definition.get("ResourceConfig")
+    tuning = definition.get("HyperParameterTuningResourceConfig")
+    if plain is not None and tuning is not None:
+        raise ValidationException(
+            "Specify either TrainingJobDefinition.ResourceConfig or "
+            "TrainingJobDefinition.HyperParameterTuningResourceConfig, not both."
+        )
+    if plain is not None:
+        return dict(plain)
+    if tuning is None:
+        raise ValidationException(
+            "TrainingJobDefinition.ResourceConfig or "
+            "TrainingJobDefinition.HyperParameterTuningResourceConfig is required."
+        )
+    instance = (tuning.get("InstanceConfigs") or [tuning])[0]
+    if "InstanceType" not in instance:
+        raise ValidationException("HyperParameterTuningResourceConfig.InstanceType is required.")
+    config: dict[str, Any] = {
+        "InstanceType": instance["InstanceType"],
+        "InstanceCount": instance.get("InstanceCount", 1),
+        # ResourceConfig's VolumeSizeInGB is required; without one, the SDK's own default (30 GB).
+        "VolumeSizeInGB": instance.get("VolumeSizeInGB", tuning.get("VolumeSizeInGB", 30)),
+    }
+    if tuning.get("VolumeKmsKeyId"):
+        config["VolumeKmsKeyId"] = tuning["VolumeKmsKeyId"]
+    return config
 
 
 def validate_spot(definition: dict[str, Any]) -> None:

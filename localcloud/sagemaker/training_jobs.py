@@ -187,6 +187,7 @@ class TrainingJobs:
                         "TrainingEndTime",
                         "LastModifiedTime",
                         "TrainingJobStatus",
+                        "SecondaryStatus",  # TrainingJobSummary carries it (botocore's output shape)
                     )
                     if key in job.desc
                 }
@@ -245,6 +246,15 @@ def _refuse_debugger_api(params: dict[str, Any]) -> None:
         )
 
 
+def described_output_config(config: dict[str, Any]) -> dict[str, Any]:
+    """OutputDataConfig as SageMaker describes it: ``KmsKeyId`` always present, an empty string when the
+    request named none. The SageMaker Python SDK indexes it unconditionally when it attaches to a job
+    (sagemaker/estimator.py ``_prepare_init_params_from_job_description``:
+    ``job_details["OutputDataConfig"]["KmsKeyId"]``), so AWS's answer always carries it.
+    """
+    return {"KmsKeyId": "", **config}
+
+
 def _new_description(
     params: dict[str, Any], arn: str, now: float, tuning_job_arn: str | None
 ) -> dict[str, Any]:
@@ -257,7 +267,7 @@ def _new_description(
         "AlgorithmSpecification": params["AlgorithmSpecification"],
         "RoleArn": params["RoleArn"],
         "InputDataConfig": params.get("InputDataConfig") or [],
-        "OutputDataConfig": params["OutputDataConfig"],
+        "OutputDataConfig": described_output_config(params["OutputDataConfig"]),
         "ResourceConfig": params["ResourceConfig"],
         # SageMaker's default cap when none is given: one day.
         "StoppingCondition": params.get("StoppingCondition") or {"MaxRuntimeInSeconds": 86400},

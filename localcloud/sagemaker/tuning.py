@@ -28,7 +28,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from localcloud.sagemaker.exceptions import ValidationException
-from localcloud.sagemaker.search import build_strategy, median_rule_stops, objective_of
+from localcloud.sagemaker.search import build_strategy, median_rule_stops, objective_of, trial_resource_config
 
 if TYPE_CHECKING:
     from localcloud.sagemaker.registry import TrainingJob, TuningJob, TuningRegistry
@@ -148,7 +148,7 @@ class TuningJobRunner:
             "RoleArn": self.definition["RoleArn"],
             "InputDataConfig": self.definition.get("InputDataConfig") or [],
             "OutputDataConfig": self.definition["OutputDataConfig"],
-            "ResourceConfig": self.definition["ResourceConfig"],
+            "ResourceConfig": trial_resource_config(self.definition),
             "StoppingCondition": self.definition["StoppingCondition"],
         }
         for optional in (

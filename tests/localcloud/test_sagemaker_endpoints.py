@@ -14,6 +14,7 @@ import os
 import struct
 import subprocess
 import threading
+import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,6 +101,34 @@ def serving_processes(state_dir: Path) -> list[str]:
     return found
 
 
+PROBE_PACKAGE, PROBE_VERSION, PROBE_PROGRAM = "localcloud_probe", "0.1", "probe_inference.py"
+
+
+def ship_probe_requirements(code: Path) -> None:
+    """code/wheels/<a one-module wheel>, code/requirements.txt installing it with no index (pip reads
+    ``--find-links wheels`` relative to the file), and a program importing it before inference.py."""
+    dist_info = f"{PROBE_PACKAGE}-{PROBE_VERSION}.dist-info"
+    members = {
+        f"{PROBE_PACKAGE}/__init__.py": "SOURCE = 'code/requirements.txt'\n",
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {PROBE_PACKAGE}\nVersion: {PROBE_VERSION}\n",
+        f"{dist_info}/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    members[f"{dist_info}/RECORD"] = "".join(f"{name},,\n" for name in [*members, f"{dist_info}/RECORD"])
+    (code / "wheels").mkdir()
+    with zipfile.ZipFile(code / "wheels" / f"{PROBE_PACKAGE}-{PROBE_VERSION}-py3-none-any.whl", "w") as wheel:
+        for name, text in members.items():
+            wheel.writestr(name, text)
+    (code / "requirements.txt").write_text(
+        f"--no-index\n--find-links wheels\n{PROBE_PACKAGE}=={PROBE_VERSION}\n"
+    )
+    (code / PROBE_PROGRAM).write_text(
+        f"import {PROBE_PACKAGE}  # noqa: F401  (fails unless code/requirements.txt was installed)\n"
+        "from inference import input_fn, model_fn, output_fn, predict_fn  # noqa: F401\n"
+    )
+
+
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     models = tmp_path_factory.mktemp("models")
@@ -115,19 +144,21 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         # A truncated/corrupt checkpoint: model_fn's torch.load fails inside TorchServe's worker.
         (v1 / "model.pth").write_bytes(b"not a torch checkpoint")
         s3.put_object(Bucket=BUCKET, Key="bad/model.tar.gz", Body=tar_gz_directory(v1))
-        # Requirements the toolkit would pip-install into the image's (here: the shared base) env.
-        (v2 / "code" / "requirements.txt").write_text("smdebug==1.0.34\n")
+        # A model whose code/ ships requirements.txt (no index, its wheel next to it) and a program
+        # that imports the package: it serves only if the install reached the worker's interpreter.
+        ship_probe_requirements(v2 / "code")
         s3.put_object(Bucket=BUCKET, Key="reqs/model.tar.gz", Body=tar_gz_directory(v2))
         server = SageMakerServer(state_dir=state_dir, s3_endpoint_url=s3_url, on_event=events).start()
         sm = client("sagemaker", server.url)
         for name in ("v1", "v2", "bad", "reqs"):
+            program = PROBE_PROGRAM if name == "reqs" else "inference.py"
             sm.create_model(
                 ModelName=f"model-{name}",
                 ExecutionRoleArn=ROLE_ARN,
                 PrimaryContainer={
                     "Image": "pytorch-inference:local",
                     "ModelDataUrl": f"s3://{BUCKET}/{name}/model.tar.gz",
-                    "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
+                    "Environment": {"SAGEMAKER_PROGRAM": program},
                 },
             )
             sm.create_endpoint_config(
@@ -392,16 +423,48 @@ def test_endpoint_that_cannot_load_its_model_fails(cloud: dict[str, Any]) -> Non
     assert "UnpicklingError" in desc["FailureReason"]
 
 
-def test_model_with_requirements_is_refused_not_installed_into_the_base(cloud: dict[str, Any]) -> None:
-    sm = cloud["sm"]
+def test_model_with_requirements_is_served_from_an_overlay_never_the_base(cloud: dict[str, Any]) -> None:
+    """As the inference toolkit does, code/requirements.txt is installed before the server starts:
+    here into a cached overlay over the base (localcloud/containerenv.py), never into the base."""
+    sm, runtime = cloud["sm"], cloud["runtime"]
     sm.create_endpoint(EndpointName="ep-reqs", EndpointConfigName="config-reqs")
-    with pytest.raises(botocore.exceptions.WaiterError):
-        sm.get_waiter("endpoint_in_service").wait(
-            EndpointName="ep-reqs", WaiterConfig={"Delay": 1, "MaxAttempts": 180}
-        )
-    desc = sm.describe_endpoint(EndpointName="ep-reqs")
-    assert desc["EndpointStatus"] == "Failed"
-    assert "requirements.txt found" in desc["FailureReason"]
+    wait_in_service(sm, "ep-reqs")
+    assert_prediction(invoke(runtime, "ep-reqs", image_bytes("JPEG")), "v2")
+    log = (cloud["state_dir"] / "endpoints" / "ep-reqs" / "gen-1" / "server.log").read_text()
+    assert "overlay" in log and "requirements.txt" in log
+    # The toolkit's own pip run (in the overlay) found the package already there.
+    assert f"Requirement already satisfied: {PROBE_PACKAGE}=={PROBE_VERSION}" in log
+    base = subprocess.run([str(base_python()), "-c", f"import {PROBE_PACKAGE}"], capture_output=True)
+    assert base.returncode != 0  # the base environment is untouched
+
+
+INSTALL_IN_BASE = r"""
+import sys
+from pathlib import Path
+from localcloud.modelserver.launcher import install_overrides
+from sagemaker_inference import model_server
+install_overrides(Path(sys.argv[1]))
+try:
+    model_server._install_requirements()
+except Exception as error:
+    print(type(error).__name__, error)
+"""
+
+
+def test_launcher_refuses_requirements_in_the_base_environment(tmp_path: Path) -> None:
+    """Started in the base interpreter (no overlay), the launcher's install step refuses to pip-install."""
+    code = tmp_path / "model" / "code"
+    code.mkdir(parents=True)
+    (code / "requirements.txt").write_text("nothing-to-install==0\n")
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path), "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(
+        [str(base_python()), "-c", INSTALL_IN_BASE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert "LauncherError" in result.stdout and "never pip-installed into" in result.stdout, result.stderr
 
 
 GENERATE_CONFIG = r"""
