@@ -9,17 +9,18 @@ VENV_CONTAINER := .venv-container
 VENV_TRAIN := .venv-training
 VENV_SAM := .venv-sam
 VENV_CHECKOV := .venv-checkov
+VENV_DATA := .venv-data
 PY := $(VENV)/bin/python
 PY_CONTAINER := $(VENV_CONTAINER)/bin/python
 PY_TRAIN := $(VENV_TRAIN)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venvs training-wheels java demo test test-training test-app lint typecheck template-check checkov sam-build bench clean
+.PHONY: help venvs training-wheels java real-data-deps bench-rules demo test test-training test-app lint typecheck template-check checkov sam-build bench clean
 
 help:
 	@echo "make demo    run the whole event-driven pipeline locally (no AWS, no Docker)"
 	@echo "make test    lint, template checks, and every test suite"
-	@echo "make bench   the benchmarks in bench/"
+	@echo "make bench   the benchmarks in bench/ (make bench-rules: the Debugger rules on real photos)"
 	@echo "make clean   remove build outputs and local cloud state (keeps the venvs)"
 
 $(VENV)/.stamp: requirements-dev.txt functions/requirements.txt
@@ -62,6 +63,18 @@ training-wheels: $(TRAINING_WHEELS)
 java:
 	command -v java >/dev/null || (apt-get update && apt-get install -y --no-install-recommends default-jre-headless)
 
+# Real photos for the Debugger rules' calibration (bench/bench_rule_calibration.py) and tests/training's
+# real-data rule tests: Debian's Fashion-MNIST package (installed as root, as `java` is) ...
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+real-data-deps:
+	test -f $(FASHION_MNIST) || (apt-get update && apt-get install -y --no-install-recommends dataset-fashion-mnist)
+
+# ... and scikit-learn's bundled digit scans, in tools/real_data.py's own environment.
+$(VENV_DATA)/.stamp: requirements-data.txt
+	test -x $(VENV_DATA)/bin/python || $(PYTHON) -m venv $(VENV_DATA)
+	$(VENV_DATA)/bin/python -m pip install -q -r requirements-data.txt
+	touch $@
+
 $(VENV_SAM)/.stamp: requirements-sam.txt
 	test -x $(VENV_SAM)/bin/python || $(PYTHON) -m venv $(VENV_SAM)
 	$(VENV_SAM)/bin/python -m pip install -q -r requirements-sam.txt
@@ -74,7 +87,7 @@ $(VENV_CHECKOV)/.stamp: requirements-checkov.txt
 	touch $@
 
 venvs: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SAM)/.stamp $(VENV_CHECKOV)/.stamp \
-		$(TRAINING_WHEELS) java
+		$(VENV_DATA)/.stamp $(TRAINING_WHEELS) java real-data-deps
 
 # GNU make exits 2 for any failed recipe, whatever its code: `make demo` alone cannot tell a rejected
 # model (2) from a pipeline failure (1), the timeout (3) or missing ImageNet weights (4). The recipe
@@ -110,7 +123,7 @@ checkov: $(VENV_CHECKOV)/.stamp
 	if ! grep -q "Failed checks: " <<<"$$out" || grep -q "Parsing errors: [1-9]" <<<"$$out"; then \
 		echo "checkov did not scan template.yaml" >&2; exit 1; fi; exit $$status
 
-test-training: $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java
+test-training: $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java real-data-deps
 	$(PY_TRAIN) -m pytest tests/training $(PYTEST_ARGS)
 
 test-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java
@@ -123,7 +136,11 @@ sam-build: $(VENV_SAM)/.stamp $(TRAINING_WHEELS)
 	PATH="$$(pyenv prefix 3.13 2>/dev/null || echo /root/.pyenv/versions/3.13.0)/bin:$$PATH" \
 		$(VENV_SAM)/bin/sam build --template template.yaml
 
-bench: $(VENV)/.stamp $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java
+# The rule calibration on real photos: healthy runs must deploy, purpose-broken ones be caught.
+bench-rules: $(VENV_TRAIN)/.stamp $(VENV_DATA)/.stamp $(TRAINING_WHEELS) real-data-deps
+	$(PY_TRAIN) bench/bench_rule_calibration.py
+
+bench: $(VENV)/.stamp $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java bench-rules
 	$(PY_TRAIN) bench/bench_feature_cache.py
 	$(PY) bench/bench_ingest.py
 	$(PY) bench/bench_cold_start.py

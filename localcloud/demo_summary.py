@@ -147,6 +147,11 @@ def _print_decision(decision: dict[str, Any]) -> None:
                 f"  {rule.get('source') or 'no verdict':<10} {rule['rule']:<26} {rule['status']:<14} "
                 f"{steps:<16} {'blocking' if rule.get('blocking') else 'warns only'}"
             )
+            if rule.get("blocking") and rule.get("figure"):
+                # What the rule judged and against what: a real problem reads apart from a noisy one.
+                print(f"{'':13}judged {rule['figure']}")
+                threshold = rule.get("threshold") or "-"
+                print(f"{'':13}threshold: {threshold}; saved steps {rule.get('step_range') or '-'}")
     if contract.PROFILER_REPORT_RULE in decision.get("rule_verdicts", {}):
         findings = decision.get("profiler_findings") or []
         print(f"{contract.PROFILER_REPORT_RULE} findings:  {', '.join(findings) or 'none'}")

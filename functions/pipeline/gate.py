@@ -45,6 +45,18 @@ class RuleVerdict:
     details: str = ""
     steps: int | None = None  # steps the in-script rule evaluated, when it says
     findings: tuple[str, ...] = ()  # ProfilerReport: the profiler rules that triggered
+    # In-script rules also say what they judged (contract.FIGURE_KEY, THRESHOLD_KEY, STEP_RANGE_KEY).
+    figure: str = ""
+    threshold: str = ""
+    step_range: str = ""
+
+    def judged(self) -> str:
+        """'judged <figure>; threshold: <threshold>; steps <a-b>', or '' when the rule did not say."""
+        if not self.figure:
+            return ""
+        parts = [f"judged {self.figure}", f"threshold: {self.threshold}" if self.threshold else ""]
+        parts.append(f"steps {self.step_range}" if self.step_range else "")
+        return "; ".join(part for part in parts if part)
 
 
 @dataclass
@@ -89,6 +101,9 @@ def parse_in_script_verdicts(document: Any) -> list[RuleVerdict]:
                 details=details,
                 steps=_steps(entry),
                 findings=_findings(entry),
+                figure=_text(entry, contract.FIGURE_KEY),
+                threshold=_text(entry, contract.THRESHOLD_KEY),
+                step_range=_text(entry, contract.STEP_RANGE_KEY),
             )
         )
     return verdicts
@@ -193,6 +208,10 @@ def _judge(
             "source": verdict.source if verdict else None,
             "steps": verdict.steps if verdict else None,
             "details": verdict.details if verdict else "",
+            # What the rule judged, against what, over which saved steps (in-script rules only).
+            "figure": verdict.figure if verdict else "",
+            "threshold": verdict.threshold if verdict else "",
+            "step_range": verdict.step_range if verdict else "",
         }
     )
     if status == contract.NO_ISSUES_FOUND or (rule == contract.PROFILER_REPORT_RULE and verdict):
@@ -209,7 +228,10 @@ def _judge(
         NOT_ENOUGH_DATA_STATUS: "had not enough data to evaluate (not a pass)",
     }.get(status, f"reported {status} (not a pass)")
     details = f": {verdict.details}" if verdict and verdict.details else ""
-    (decision.reasons if blocking else decision.warnings).append(f"{label} {explanation}{details}"[:500])
+    judged = f" [{verdict.judged()}]" if verdict and verdict.judged() else ""
+    # The judged figure goes first into the 700 characters: it tells a real problem from a noisy one.
+    message = f"{label} {explanation}{details}"[: 700 - len(judged)] + judged
+    (decision.reasons if blocking else decision.warnings).append(message)
 
 
 def _judge_profiler_findings(
@@ -252,6 +274,12 @@ def _normalized_status(entry: Mapping[str, Any], status: str) -> str:
 def _steps(entry: Mapping[str, Any]) -> int | None:
     steps = entry.get(contract.STEPS_EVALUATED_KEY)
     return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0 else None
+
+
+def _text(entry: Mapping[str, Any], key: str) -> str:
+    """An optional text field (older verdict files lack it); anything but a string is ignored."""
+    value = entry.get(key)
+    return value if isinstance(value, str) else ""
 
 
 def _findings(entry: Mapping[str, Any]) -> tuple[str, ...]:

@@ -253,3 +253,44 @@ def test_failed_job_is_rejected_with_its_failure_reason_alone() -> None:
 def test_a_blocking_profiler_rule_without_a_profiler_report_is_not_a_pass() -> None:
     decision = gate(verdicts(), blocking=(*BLOCKING, "StepOutlier"))
     assert decision.reasons == ["blocking rule StepOutlier: no ProfilerReport verdict (not a pass)"]
+
+
+# --- what each rule judged ------------------------------------------------------------------------
+def test_a_blocking_reason_says_the_figure_the_threshold_and_the_steps():
+    fired = entry(
+        "LossNotDecreasing",
+        "IssuesFound",
+        "mean loss of epoch 2 rose to 3.1",
+        Figure="mean loss 3.1000 of epoch 2: +40.00% vs 2.2143 (epoch 1)",
+        Threshold="must fall >= 0.1% per epoch",
+        StepRange="0-75",
+    )
+    decision = gate(verdicts(fired))
+    assert not decision.deploy
+    (reason,) = decision.reasons
+    assert "LossNotDecreasing found issues: mean loss of epoch 2 rose to 3.1" in reason
+    assert reason.endswith(
+        "[judged mean loss 3.1000 of epoch 2: +40.00% vs 2.2143 (epoch 1); "
+        "threshold: must fall >= 0.1% per epoch; steps 0-75]"
+    )
+    (counted,) = [rule for rule in decision.rules if rule["rule"] == "LossNotDecreasing"]
+    assert (counted["figure"], counted["threshold"], counted["step_range"]) == (
+        "mean loss 3.1000 of epoch 2: +40.00% vs 2.2143 (epoch 1)",
+        "must fall >= 0.1% per epoch",
+        "0-75",
+    )
+
+
+def test_long_details_never_cut_off_what_was_judged():
+    fired = entry(
+        "VanishingGradient", "IssuesFound", "x" * 2000, Figure="mean |gradient| 1e-9", Threshold="< 1e-7"
+    )
+    (reason,) = gate(verdicts(fired)).reasons
+    assert len(reason) <= 700 and reason.endswith("[judged mean |gradient| 1e-9; threshold: < 1e-7]")
+
+
+def test_verdicts_without_figures_still_read_and_non_text_figures_are_ignored():
+    decision = gate(verdicts(entry("Overfit", "IssuesFound", "ratio 0.3", Figure=0.3)))
+    assert decision.deploy and decision.warnings == ["in-script rule Overfit found issues: ratio 0.3"]
+    (counted,) = [rule for rule in decision.rules if rule["rule"] == "Overfit"]
+    assert counted["figure"] == ""

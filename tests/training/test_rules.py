@@ -217,12 +217,28 @@ def test_overfit_fires_when_validation_loss_pulls_away_and_not_when_it_follows(t
 
 
 def test_overtraining_fires_on_a_plateau_and_not_while_improving(tmp_path):
-    plateau = _loss_trial(tmp_path / "bad", [(modes.TRAIN, [1.0, 0.8, 0.6] + [0.6] * 21)])
-    verdict = _verdict(plateau, "Overtraining")
+    """Patience counts epochs (each epoch's mean training loss), not single noisy batches."""
+    valid = list(np.linspace(1.2, 0.7, 9))
+    plateau = _epochs([1.0, 0.8, 0.6] + [0.6] * 6, valid, epochs=9)
+    verdict = _verdict(_loss_trial(tmp_path / "bad", plateau), "Overtraining")
     assert verdict.RuleEvaluationStatus == rules.ISSUES_FOUND, verdict
-    assert "training loss has not improved" in verdict.StatusDetails
-    improving = _loss_trial(tmp_path / "good", [(modes.TRAIN, list(np.linspace(2.0, 0.5, 24)))])
-    assert _verdict(improving, "Overtraining").RuleEvaluationStatus == rules.NO_ISSUES_FOUND
+    assert "training loss has not improved" in verdict.StatusDetails and "5 epochs" in verdict.StatusDetails
+    improving = _epochs(list(np.linspace(2.0, 0.5, 9)), valid, epochs=9)
+    assert _verdict(_loss_trial(tmp_path / "good", improving), "Overtraining").RuleEvaluationStatus == (
+        rules.NO_ISSUES_FOUND
+    )
+
+
+def test_overtraining_does_not_count_single_batches(tmp_path):
+    """Batches alternate easy/hard inside each epoch while the epoch means fall: no plateau."""
+    train = [[value * (0.5 if step % 2 else 1.5) for step in range(6)] for value in np.linspace(2.0, 0.5, 9)]
+    phases = [
+        phase
+        for epoch in range(9)
+        for phase in ((modes.TRAIN, train[epoch]), (modes.EVAL, [1.0 - 0.05 * epoch] * 2))
+    ]
+    verdict = _verdict(_loss_trial(tmp_path / "noisy", phases), "Overtraining")
+    assert verdict.RuleEvaluationStatus == rules.NO_ISSUES_FOUND, verdict
 
 
 # --- LossNotDecreasing ----------------------------------------------------------------------------
@@ -237,7 +253,8 @@ def test_loss_not_decreasing_quiet_while_the_loss_falls(tmp_path):
     trial = _loss_trial(tmp_path / "falling", [(modes.TRAIN, list(np.linspace(2.0, 0.5, 25)))])
     verdict = _verdict(trial, "LossNotDecreasing")
     assert verdict.RuleEvaluationStatus == rules.NO_ISSUES_FOUND, verdict
-    assert verdict.StepsEvaluated == 25
+    # No validation passes, so no epochs: windows of 10 steps; the last 5 steps fill no window.
+    assert verdict.StepsEvaluated == 20
 
 
 def test_loss_not_decreasing_reads_the_trend_not_single_batches(tmp_path):

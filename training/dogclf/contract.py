@@ -53,6 +53,11 @@ STOPPED = "Stopped"
 MIN_RULE_STEPS = 20
 NOT_ENOUGH_DATA = "not enough data: "
 STEPS_EVALUATED_KEY = "StepsEvaluated"
+# ...and what it judged, so that a reader tells a real problem from a noisy one: the figure (e.g. an
+# epoch's mean loss and its change), the condition it was held against, the saved steps it read.
+FIGURE_KEY = "Figure"
+THRESHOLD_KEY = "Threshold"
+STEP_RANGE_KEY = "StepRange"
 # The PROFILER_REPORT_RULE entry of rule_verdicts.json lists the profiler rules that triggered
 # (names from PROFILER_RULE_NAMES) under this key; its status is ISSUES_FOUND when the list is not empty.
 PROFILER_FINDINGS_KEY = "IssuesFound"
