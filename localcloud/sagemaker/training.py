@@ -259,8 +259,9 @@ class TrainingJobRunner:
 
     def _job_python(self, log_path: Path) -> Path | None:
         """The image's interpreter, or, when the source dir ships requirements.txt, the cached overlay
-        over it that holds them. The toolkit then runs its own `pip install -r requirements.txt` as in
-        the container, and finds everything already satisfied (no download)."""
+        over it that holds them, built with no package index (containerenv.OFFLINE_PIP_ENVIRONMENT:
+        only the wheels the source dir ships install). The toolkit then runs its own `pip install -r
+        requirements.txt` as in the container, and finds everything already satisfied."""
         base = Path(self.context.training_python)
         requirements = self.base_dir / "code" / "requirements.txt"
         with log_path.open("w", encoding="utf-8") as log_file:
@@ -277,7 +278,8 @@ class TrainingJobRunner:
                 return overlay_python(requirements, base=base, log=log, env=offline_environment())
             except ContainerEnvError as error:
                 # Permanent for this job, as in the container (the toolkit does not retry its pip
-                # step): pip already retried transient network errors itself (--retries, 5).
+                # step). No index is reachable, so nothing here is a network hiccup: a requirement
+                # the source dir does not ship a wheel for can never install.
                 log(f"InstallRequirementsError: {error}")
                 return None
 

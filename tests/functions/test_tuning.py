@@ -87,15 +87,13 @@ def test_manifest_starts_one_tuning_job(start_tuning, aws, lambda_context) -> No
     source = decoded["sagemaker_submit_directory"]
     assert source.startswith(f"s3://{ENV['ARTIFACTS_BUCKET']}/code/") and source.endswith("/sourcedir.tar.gz")
 
-    # The uploaded source dir holds exactly the entry points, dogclf/ and the job's requirements.txt
-    # (what the toolkit pip-installs: training/requirements.txt), no dev requirements, no caches.
+    # The trials' source dir holds exactly the entry points and dogclf/: no requirements.txt (the
+    # toolkit installs nothing, so no trial needs a package index), no wheels, no caches.
     key = source.split("/", 3)[3]
     body = aws.s3.get_object(Bucket=ENV["ARTIFACTS_BUCKET"], Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as archive:
         names = archive.getnames()
-        shipped = archive.extractfile("requirements.txt")
-        assert shipped is not None
-        assert shipped.read() == (TRAINING_DIR / "requirements.txt").read_bytes()
+    assert "requirements.txt" not in names
     assert {
         "features.py",
         "hpo.py",
@@ -104,12 +102,11 @@ def test_manifest_starts_one_tuning_job(start_tuning, aws, lambda_context) -> No
         "dogclf/metric_definitions.json",
     } <= set(names)
     assert all(
-        name in ("features.py", "hpo.py", "train_model.py", "inference.py", "requirements.txt")
-        or name.startswith("dogclf/")
+        name in ("features.py", "hpo.py", "train_model.py", "inference.py") or name.startswith("dogclf/")
         for name in names
     )
     assert not any("__pycache__" in name for name in names)
-    assert [name for name in names if "requirements" in name] == ["requirements.txt"]
+    assert [name for name in names if "requirements" in name or name.endswith(".whl")] == []
     [note] = aws.notifications()
     assert note["subject"] == f"Tuning started: {name}"
 
