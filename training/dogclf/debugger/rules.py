@@ -17,14 +17,16 @@ from the real-data calibration bench, bench/bench_rule_calibration.py).
   patience=5, steps=10) [gradient_rules.py]: over the first ``steps`` TRAIN steps, the ratio between
   the largest and smallest per-layer variance of activation (ReLU) inputs exceeds ``threshold``, or the
   5th-95th percentile spread of all gradients is below ``distribution_range``, or the loss has not
-  decreased within the window. "Decreased": the mean of its last ``patience`` losses is below the mean
-  of its first ``patience`` by more than 2 standard errors of that difference; a single lower batch is
-  not a decrease. train_model.py passes steps=MIN_RULE_STEPS and an ``activation_inputs_regex`` that
-  selects the trained layers' ReLU inputs (``TRAINED_ACTIVATION_INPUTS``): the frozen backbone's
+  decreased within the window. "Decreased": the median of its last ``patience`` losses is below the
+  median of its first ``patience`` (one overshooting or hard batch does not decide). train_model.py
+  passes steps=MIN_RULE_STEPS, threshold=POOR_INIT_VARIANCE_RATIO and an ``activation_inputs_regex``
+  that selects the trained layers' activations (``TRAINED_ACTIVATION_INPUTS``: ReLU inputs in the
+  head, and the head Linear's input and output, which hook_config saves): the frozen backbone's
   activation scales are fixed by its weights, not by an initialization that training starts from.
 - Overfit(start_step=0, patience=1, ratio_threshold=0.1) [loss_rules.py]: (mean validation loss -
   mean training loss) / mean training loss exceeds ``ratio_threshold`` for ``patience`` consecutive
   evaluations. An evaluation is one validation pass, compared with the epoch of TRAIN steps before it.
+  train_model.py passes ratio_threshold=OVERFIT_RATIO_THRESHOLD.
 - Overtraining(patience_train=5, patience_validation=10, delta=0.01) [loss_rules.py]: training loss
   has not improved on its best by more than ``delta`` for ``patience_train`` epochs (epoch means), or
   validation loss for ``patience_validation`` validation passes (pass means).
@@ -33,9 +35,11 @@ from the real-data calibration bench, bench/bench_rule_calibration.py).
   percent from the loss ``num_steps`` steps earlier, and never rise more than
   ``increase_threshold_percent`` percent above the lowest loss before it. mode=None checks EVAL, then
   TRAIN, then GLOBAL, using the first that has losses. "The loss at a step" is the mean of the window
-  of ``num_steps`` losses that ends there (windows do not overlap); train_model.py passes mode="TRAIN"
-  and num_steps=None, which makes the window one epoch: each comparison is an epoch's mean training
-  loss against the previous epoch's, over the same images. A loss that is not finite fires.
+  of ``num_steps`` losses that ends there (windows do not overlap); train_model.py passes mode="TRAIN",
+  num_steps=None and diff_percent=LOSS_DECREASE_PERCENT: num_steps=None makes the window one epoch,
+  so each comparison is an epoch's mean training loss against the previous epoch's, over the same
+  images, and the first is epoch 1 against step 0's loss (AWS compares with the loss at the start).
+  A loss that is not finite fires.
 
 Verdicts. Each rule counts the saved steps it read. A rule that fired is IssuesFound. A rule that did
 not fire but read fewer than ``contract.MIN_RULE_STEPS`` steps, or made no comparison at all, has not
