@@ -15,8 +15,9 @@ judges each run's rule_verdicts.json and test accuracy.
 
 Prints a table (runs x rules: verdict, and the figure each rule judged), the false rejections and the
 false passes; exits 1 when there is any. Run from a fresh clone: ``make bench-rules`` (installs the
-Debian package and builds .venv-data first). About 6 minutes on 2 shared cores (each job runs with
-one thread, at nice 5).
+Debian package and builds .venv-data first). 11 jobs, one thread each at nice 5: 1,284 s measured on
+2 cores that other work kept at a load of 7-13 (55-208 s a job); the datasets are cached in
+.bench-data/rule-calibration/.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ bench/ (tests/training/test_rules_real_data.py) it uses the repository's trainin
 
 from __future__ import annotations
 
+import argparse
 import runpy
 import sys
 from pathlib import Path
@@ -24,10 +25,11 @@ from dogclf import model  # noqa: E402
 
 
 def _pop_scale(argv: list[str]) -> tuple[float, list[str]]:
-    if "--head_init_scale" not in argv:
-        raise SystemExit("calibration_entry.py needs --head_init_scale")
-    index = argv.index("--head_init_scale")
-    return float(argv[index + 1]), argv[:index] + argv[index + 2 :]
+    """--head_init_scale (either "--head_init_scale 1000" or "--head_init_scale=1000"), the rest."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--head_init_scale", type=float, required=True)
+    known, rest = parser.parse_known_args(argv)
+    return known.head_init_scale, rest
 
 
 def main() -> None:

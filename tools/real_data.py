@@ -30,6 +30,7 @@ import struct
 import sys
 import zipfile
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -57,8 +58,9 @@ FASHION_MNIST_CLASSES = (
 DIGIT_CLASSES = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
 _ZIP_TIMESTAMP = (2020, 1, 1, 0, 0, 0)
 
-# One labelled image: (class index, greyscale image).
-Example = tuple[int, Image.Image]
+# One labelled image: (class index, a function that decodes the greyscale image). Decoding waits until
+# an image is picked: Fashion-MNIST has 70,000 and a bench run uses a few hundred.
+Example = tuple[int, Callable[[], Image.Image]]
 
 
 class RealDataUnavailableError(RuntimeError):
@@ -91,8 +93,8 @@ def fashion_mnist(root: Path = FASHION_MNIST_DIR) -> list[Example]:
             raise ValueError(f"{root}/{prefix}: {count} images but {label_count} labels")
         size = rows * cols
         for index in range(count):
-            image = Image.frombytes("L", (cols, rows), pixels[index * size : (index + 1) * size])
-            examples.append((labels[index], image))
+            chunk = pixels[index * size : (index + 1) * size]
+            examples.append((labels[index], partial(Image.frombytes, "L", (cols, rows), chunk)))
     return examples
 
 
@@ -109,7 +111,7 @@ def digits() -> list[Example]:
     examples: list[Example] = []
     for image, label in zip(bunch.images, bunch.target, strict=True):
         pixels = bytes(round(float(value) * 255 / 16) for value in image.ravel())
-        examples.append((int(label), Image.frombytes("L", (8, 8), pixels)))
+        examples.append((int(label), partial(Image.frombytes, "L", (8, 8), pixels)))
     return examples
 
 
@@ -124,7 +126,7 @@ def split_examples(
 ) -> dict[str, list[Example]]:
     """``counts[split]`` examples per split, as even over the classes as they divide, no image twice."""
     rng = random.Random(seed)
-    by_class: dict[int, list[Image.Image]] = {}
+    by_class: dict[int, list[Callable[[], Image.Image]]] = {}
     for label, image in examples:
         by_class.setdefault(label, []).append(image)
     pools = {label: rng.sample(images, len(images)) for label, images in sorted(by_class.items())}
@@ -149,16 +151,29 @@ def iter_files(
     image_size: int = 64,
     shuffle_labels: bool = False,
 ) -> Iterator[tuple[str, bytes]]:
-    """(relative path, JPEG bytes) for every image of the repacked dataset."""
+    """(relative path, JPEG bytes) for every image of the repacked dataset. The dataset is read and
+    split here, before the first file is asked for: a missing package fails before anything is written."""
     load, classes = DATASETS[dataset]
     splits = split_examples(load(), counts, len(classes), seed)
+    return _encode(dataset, splits, classes, seed=seed, image_size=image_size, shuffle_labels=shuffle_labels)
+
+
+def _encode(
+    dataset: str,
+    splits: dict[str, list[Example]],
+    classes: tuple[str, ...],
+    *,
+    seed: int,
+    image_size: int,
+    shuffle_labels: bool,
+) -> Iterator[tuple[str, bytes]]:
     label_rng = random.Random(seed + 1)
     for split in SPLITS:
         for index, (label, image) in enumerate(splits[split]):
             if shuffle_labels and split == "train":
                 label = label_rng.randrange(len(classes))
             folder = f"{label + 1:03d}.{classes[label]}"
-            rgb = image.convert("RGB").resize((image_size, image_size), Image.Resampling.BICUBIC)
+            rgb = image().convert("RGB").resize((image_size, image_size), Image.Resampling.BICUBIC)
             buffer = io.BytesIO()
             rgb.save(buffer, format="JPEG", quality=90)
             yield f"{split}/{folder}/{dataset}_{split}_{index:05d}.jpg", buffer.getvalue()

@@ -160,6 +160,16 @@ PINNED_HOOK_CONFIG = {
             },
         },
         {
+            "CollectionName": "head_activations",
+            "CollectionParameters": {
+                "include_regex": r"^head\.1_(input|output)_0$",
+                "reductions": "variance,mean",
+                "train.save_interval": "1",
+                "train.end_step": "20",
+                **_TRAIN_ONLY,
+            },
+        },
+        {
             "CollectionName": "weights",
             "CollectionParameters": {
                 "reductions": "mean,std,l2_norm",

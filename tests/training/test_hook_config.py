@@ -32,6 +32,7 @@ def test_shape_is_a_debug_hook_config_without_paths():
         "gradients",
         "grad_scale",
         "relu_input",
+        "head_activations",
         "weights",
         "biases",
     }
@@ -62,7 +63,11 @@ def test_dogimages_sized_run_gives_every_rule_enough_steps_and_stays_bounded():
     # Activations and weights: reductions only (scalars), never the full ResNet tensors.
     assert collections["relu_input"]["reductions"] and collections["weights"]["reductions"]
     assert collections["relu_input"]["train.end_step"] == str(MIN_RULE_STEPS)
-    for name in ("gradients", "relu_input", "weights"):
+    # The head Linear's input and output (PoorWeightInitialization's layers): reductions, early steps.
+    head = collections["head_activations"]
+    assert head["include_regex"] == r"^head\.1_(input|output)_0$" and head["reductions"]
+    assert head["train.end_step"] == str(MIN_RULE_STEPS)
+    for name in ("gradients", "relu_input", "head_activations", "weights"):
         assert collections[name]["eval.end_step"] == "0", name  # no backward pass in EVAL
 
 

@@ -161,5 +161,7 @@ def test_nothing_learns_loss_not_decreasing_fires_with_the_in_script_hook(tmp_pa
     for name in (contract.LOSS_NOT_DECREASING, contract.OVERTRAINING):
         assert verdicts[name]["RuleEvaluationStatus"] == contract.ISSUES_FOUND, verdicts[name]
         assert f"rule {name}: IssuesFound at step" in result.stdout
-    assert "did not decrease by 0.1%" in verdicts[contract.LOSS_NOT_DECREASING]["StatusDetails"]
-    assert verdicts[contract.LOSS_NOT_DECREASING][contract.STEPS_EVALUATED_KEY] == 20
+    assert "epoch 2 " in verdicts[contract.LOSS_NOT_DECREASING]["StatusDetails"]
+    assert "did not decrease by 1%" in verdicts[contract.LOSS_NOT_DECREASING]["StatusDetails"]
+    # One step per epoch: the first comparison (epoch 2 against epoch 1) fires, having read 2 steps.
+    assert verdicts[contract.LOSS_NOT_DECREASING][contract.STEPS_EVALUATED_KEY] == 2

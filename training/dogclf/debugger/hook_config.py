@@ -13,6 +13,9 @@ bounded. What each in-script rule (``dogclf.debugger.rules``) reads decides what
 - ``relu_input`` (TRAIN, first ``MIN_RULE_STEPS`` steps): PoorWeightInitialization's per-layer
   variance. Full ResNet activations are tens of MB per layer and step, so only the ``variance`` and
   ``mean`` reductions are saved (a scalar each).
+- ``head_activations`` (TRAIN, first ``MIN_RULE_STEPS`` steps): the head Linear's input and output
+  (``HEAD_ACTIVATIONS_REGEX``), ``variance`` and ``mean`` reductions: PoorWeightInitialization's
+  variance ratio on the layer that training initialises (the linear head has no ReLU).
 - ``grad_scale`` (fp16 only, at the gradients' steps): the loss scale the saved gradients carry.
 - ``weights``/``biases``: no rule reads them; reductions only, a handful of times per run, for a
   curve in the trial. Full ResNet18 weights plus gradients at every step would be about 88 MB/step.
@@ -36,6 +39,12 @@ GRADIENT_SAVES = 2 * MIN_RULE_STEPS
 # Weight/bias reductions: a few points per run are enough to see them move.
 WEIGHT_SAVES = 10
 RELU_INPUT_REGEX = ".*relu_input"
+# The input (batch-normalised features) and output (logits) of the head's Linear layer
+# (dogclf.model: head = BatchNorm1d, Linear): the activations of the one layer that training
+# initialises. PoorWeightInitialization compares their variances (a head initialised at a bad scale
+# puts the logits' variance orders of magnitude from its input's); saved as reductions like relu_input.
+HEAD_ACTIVATIONS = "head_activations"
+HEAD_ACTIVATIONS_REGEX = r"^head\.1_(input|output)_0$"
 # fp16 (T4): the hook sees gradients multiplied by the GradScaler's loss scale; train_model.py records
 # the scale under this name ("grad_scale_output_0": neither the losses' nor the gradients' regex).
 GRAD_SCALE = "grad_scale"
@@ -133,6 +142,14 @@ def debug_hook_config(
                 "CollectionName": "relu_input",
                 "CollectionParameters": {
                     "include_regex": RELU_INPUT_REGEX,
+                    "reductions": RELU_INPUT_REDUCTIONS,
+                    **_train_only(save_interval="1", end_step=str(plan.early_steps)),
+                },
+            },
+            {
+                "CollectionName": HEAD_ACTIVATIONS,
+                "CollectionParameters": {
+                    "include_regex": HEAD_ACTIVATIONS_REGEX,
                     "reductions": RELU_INPUT_REDUCTIONS,
                     **_train_only(save_interval="1", end_step=str(plan.early_steps)),
                 },
