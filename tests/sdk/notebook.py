@@ -20,7 +20,7 @@ FRAMEWORK, PY_VERSION = "2.6.0", "py312"
 # The local cloud's account (localcloud.shared.ACCOUNT_ID); the role is the user's to name.
 ROLE = "arn:aws:iam::123456789012:role/SdkNotebookRole"
 BUCKET = "sdk-notebook-bucket"
-OBJECTIVE = {"Name": "valid:accuracy", "Regex": "#metric valid:accuracy=([-+0-9.eE]+);"}
+OBJECTIVE: dict[str, Any] = {"Name": "valid:accuracy", "Regex": "#metric valid:accuracy=([-+0-9.eE]+);"}
 HYPERPARAMETERS: dict[str, Any] = {
     "weights": "none",
     "image_size": 64,
@@ -31,7 +31,7 @@ HYPERPARAMETERS: dict[str, Any] = {
 }
 TRAINING_INSTANCE = "ml.m5.xlarge"
 # The seed's DebuggerHookConfig(hook_parameters=...).
-SEED_HOOK_PARAMETERS = {"train.save_interval": "100", "eval.save_interval": "10"}
+SEED_HOOK_PARAMETERS: dict[str, Any] = {"train.save_interval": "100", "eval.save_interval": "10"}
 
 
 def seed_profiler_config() -> ProfilerConfig:

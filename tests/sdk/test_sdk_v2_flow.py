@@ -29,7 +29,6 @@ from tests.sdk.notebook import (
     BUCKET,
     FRAMEWORK,
     HYPERPARAMETERS,
-    NOT_ENOUGH_DATA,
     PY_VERSION,
     ROLE,
     SEED_HOOK_PARAMETERS,
@@ -84,7 +83,11 @@ def test_the_seeds_profiler_settings_are_what_the_training_suite_runs() -> None:
 
 
 def test_profiled_job_with_the_seeds_rules_and_profiler_completes(profiled: PyTorch) -> None:
-    description = profiled.latest_training_job.describe()
+    from dogclf.contract import NOT_ENOUGH_DATA  # training/ is on the path (tests/sdk/notebook.py)
+
+    job = profiled.latest_training_job
+    assert job is not None
+    description = job.describe()
     assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
     assert description["ProfilerConfig"]["ProfilingIntervalInMilliseconds"] == 500
     debug_rules = {rule["RuleConfigurationName"]: rule for rule in description["DebugRuleEvaluationStatuses"]}
@@ -98,7 +101,7 @@ def test_profiled_job_with_the_seeds_rules_and_profiler_completes(profiled: PyTo
     [report] = description["ProfilerRuleEvaluationStatuses"]
     assert report["RuleConfigurationName"] == "ProfilerReport"
     assert report["RuleEvaluationStatus"] in {"NoIssuesFound", "IssuesFound"}, report
-    assert profiled.latest_training_job.rule_job_summary()  # the SDK's own reading of the statuses
+    assert job.rule_job_summary()  # the SDK's own reading of the statuses
 
 
 @pytest.fixture(scope="module")
