@@ -10,12 +10,13 @@ VENV_TRAIN := .venv-training
 VENV_SAM := .venv-sam
 VENV_CHECKOV := .venv-checkov
 VENV_DATA := .venv-data
+VENV_SDK2 := .venv-sdk2
 PY := $(VENV)/bin/python
 PY_CONTAINER := $(VENV_CONTAINER)/bin/python
 PY_TRAIN := $(VENV_TRAIN)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venvs training-wheels java real-data-deps bench-rules demo test test-training test-app lint typecheck template-check checkov sam-build bench clean
+.PHONY: help venvs training-wheels java real-data-deps bench-rules demo test test-training test-app test-sdk lint typecheck template-check checkov sam-build bench clean
 
 help:
 	@echo "make demo    run the whole event-driven pipeline locally (no AWS, no Docker)"
@@ -86,8 +87,14 @@ $(VENV_CHECKOV)/.stamp: requirements-checkov.txt
 	$(VENV_CHECKOV)/bin/python -m pip install -q -r requirements-checkov.txt
 	touch $@
 
+# The SDK conformance suite's clients (tests/sdk): SageMaker Python SDK v2 and the AWS CLI, Python 3.12.
+$(VENV_SDK2)/.stamp: requirements-sdk2.txt
+	test -x $(VENV_SDK2)/bin/python || $(PYTHON_CONTAINER) -m venv $(VENV_SDK2)
+	$(VENV_SDK2)/bin/python -m pip install -q -r requirements-sdk2.txt
+	touch $@
+
 venvs: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SAM)/.stamp $(VENV_CHECKOV)/.stamp \
-		$(VENV_DATA)/.stamp $(TRAINING_WHEELS) java real-data-deps
+		$(VENV_DATA)/.stamp $(VENV_SDK2)/.stamp $(TRAINING_WHEELS) java real-data-deps
 
 # GNU make exits 2 for any failed recipe, whatever its code: `make demo` alone cannot tell a rejected
 # model (2) from a pipeline failure (1), the timeout (3) or missing ImageNet weights (4). The recipe
@@ -103,12 +110,13 @@ lint: $(VENV)/.stamp typecheck
 
 # mypy over every tree. Test folders are checked one at a time (each has its own conftest.py, and
 # pytest, not a package, puts its helpers on the path); training/ against the training environment,
-# so that torch's and smdebug's types resolve.
+# so that torch's and smdebug's types resolve; tests/sdk against .venv-sdk2 (SageMaker SDK v2).
 MYPY_APP_TESTS := tests/functions tests/localcloud tests/template tests/e2e
-typecheck: $(VENV)/.stamp $(VENV_TRAIN)/.stamp
+typecheck: $(VENV)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SDK2)/.stamp
 	$(VENV)/bin/mypy functions/pipeline localcloud cli bench tools
 	for tests in $(MYPY_APP_TESTS); do MYPYPATH=functions:training $(VENV)/bin/mypy $$tests || exit 1; done
 	MYPYPATH=training $(VENV)/bin/mypy --python-executable $(PY_TRAIN) training tests/training
+	MYPYPATH=training $(VENV)/bin/mypy --python-executable $(VENV_SDK2)/bin/python tests/sdk
 
 template-check: $(VENV)/.stamp $(VENV_SAM)/.stamp checkov
 	$(VENV)/bin/cfn-lint template.yaml
@@ -127,9 +135,13 @@ test-training: $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java real-data-deps
 	$(PY_TRAIN) -m pytest tests/training $(PYTEST_ARGS)
 
 test-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java
-	$(PY) -m pytest tests --ignore=tests/training $(PYTEST_ARGS)
+	$(PY) -m pytest tests --ignore=tests/training --ignore=tests/sdk $(PYTEST_ARGS)
 
-test: lint template-check test-training test-app
+# AWS's own clients against `python -m localcloud` (which runs with .venv): see tests/sdk/conftest.py.
+test-sdk: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_SDK2)/.stamp $(TRAINING_WHEELS) java
+	$(VENV_SDK2)/bin/python -m pytest tests/sdk $(PYTEST_ARGS)
+
+test: lint template-check test-training test-app test-sdk
 
 # sam build for the python3.13 runtime needs that interpreter first on PATH.
 sam-build: $(VENV_SAM)/.stamp $(TRAINING_WHEELS)

@@ -10,9 +10,12 @@ atomically and stop the old one only after its in-flight requests have finished 
 requests).
 
 Layout per endpoint generation (``<base>`` = ``SAGEMAKER_BASE_DIR``, ``/opt/ml`` in the image):
-``<base>/model`` (model.tar.gz unpacked), ``<base>/tmp`` (TEMP/TMPDIR: the JVM's temp dir and
-``torchserve``'s pid file), ``<base>/logs`` (TorchServe's log4j2 files), ``<base>/.sagemaker``
-(the toolkit's model store) and ``<base>/sagemaker-ts.properties`` (the generated config).
+``<base>/model`` (model.tar.gz unpacked), ``<base>/tmp`` (TMPDIR: ``torchserve``'s pid file),
+``<base>/logs`` (TorchServe's log4j2 files), ``<base>/.sagemaker`` (the toolkit's model store) and
+``<base>/sagemaker-ts.properties`` (the generated config). The JVM's temp dir (TEMP) is a short
+folder of its own under the system temp dir: TorchServe puts its workers' Unix sockets there
+(``<java.io.tmpdir>/.ts.sock.<port>``), and a socket path may hold 107 bytes at most (unix(7)),
+which an endpoint name of the SDK's (``pytorch-inference-<timestamp>``) under a deep state dir exceeds.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import logging
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections import deque
@@ -111,6 +116,7 @@ class ModelServerProcess:
         self._pump: threading.Thread | None = None
         self._model_error: str | None = None
         self._pool: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
+        self.jvm_tmp: Path | None = None
 
     def _environment(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("SM_")}
@@ -121,7 +127,7 @@ class ModelServerProcess:
         env.update(
             SAGEMAKER_BASE_DIR=str(self.base_dir),
             SAGEMAKER_BIND_TO_PORT=str(self.port),
-            TEMP=str(tmp),  # torchserve passes it to the JVM as -Djava.io.tmpdir
+            TEMP=str(self.jvm_tmp or tmp),  # torchserve passes it to the JVM as -Djava.io.tmpdir
             TMPDIR=str(tmp),  # torchserve's pid file, Python's tempfile
             LOG_LOCATION=str(logs),
             METRICS_LOCATION=str(logs),
@@ -141,6 +147,7 @@ class ModelServerProcess:
     def start(self) -> None:
         for folder in ("tmp", "logs"):
             (self.base_dir / folder).mkdir(parents=True, exist_ok=True)
+        self.jvm_tmp = Path(tempfile.mkdtemp(prefix="lc-ts-"))  # short: the workers' sockets live here
         self.process = subprocess.Popen(
             [str(self.python), "-m", "localcloud.modelserver"],
             cwd=self.base_dir,
@@ -322,6 +329,8 @@ class ModelServerProcess:
             )
         except (OSError, subprocess.TimeoutExpired) as error:
             logger.warning("endpoint %s: torchserve --stop failed: %s", self.name, error)
+        if self.jvm_tmp is not None:
+            shutil.rmtree(self.jvm_tmp, ignore_errors=True)
 
 
 def serving_python(model_dir: Path, log_path: Path) -> Path | None:

@@ -26,6 +26,9 @@ AREAS = {
     "Tuning",
     "Endpoints",
     "Error shapes",
+    # Issue 16: what AWS's own clients (SDK v2, AWS CLI) read and send.
+    "Response shapes",
+    "AWS clients",
 }
 TEST_REF = re.compile(r"`(tests/[\w/]+\.py)::(\w+(?:::\w+)?)`")
 
@@ -116,5 +119,7 @@ def test_a_row_naming_a_missing_test_is_reported(tmp_path: Path) -> None:
         "c: 'yes' names no test",
         "d: 'no' does not say what to expect on AWS",
         "e: local must be 'yes' or 'no', got 'maybe'",
+        "area 'AWS clients' has no row",
         "area 'Error shapes' has no row",
+        "area 'Response shapes' has no row",
     ]

@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 import threading
@@ -257,7 +258,10 @@ def test_valid_requests_are_answered_by_torchserve(cloud: dict[str, Any]) -> Non
     # TorchServe's JVM runs with this generation's config, temp dir and loopback-only addresses.
     base = cloud["state_dir"] / "endpoints" / "ep-basic" / "gen-1"
     [jvm] = [line for line in serving_processes(base) if "org.pytorch.serve.ModelServer" in line]
-    assert f"-Djava.io.tmpdir={base / 'tmp'}" in jvm and f"-f {base / 'sagemaker-ts.properties'}" in jvm
+    assert f"-f {base / 'sagemaker-ts.properties'}" in jvm
+    # The JVM's temp dir holds the workers' Unix sockets: short enough for any endpoint name.
+    [jvm_tmp] = re.findall(r"-Djava\.io\.tmpdir=(\S+)", jvm)
+    assert Path(jvm_tmp).is_dir() and len(jvm_tmp) + len("/.ts.sock.9000") < 108
     properties = (base / "sagemaker-ts.properties").read_text()
     assert "127.0.0.1" in properties and "0.0.0.0" not in properties
     # Several Accept types, with and without q-values: JSON is among the acceptable ones.
@@ -423,14 +427,19 @@ def test_endpoint_that_cannot_load_its_model_fails(cloud: dict[str, Any]) -> Non
     assert "UnpicklingError" in desc["FailureReason"]
 
 
+# As the SageMaker Python SDK names endpoints: long enough that TorchServe's worker sockets would
+# overflow the 107-byte Unix socket path limit under the endpoint's own folder (endpoints.py).
+LONG_ENDPOINT_NAME = "pytorch-inference-2026-12-07-04-02-53-816-with-requirements"
+
+
 def test_model_with_requirements_is_served_from_an_overlay_never_the_base(cloud: dict[str, Any]) -> None:
     """As the inference toolkit does, code/requirements.txt is installed before the server starts:
     here into a cached overlay over the base (localcloud/containerenv.py), never into the base."""
     sm, runtime = cloud["sm"], cloud["runtime"]
-    sm.create_endpoint(EndpointName="ep-reqs", EndpointConfigName="config-reqs")
-    wait_in_service(sm, "ep-reqs")
-    assert_prediction(invoke(runtime, "ep-reqs", image_bytes("JPEG")), "v2")
-    log = (cloud["state_dir"] / "endpoints" / "ep-reqs" / "gen-1" / "server.log").read_text()
+    sm.create_endpoint(EndpointName=LONG_ENDPOINT_NAME, EndpointConfigName="config-reqs")
+    wait_in_service(sm, LONG_ENDPOINT_NAME)
+    assert_prediction(invoke(runtime, LONG_ENDPOINT_NAME, image_bytes("JPEG")), "v2")
+    log = (cloud["state_dir"] / "endpoints" / LONG_ENDPOINT_NAME / "gen-1" / "server.log").read_text()
     assert "overlay" in log and "requirements.txt" in log
     # The toolkit's own pip run (in the overlay) found the package already there.
     assert f"Requirement already satisfied: {PROBE_PACKAGE}=={PROBE_VERSION}" in log

@@ -1,0 +1,71 @@
+"""The seed notebook's settings and helpers, shared by the SDK suite's tests and fixtures."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+import sagemaker
+from PIL import Image
+from sagemaker.debugger import FrameworkProfile, ProfilerConfig, ProfilerRule, Rule, rule_configs
+from sagemaker.pytorch import PyTorch
+
+REPO = Path(__file__).resolve().parents[2]
+TRAINING_DIR = str(REPO / "training")
+sys.path.insert(0, TRAINING_DIR)  # dogclf.contract: standard library only
+
+FRAMEWORK, PY_VERSION = "2.6.0", "py312"
+# The local cloud's account (localcloud.shared.ACCOUNT_ID); the role is the user's to name.
+ROLE = "arn:aws:iam::123456789012:role/SdkNotebookRole"
+BUCKET = "sdk-notebook-bucket"
+OBJECTIVE: dict[str, Any] = {"Name": "valid:accuracy", "Regex": "#metric valid:accuracy=([-+0-9.eE]+);"}
+HYPERPARAMETERS: dict[str, Any] = {
+    "weights": "none",
+    "image_size": 64,
+    "epochs": 1,
+    "batch_size": 16,
+    "num_workers": 0,
+    "augment": False,
+}
+TRAINING_INSTANCE = "ml.m5.xlarge"
+# The seed's DebuggerHookConfig(hook_parameters=...).
+SEED_HOOK_PARAMETERS: dict[str, Any] = {"train.save_interval": "100", "eval.save_interval": "10"}
+
+
+def seed_profiler_config() -> ProfilerConfig:
+    return ProfilerConfig(
+        system_monitor_interval_millis=500, framework_profile_params=FrameworkProfile(num_steps=10)
+    )
+
+
+def seed_rules() -> list[Any]:
+    """The seed's four Debugger rules and its ProfilerReport."""
+    return [
+        Rule.sagemaker(rule_configs.vanishing_gradient()),
+        Rule.sagemaker(rule_configs.overfit()),
+        Rule.sagemaker(rule_configs.overtraining()),
+        Rule.sagemaker(rule_configs.poor_weight_initialization()),
+        ProfilerRule.sagemaker(rule_configs.ProfilerReport()),
+    ]
+
+
+def pytorch_estimator(session: sagemaker.Session, entry_point: str, **options: Any) -> PyTorch:
+    return PyTorch(
+        entry_point=entry_point,
+        source_dir=TRAINING_DIR,
+        role=ROLE,
+        framework_version=FRAMEWORK,
+        py_version=PY_VERSION,
+        instance_count=1,
+        instance_type=TRAINING_INSTANCE,
+        sagemaker_session=session,
+        **options,
+    )
+
+
+def jpeg(color: tuple[int, int, int] = (180, 90, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), color).save(buffer, format="JPEG")
+    return buffer.getvalue()
