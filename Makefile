@@ -112,6 +112,7 @@ sam-build: $(VENV_SAM)/.stamp
 
 bench: $(VENV)/.stamp $(VENV_TRAIN)/.stamp job-overlay java
 	$(PY_TRAIN) bench/bench_feature_cache.py
+	$(PY_TRAIN) bench/bench_backbone.py
 	$(PY) bench/bench_ingest.py
 	$(PY) bench/bench_cold_start.py
 	$(PY) bench/bench_endpoint.py

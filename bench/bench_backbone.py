@@ -2,7 +2,8 @@
 
     .venv-container/bin/python bench/bench_backbone.py [--sizes 64 128 224] [--images 256]
 
-Run with the container environment's Python (torch as the training image has it). For each image size:
+Run with the container environment's Python (.venv-container or .venv-training: torch as the training
+image has it). For each image size:
 
 - ceiling: images/s of the bare backbone forward (ResNet18 without fc, random init, eval), batched
   (--batch 64, as features.py), in ``torch.inference_mode()``, on preprocessed tensors (no decoding),
