@@ -125,7 +125,7 @@ def collect_jobs(cloud: LocalCloud, prefix: str) -> list[dict[str, Any]]:
                 "billable_s": float(description.get("BillableTimeInSeconds", wall)),
                 "channels": sorted(c["ChannelName"] for c in description.get("InputDataConfig", [])),
                 "backbone_passes": (
-                    profiled_passes(job_metrics(cloud, description))
+                    profiled_passes(cloud, description)
                     if kind == "profiled" and description["TrainingJobStatus"] == "Completed"
                     else None
                 ),
@@ -146,9 +146,18 @@ def job_metrics(cloud: LocalCloud, description: dict[str, Any]) -> dict[str, Any
         return dict(json.loads(member.read()))
 
 
-def profiled_passes(metrics: dict[str, Any]) -> float:
+def profiled_passes(cloud: LocalCloud, description: dict[str, Any]) -> float | None:
     """Backbone passes over the dataset the profiled job made: its own count when it trained from the
     features channel, else the full model over train and valid each epoch and over test once."""
+    try:
+        metrics = job_metrics(cloud, description)
+    except Exception as error:  # the report goes on without this figure
+        print(f"no metrics.json for {description['TrainingJobName']}: {error}", flush=True)
+        return None
+    return passes_from_metrics(metrics)
+
+
+def passes_from_metrics(metrics: dict[str, Any]) -> float:
     if "backbone_images" in metrics:
         return float(metrics["backbone_images"]["passes"])
     images = metrics["dataset"]["images"]
