@@ -154,6 +154,7 @@ bench-rules: $(VENV_TRAIN)/.stamp $(VENV_DATA)/.stamp $(TRAINING_WHEELS) real-da
 
 bench: $(VENV)/.stamp $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java bench-rules
 	$(PY_TRAIN) bench/bench_feature_cache.py
+	$(PY_TRAIN) bench/bench_backbone.py
 	$(PY) bench/bench_ingest.py
 	$(PY) bench/bench_cold_start.py
 	$(PY) bench/bench_endpoint.py

@@ -38,8 +38,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 # The epochs the tuner searches for a --data archive: a real dataset has hundreds of steps per epoch
-# (dogImages: 208 at batch 32), far above the rules' minimum the sample's 5-6 epochs exist for, and
-# each epoch of the profiled job runs the full model over every image (about 40 s at 64 px on 2 cores).
+# (dogImages: 208 at batch 32), far above the rules' minimum the sample's 5-6 epochs exist for.
 DATA_EPOCHS = "2,3"
 
 

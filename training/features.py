@@ -8,9 +8,13 @@ it to model.tar.gz) go one contract.FEATURES_SPLIT_FILE per split and contract.F
 the format is in dogclf/feature_files.py. Tuning trials read that archive as their ``features``
 channel (hpo.py, dogclf/head_trial.py) and train the head only.
 
+Throughput (dogclf/backbone_speed.py, measured by bench/bench_backbone.py): the backbone runs in the
+channels_last memory format with all the instance's CPUs as intra-op threads (--num_threads 0), while
+--num_workers DataLoader workers decode and resize the next batches.
+
 Hyperparameters: --weights (imagenet | none | <path>), --image_size, --batch_size (extraction batch),
---num_workers, --seed (the trials' --seed: the random init of --weights none and the saved initial
-head), --dataset_id, --features_key,
+--num_workers, --num_threads (0: the instance's CPUs), --seed (the trials' --seed: the random init of
+--weights none and the saved initial head), --dataset_id, --features_key,
 --framework_version (recorded; with all three plus weights and image size, the key is checked against
 contract.features_key), --max_bad_image_fraction. Undecodable images are skipped and counted as in
 hpo.py; too many, a bad layout or unavailable weights fail through dogclf/failure.py (exit code 2 and
@@ -32,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # dogclf/ sits next to
 import torch
 import torchvision
 
-from dogclf import contract, distributed, engine, feature_files, presets, sm_env
+from dogclf import backbone_speed, contract, distributed, engine, feature_files, presets, sm_env
 from dogclf import data as data_module
 from dogclf import precision as precision_module
 from dogclf.failure import run_main
@@ -49,6 +53,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     hp.add_argument("--image_size", type=int, default=224)
     hp.add_argument("--batch_size", type=int, default=64, help="images per backbone pass")
     hp.add_argument("--num_workers", type=int, default=min(4, max(0, sm_env.num_cpus() - 1)))
+    hp.add_argument(
+        "--num_threads", type=int, default=0, help="intra-op threads of the forward; 0: the instance's CPUs"
+    )
     hp.add_argument(
         "--seed", type=int, default=0, help="the trials' seed: random init of --weights none, initial head"
     )
@@ -118,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     _check_key(args)
     context = _context()
     precision = precision_module.for_device(context.device)
+    threads = backbone_speed.use_instance_threads(args.num_threads)
     engine.seed_everything(args.seed)
     tracker = data_module.BadImageTracker(max_fraction=args.max_bad_image_fraction)
     split_dirs = data_module.find_split_dirs(args.data_dir, args.train_dir, args.valid_dir, args.test_dir)
@@ -128,13 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"dataset {args.dataset_id or '(no id)'}: {len(index.classes)} classes, images {counts}; "
         f"{ARCH} weights {args.weights}, {args.image_size}px, batch {args.batch_size}, "
-        f"on {context.device} ({precision.name})",
+        f"on {context.device} ({precision.name}), {threads} threads, {args.num_workers} loader workers",
         flush=True,
     )
     # Seeded as engine.main seeds, and built the same way: model.head is the initial head of a trial
     # with this seed, saved so that a trial from these features starts where the in-job path starts.
     model = build_model(len(index.classes), args.weights).to(context.device)
     feature_files.write_head_init(model_dir, model.head)
+    backbone_speed.to_fast_layout(model)
     rows: dict[str, int] = {}
     extract_started = time.perf_counter()
     for split in SPLITS:
@@ -149,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             callbacks=engine.Callbacks(),
             precision=precision,
             progress=Progress(split, len(dataset)),
+            fast_layout=True,
         )
         tracker.check(split, len(dataset))
         features, targets = extracted.tensors
@@ -198,6 +208,8 @@ def _meta(
         **tracker.to_dict(),
         "device": str(context.device),
         "precision": precision,
+        "num_threads": torch.get_num_threads(),
+        "num_workers": args.num_workers,
     }
 
 

@@ -1,7 +1,12 @@
 """Profiled training entry point: the same training core as hpo.py plus SageMaker Debugger.
 
-- The full model runs forward at every step (no feature cache, whatever --feature_cache says): the
-  profiler measures the real workload and the Debugger hook sees the backbone's activations.
+- With the features channel (the features job's archive, which the pipeline passes next to the image
+  channels) and no augmentation, the head trains from the saved features and the full model runs
+  only at the training steps at which the hook saves the backbone's activations (relu_input, the first
+  MIN_RULE_STEPS): the backbone once per image per pipeline (dogclf/profiled_features.py).
+- Otherwise (no features channel, --augment true, a distributed job) the full model runs forward at
+  every step, as before: no in-job feature cache, whatever --feature_cache says.
+- The forward uses all the instance's CPUs (dogclf/backbone_speed.py): the job runs alone on it.
 - Debugger hook (dogclf/debugger/hook.py) from the job's DebugHookConfig when present, else from the
   same config the Lambda sends, sized from this dataset; registered on the full model and the loss.
 - When training ends, five built-in-style rules (dogclf/debugger/rules.py) run on the saved trial.
@@ -30,7 +35,7 @@ switch_off_framework_profiling()  # the imports below come after it on purpose (
 
 from smdebug.trials import create_trial
 
-from dogclf import engine
+from dogclf import backbone_speed, engine, profiled_features
 from dogclf.contract import LOSS_PLOT_FILE, METRICS_FILE, PROFILER_REPORT_FILE, RULE_VERDICTS_FILE
 from dogclf.debugger import rules
 from dogclf.debugger.hook import DebuggerCallbacks, debugger_config_path
@@ -64,11 +69,10 @@ def get_args_parser():
 def main(argv: list[str] | None = None) -> int:
     args = engine.parse_args(get_args_parser(), argv)
     if args.feature_cache:
-        print("feature cache off: the profiled job runs the full model forward at every step", flush=True)
+        print("feature cache off: the profiled job runs the full model where the hook needs it", flush=True)
         args.feature_cache = False
-    if args.features_dir:
-        print("features channel ignored: the profiled job runs the full model from the images", flush=True)
-        args.features_dir = None
+    backbone_speed.use_instance_threads()
+    features_location = profiled_features.wanted(args, _world_size(), lambda line: print(line, flush=True))
     output_dir = Path(args.output_data_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     profiler = ProfilingCallbacks(active=args.profile_steps, num_workers=args.num_workers)
@@ -79,8 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     if debugger_config_path() is not None or _is_main_process():
         debugger = DebuggerCallbacks(output_dir, world_size=_world_size(), inner=profiler)
         callbacks = debugger
+    loaders_factory = None
+    if features_location is not None:
+        hook = debugger  # the hook config is written once the dataset is known (on_dataset)
+        loaders_factory = profiled_features.LoadersFromFeatures(
+            features_location, lambda: hook.config_path if hook is not None else None
+        )
     profiler.start()
-    result = engine.main(args, entry_point="train_model.py", callbacks=callbacks)
+    result = engine.main(
+        args, entry_point="train_model.py", callbacks=callbacks, loaders_factory=loaders_factory
+    )
     profile = profiler.finish(result["device"])
     if debugger is not None:
         debugger.close()

@@ -1,8 +1,9 @@
 """On a finished tuning job: start the profiled training job (train_model.py) with the best trial.
 
-The profiled job runs the full model on the dataset's images even when the trials trained the head
-from the features channel (pipeline.features): the dataset's manifest.json (found from the trials'
-train channel, else their static hyperparameter dataset_manifest) gives the image channels then.
+When the trials trained the head from the features channel (pipeline.features), the profiled job gets
+that channel too, next to the image channels the dataset's manifest.json gives (found from the trials'
+train channel, else their static hyperparameter dataset_manifest): it trains the head from the
+features and runs the full model on the images only where the Debugger hook needs activations.
 The manifest's image counts and the best trial's batch size and epochs are checked against
 dogclf.debugger.hook_config (the sizes every in-script rule needs) in either mode. DebuggerMode
 decides the rest of the request:
@@ -122,11 +123,14 @@ def dataset_sizes(raw: bytes, location: S3Location) -> dict[str, int]:
 
 
 def image_channels(tuning: dict[str, Any], raw: bytes, location: S3Location) -> list[dict[str, Any]]:
-    """InputDataConfig of the profiled job, which always runs the full model on the images: the
-    trials' own channels when they trained from images, else the manifest's train/valid/test."""
+    """InputDataConfig of the profiled job: the trials' own channels when they trained from images,
+    else the manifest's train/valid/test plus the trials' features channel. With it train_model.py
+    trains the head from the features and runs the full model on the images only at the Debugger's
+    relu_input steps (training/dogclf/profiled_features.py): the backbone once per image per run."""
     trials = tuning["TrainingJobDefinition"].get("InputDataConfig", [])
     if any(channel.get("ChannelName") == TRAIN_CHANNEL for channel in trials):
         return list(trials)
+    features = [channel for channel in trials if channel.get("ChannelName") == contract.FEATURES_CHANNEL]
     try:
         channels = json.loads(raw)["channels"]
         uris = {channel: str(channels[channel]) for channel in CHANNELS}
@@ -134,7 +138,7 @@ def image_channels(tuning: dict[str, Any], raw: bytes, location: S3Location) -> 
         raise TrainingRequestError(
             f"dataset manifest {location.uri} has no image channels: {error}"
         ) from error
-    return [s3_channel(channel, uri) for channel, uri in uris.items()]
+    return [*(s3_channel(channel, uri) for channel, uri in uris.items()), *features]
 
 
 def _integer_hyperparameter(hyperparameters: dict[str, str], name: str) -> int:

@@ -116,9 +116,10 @@ def test_features_are_computed_once_and_the_trials_read_only_them(demo):
         channel["DataSource"]["S3DataSource"]["S3Uri"]
         == (result.features_job["ModelArtifacts"]["S3ModelArtifacts"])
     )
-    # The profiled job still runs the full model on the images.
-    channels = {c["ChannelName"] for c in result.training_job["InputDataConfig"]}
-    assert channels == {"train", "valid", "test"}
+    # The profiled job trains the head from the same features; the images feed the Debugger's steps.
+    channels = {c["ChannelName"]: c for c in result.training_job["InputDataConfig"]}
+    assert set(channels) == {"train", "valid", "test", contract.FEATURES_CHANNEL}
+    assert channels[contract.FEATURES_CHANNEL] == channel
 
 
 def test_gate_decision_is_recorded_and_deployed(demo):

@@ -568,8 +568,8 @@ def features_tuning_description(static: dict[str, str] | None = None) -> dict:
 
 
 def test_features_trials_give_a_profiled_job_on_the_manifests_image_channels(aws, sagemaker) -> None:
-    """The profiled job runs the full model: the image channels come from the manifest the
-    dataset_manifest hyperparameter names, not from the trials' features channel."""
+    """The image channels come from the manifest the dataset_manifest hyperparameter names; the
+    trials' features channel follows them (the head trains from it, the images feed the hook)."""
     image_uris = {split: f"s3://{DATASETS}/datasets/dogimages-3f1c2a9b7d4e/{split}/" for split in SPLITS}
     put_manifest(aws, {**MANIFEST, "channels": image_uris})
     description = features_tuning_description()
@@ -579,6 +579,19 @@ def test_features_trials_give_a_profiled_job_on_the_manifests_image_channels(aws
     expected: dict[str, Any] = copy.deepcopy(PINNED_BUILTIN_REQUEST)
     expected["HyperParameters"]["dataset_manifest"] = json.dumps(f"s3://{DATASETS}/{MANIFEST_KEY}")
     assert expected["InputDataConfig"] == CHANNELS  # the image channels, as image trials would give
+    expected["InputDataConfig"] = [
+        *CHANNELS,
+        {
+            "ChannelName": "features",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": FEATURES_URI,
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+        },
+    ]
     sagemaker.add_response(
         "create_training_job", {"TrainingJobArn": f"{ARN_PREFIX}:training-job/x"}, as_started(expected)
     )

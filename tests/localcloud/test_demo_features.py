@@ -43,8 +43,8 @@ def test_the_summary_names_the_features_job(capsys) -> None:
 
 def test_epochs_default_to_the_samples_range_and_to_a_short_one_for_a_real_archive(tmp_path) -> None:
     """The sample's 5-6 epochs exist to give the Debugger rules 20 steps on 128 images; an archive
-    given with --data has hundreds of steps per epoch, and each epoch of the profiled job runs the
-    full model over every image: it searches DATA_EPOCHS unless --epochs says otherwise."""
+    given with --data has hundreds of steps per epoch: it searches DATA_EPOCHS unless --epochs says
+    otherwise."""
     from localcloud.demo_run import DATA_EPOCHS
 
     archive = str(tmp_path / "d.zip")

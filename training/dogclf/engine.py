@@ -36,8 +36,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
 
+from dogclf import backbone_speed, distributed, metrics, presets, sm_env
 from dogclf import data as data_module
-from dogclf import distributed, metrics, presets, sm_env
 from dogclf import precision as precision_module
 from dogclf.contract import FEATURES_CHANNEL, METRICS_FILE
 from dogclf.model import ARCH, FEATURE_DIM, FrozenBackboneClassifier, build_model
@@ -251,10 +251,12 @@ def extract_features(
     callbacks: Callbacks,
     precision: Precision = precision_module.FP32,
     progress: Callable[[int], None] | None = None,
+    fast_layout: bool = False,
 ) -> TensorDataset:
     """One backbone pass over a split -> (features, targets) kept in memory (512 floats per image).
 
-    ``progress`` is called after each batch with the number of images it held (bad ones included)."""
+    ``progress`` is called after each batch with the number of images it held (bad ones included).
+    ``fast_layout``: the model was put in backbone_speed's memory format; the inputs follow it."""
     model.eval()
     features, targets_all = [], []
     iterator = iter(loader)
@@ -270,8 +272,12 @@ def extract_features(
             if progress is not None:
                 progress(len(bad))
             continue
+        if fast_layout:
+            inputs = backbone_speed.fast_input(inputs, context.device)
+        else:
+            inputs = inputs.to(context.device, non_blocking=True)
         with precision_module.autocast(precision, context.device):
-            batch_features = model.features(inputs.to(context.device, non_blocking=True))
+            batch_features = model.features(inputs)
         features.append(batch_features.float())
         targets_all.append(targets.to(context.device))
         callbacks.on_step(f"features:{split}", loaded - started, time.perf_counter() - loaded)
@@ -392,15 +398,26 @@ class Job:
 
 @dataclass
 class Loaders:
-    loaders: dict[str, DataLoader]
+    loaders: dict[str, Any]  # split -> DataLoader (or a loader-like iterable with len() and .sampler)
     trained_module: nn.Module  # what runs forward/backward: the head on cached features, else the model
     cache_features: bool
+    report: Callable[[], dict[str, Any]] = dict  # extra metrics.json entries, read after training
 
 
-def main(args: argparse.Namespace, *, entry_point: str, callbacks: Callbacks | None = None) -> dict[str, Any]:
+LoadersFactory = Callable[[Job, data_module.DatasetIndex, FrozenBackboneClassifier], Loaders]
+
+
+def main(
+    args: argparse.Namespace,
+    *,
+    entry_point: str,
+    callbacks: Callbacks | None = None,
+    loaders_factory: LoadersFactory | None = None,
+) -> dict[str, Any]:
     """Train, evaluate and (rank 0) save: load data, build loaders, optimizer, fit, save artifacts.
 
-    Returns the metrics dict written to metrics.json."""
+    ``loaders_factory`` replaces build_loaders (train_model.py's profiled_features). Returns the
+    metrics dict written to metrics.json."""
     context = distributed.init_from_env()
     try:
         seed_everything(args.seed)
@@ -415,10 +432,11 @@ def main(args: argparse.Namespace, *, entry_point: str, callbacks: Callbacks | N
         index = load_data(job)
         job.callbacks.on_dataset(_counts(index), args.batch_size, args.epochs)
         model = build_model(len(index.classes), args.weights).to(context.device)
-        loaders = build_loaders(job, index, model)
+        loaders = (loaders_factory or build_loaders)(job, index, model)
         optimizer = build_optimizer(args, model)
         history, test_stats = fit(job, model, loaders, optimizer, counts=_counts(index))
         result = summarize(job, index.summary.to_dict(), loaders.cache_features, history, test_stats)
+        result.update(loaders.report())
         if context.is_main:
             write_outputs(job, model, index, result)
         distributed.barrier(context)
