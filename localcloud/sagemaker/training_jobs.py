@@ -212,15 +212,6 @@ def _check_request(params: dict[str, Any]) -> None:
         )
 
 
-def described_output_config(config: dict[str, Any]) -> dict[str, Any]:
-    """OutputDataConfig as SageMaker describes it: ``KmsKeyId`` always present, an empty string when the
-    request named none. The SageMaker Python SDK indexes it unconditionally when it attaches to a job
-    (sagemaker/estimator.py ``_prepare_init_params_from_job_description``:
-    ``job_details["OutputDataConfig"]["KmsKeyId"]``), so AWS's answer always carries it.
-    """
-    return {"KmsKeyId": "", **config}
-
-
 def _new_description(
     params: dict[str, Any], arn: str, now: float, tuning_job_arn: str | None
 ) -> dict[str, Any]:
@@ -274,3 +265,12 @@ def _new_description(
     if params.get("ProfilerConfig"):
         desc["ProfilingStatus"] = "Disabled" if params["ProfilerConfig"].get("DisableProfiler") else "Enabled"
     return desc
+
+
+def described_output_config(config: dict[str, Any]) -> dict[str, Any]:
+    """OutputDataConfig as SageMaker describes it: ``KmsKeyId`` always present, an empty string when the
+    request named none. The SageMaker Python SDK indexes it unconditionally when it attaches to a job
+    (sagemaker/estimator.py ``_prepare_init_params_from_job_description``:
+    ``job_details["OutputDataConfig"]["KmsKeyId"]``), so AWS's answer always carries it.
+    """
+    return {"KmsKeyId": "", **config}
