@@ -9,13 +9,12 @@ VENV_CONTAINER := .venv-container
 VENV_TRAIN := .venv-training
 VENV_SAM := .venv-sam
 VENV_CHECKOV := .venv-checkov
-VENV_SDK2 := .venv-sdk2
 PY := $(VENV)/bin/python
 PY_CONTAINER := $(VENV_CONTAINER)/bin/python
 PY_TRAIN := $(VENV_TRAIN)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venvs job-overlay java demo test test-training test-app test-sdk lint typecheck template-check checkov sam-build bench clean
+.PHONY: help venvs job-overlay java demo test test-training test-app lint typecheck template-check checkov sam-build bench clean
 
 help:
 	@echo "make demo    run the whole event-driven pipeline locally (no AWS, no Docker)"
@@ -62,13 +61,15 @@ $(VENV_CHECKOV)/.stamp: requirements-checkov.txt
 	touch $@
 
 # The SDK conformance suite's clients (tests/sdk): SageMaker Python SDK v2 and the AWS CLI, Python 3.12.
+VENV_SDK2 := .venv-sdk2
 $(VENV_SDK2)/.stamp: requirements-sdk2.txt
 	test -x $(VENV_SDK2)/bin/python || $(PYTHON_CONTAINER) -m venv $(VENV_SDK2)
 	$(VENV_SDK2)/bin/python -m pip install -q -r requirements-sdk2.txt
 	touch $@
 
 venvs: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SAM)/.stamp $(VENV_CHECKOV)/.stamp \
-		$(VENV_SDK2)/.stamp job-overlay java
+		job-overlay java
+venvs: $(VENV_SDK2)/.stamp
 
 # GNU make exits 2 for any failed recipe, whatever its code: `make demo` alone cannot tell a rejected
 # model (2) from a pipeline failure (1), the timeout (3) or missing ImageNet weights (4). The recipe
@@ -112,6 +113,7 @@ test-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp job-overl
 	$(PY) -m pytest tests --ignore=tests/training --ignore=tests/sdk $(PYTEST_ARGS)
 
 # AWS's own clients against `python -m localcloud` (which runs with .venv): see tests/sdk/conftest.py.
+.PHONY: test-sdk
 test-sdk: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_SDK2)/.stamp job-overlay java
 	$(VENV_SDK2)/bin/python -m pytest tests/sdk $(PYTEST_ARGS)
 
