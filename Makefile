@@ -66,10 +66,10 @@ $(VENV_SDK2)/.stamp: requirements-sdk2.txt
 	test -x $(VENV_SDK2)/bin/python || $(PYTHON_CONTAINER) -m venv $(VENV_SDK2)
 	$(VENV_SDK2)/bin/python -m pip install -q -r requirements-sdk2.txt
 	touch $@
+venvs: $(VENV_SDK2)/.stamp
 
 venvs: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SAM)/.stamp $(VENV_CHECKOV)/.stamp \
 		job-overlay java
-venvs: $(VENV_SDK2)/.stamp
 
 # GNU make exits 2 for any failed recipe, whatever its code: `make demo` alone cannot tell a rejected
 # model (2) from a pipeline failure (1), the timeout (3) or missing ImageNet weights (4). The recipe
