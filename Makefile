@@ -110,7 +110,7 @@ test-training: $(VENV_TRAIN)/.stamp job-overlay java
 	$(PY_TRAIN) -m pytest tests/training $(PYTEST_ARGS)
 
 test-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp job-overlay java
-	$(PY) -m pytest tests --ignore=tests/training --ignore=tests/sdk $(PYTEST_ARGS)
+	$(PY) -m pytest tests --ignore=tests/training $(PYTEST_ARGS)
 
 # AWS's own clients against `python -m localcloud` (which runs with .venv): see tests/sdk/conftest.py.
 .PHONY: test-sdk
