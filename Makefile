@@ -113,8 +113,9 @@ test-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp job-overl
 	$(PY) -m pytest tests --ignore=tests/training $(PYTEST_ARGS)
 
 # AWS's own clients against `python -m localcloud` (which runs with .venv): see tests/sdk/conftest.py.
+# The jobs' overlay is built on first use if `make test-training` has not built it already.
 .PHONY: test-sdk
-test-sdk: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_SDK2)/.stamp job-overlay java
+test-sdk: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_SDK2)/.stamp java
 	$(VENV_SDK2)/bin/python -m pytest tests/sdk $(PYTEST_ARGS)
 
 test: lint template-check test-training test-app test-sdk
