@@ -19,12 +19,12 @@ from trainhelpers import FAST_HPS, REPO, TRAINING_DIR, run_toolkit_entry, toolki
 
 from dogclf import contract
 from dogclf.profiling import framework_guard
-from localcloud.containerenv import overlay_python
+from localcloud.containerenv import offline_environment, overlay_python
 from localcloud.sagemaker.job_files import write_config_files
 from tests.support.seed_settings import SEED_PROFILER_CONFIG
 
 sys.path.insert(0, str(REPO / "functions"))
-from pipeline.source_dir import pack  # the Lambda's own packer
+from pipeline.source_dir import PROFILED, pack  # the Lambda's own packer
 
 
 def _write_config(tmp_path: Path, parameters: dict[str, object]) -> Path:
@@ -90,7 +90,7 @@ def test_the_seeds_profiler_settings_complete_a_profiled_job_through_the_toolkit
     base = tmp_path / "job"
     code = base / "code"
     code.mkdir(parents=True)
-    archive, _ = pack(TRAINING_DIR)
+    archive, _ = pack(TRAINING_DIR, PROFILED)  # the profiled job's source dir: requirements + wheels
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         tar.extractall(code, filter="data")
     for sub in ("model", "output/data"):
@@ -107,7 +107,7 @@ def test_the_seeds_profiler_settings_complete_a_profiled_job_through_the_toolkit
         },
         base,
     )
-    python = overlay_python(code / "requirements.txt")  # cached: make job-overlay
+    python = overlay_python(code / "requirements.txt", env=offline_environment())  # no index, as a job
 
     completed = run_toolkit_entry(python, base)
 
