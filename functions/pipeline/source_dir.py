@@ -138,6 +138,17 @@ def pack(training_code_dir: Path, variant: str = PLAIN) -> tuple[bytes, str]:
     return compressed, digest.hexdigest()
 
 
+def write_tree(training_code_dir: Path, out_dir: Path, variant: str = PLAIN) -> Path:
+    """The ``variant`` source dir as a folder, the same members pack() archives: what a SageMaker SDK
+    estimator's or model's ``source_dir`` takes, so that a job or endpoint started from a notebook
+    installs the profiled job's requirements from the shipped wheels, with no package index."""
+    for member in source_files(training_code_dir, variant):
+        target = out_dir / member.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(member.read())
+    return out_dir
+
+
 def content_hash(training_code_dir: Path, variant: str = PLAIN) -> str:
     """pack()'s hash without building the archive (the profiled one carries megabytes of wheels)."""
     digest = hashlib.sha256()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fn_support import TRAINING_DIR
 
-from pipeline.source_dir import PLAIN, PROFILED, content_hash, pack
+from pipeline.source_dir import PLAIN, PROFILED, content_hash, pack, write_tree
 
 SCRIPTS = ["dogclf/__init__.py", "features.py", "hpo.py", "inference.py", "train_model.py"]
 NO_INDEX_HEADER = b"# Installed by the training toolkit at job start, from the wheels shipped here only.\n"
@@ -100,3 +100,18 @@ def test_the_features_entry_point_is_required(tmp_path: Path) -> None:
     (root / "features.py").unlink()
     with pytest.raises(FileNotFoundError, match=r"features\.py"):
         pack(root)
+
+
+@pytest.mark.parametrize("variant", [PLAIN, PROFILED])
+def test_write_tree_lays_out_exactly_what_pack_archives(tmp_path: Path, variant: str) -> None:
+    """The folder an SDK user passes as source_dir holds the uploaded archive's members, byte for byte."""
+    (tmp_path / "training").mkdir()
+    training = _fake_training_dir(tmp_path / "training")
+    out = write_tree(training, tmp_path / "out", variant)
+    written = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert written == _members(pack(training, variant)[0])
+    if variant == PROFILED:
+        assert written["requirements.txt"].startswith(NO_INDEX_HEADER)
+        assert "wheels/smdebug-1.0.34-py2.py3-none-any.whl" in written
+    else:
+        assert "requirements.txt" not in written

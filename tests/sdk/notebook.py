@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import io
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,8 @@ from sagemaker.pytorch import PyTorch
 REPO = Path(__file__).resolve().parents[2]
 TRAINING_DIR = str(REPO / "training")
 sys.path.insert(0, TRAINING_DIR)  # dogclf.contract: standard library only
+sys.path.insert(0, str(REPO / "functions"))  # pipeline.source_dir: the Lambda's own source dir layout
+from pipeline.source_dir import PROFILED, write_tree  # noqa: E402
 
 FRAMEWORK, PY_VERSION = "2.6.0", "py312"
 # The local cloud's account (localcloud.shared.ACCOUNT_ID); the role is the user's to name.
@@ -32,6 +38,17 @@ HYPERPARAMETERS: dict[str, Any] = {
 TRAINING_INSTANCE = "ml.m5.xlarge"
 # The seed's DebuggerHookConfig(hook_parameters=...).
 SEED_HOOK_PARAMETERS: dict[str, Any] = {"train.save_interval": "100", "eval.save_interval": "10"}
+
+
+@functools.cache
+def source_dir() -> str:
+    """training/ as the pipeline ships it to the profiled job (requirements.txt behind ``--no-index
+    --find-links wheels`` and the wheels of ``make training-wheels``): the local cloud, like an account
+    whose jobs cannot reach a package index, refuses any install from the index, so the notebook passes
+    this folder, not training/ itself, as ``source_dir``."""
+    folder = Path(tempfile.mkdtemp(prefix="sdk-source-dir-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return str(write_tree(Path(TRAINING_DIR), folder, PROFILED))
 
 
 def seed_profiler_config() -> ProfilerConfig:
@@ -54,7 +71,7 @@ def seed_rules() -> list[Any]:
 def pytorch_estimator(session: sagemaker.Session, entry_point: str, **options: Any) -> PyTorch:
     return PyTorch(
         entry_point=entry_point,
-        source_dir=TRAINING_DIR,
+        source_dir=source_dir(),
         role=ROLE,
         framework_version=FRAMEWORK,
         py_version=PY_VERSION,

@@ -2,8 +2,9 @@
 
 PyTorch estimator on training/hpo.py under a HyperparameterTuner (its default request shape),
 ``best_estimator()``, ``attach``; a profiled estimator on train_model.py with the seed's four Debugger
-rules, a ProfilerReport and its profiler settings; ``PyTorchModel(..., source_dir="training").deploy()``
-(code/requirements.txt included); a Predictor with image and JSON serializers; boto3's
+rules, a ProfilerReport and its profiler settings; ``PyTorchModel(..., source_dir=...).deploy()``
+(code/requirements.txt included); every ``source_dir`` is the training code as the pipeline ships it
+(``notebook.source_dir()``: wheels, no package index); a Predictor with image and JSON serializers; boto3's
 ``invoke_endpoint``, a 400 for a bad image; ``delete_endpoint``. Small: sample data at 64 px, one
 trial, one epoch. Settings are the endpoint ones only (conftest.py).
 """
@@ -32,12 +33,12 @@ from tests.sdk.notebook import (
     PY_VERSION,
     ROLE,
     SEED_HOOK_PARAMETERS,
-    TRAINING_DIR,
     TRAINING_INSTANCE,
     jpeg,
     pytorch_estimator,
     seed_profiler_config,
     seed_rules,
+    source_dir,
 )
 from tests.support.seed_settings import SEED_PROFILER_CONFIG
 
@@ -106,12 +107,13 @@ def test_profiled_job_with_the_seeds_rules_and_profiler_completes(profiled: PyTo
 
 @pytest.fixture(scope="module")
 def predictor(session: sagemaker.Session, tuner: HyperparameterTuner) -> Iterator[Any]:
-    """The seed's deploy: the best model with training/ as its code (code/requirements.txt included)."""
+    """The seed's deploy: the best model with the training code as its code (code/requirements.txt
+    included, installed from its shipped wheels)."""
     model = PyTorchModel(
         model_data=tuner.best_estimator().model_data,
         role=ROLE,
         entry_point="inference.py",
-        source_dir=TRAINING_DIR,
+        source_dir=source_dir(),
         framework_version=FRAMEWORK,
         py_version=PY_VERSION,
         sagemaker_session=session,
