@@ -38,8 +38,8 @@ $(VENV_CONTAINER)/.stamp: container/requirements.txt
 
 # tests/training's interpreter: an overlay over the base with the job's requirements plus pytest.
 $(VENV_TRAIN)/.stamp: $(VENV_CONTAINER)/.stamp training/requirements.txt training/requirements-dev.txt \
-		localcloud/containerenv.py
-	$(PY_CONTAINER) -m localcloud.containerenv build training/requirements-dev.txt --dest $(VENV_TRAIN)
+		localcloud/environment/containerenv.py
+	$(PY_CONTAINER) -m localcloud.environment.containerenv build training/requirements-dev.txt --dest $(VENV_TRAIN)
 	touch $@
 
 # training/wheels/: one wheel per pin of training/requirements.txt, built for the training image

@@ -15,8 +15,9 @@ image has it). For each image size:
   since a shared machine's load drifts), the figure issue 17 asks to hold at 80% or more at 224 px.
 
 The machine may be shared: the load average before and after is printed; compare ratios measured in
-one run only. ``--omp-threads N`` runs the job with OMP_NUM_THREADS=N in its environment, as the local
-twin launches it (localcloud/sagemaker/training.py), to show that features.py uses the instance anyway.
+one run only. ``--omp-threads N`` runs the job with OMP_NUM_THREADS=N in its environment, as the
+local twin launches it (localcloud/sagemaker/runners/training.py), to show that features.py uses the
+instance anyway.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from localcloud.demo import parse_args, run_demo
+from localcloud.demo.main import parse_args, run_demo
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 Builds a real model dir (ResNet18 + a --classes head from training/dogclf, random weights, at
 --image-size, with training/inference.py as code/, as save_artifacts lays it out) and serves it the
-way the emulator does: ``localcloud.sagemaker.endpoints.ModelServerProcess`` starts TorchServe 0.12
+way the emulator does: ``localcloud.sagemaker.runners.endpoint.ModelServerProcess`` starts TorchServe 0.12
 with sagemaker-pytorch-inference's handler service in the base env (the inference image).
 
 1. Straight at TorchServe, from process start: seconds until ``/ping`` answers 200, and until the first
@@ -33,8 +33,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from localcloud.containerenv import base_python  # noqa: E402
-from localcloud.sagemaker.endpoints import ModelServerProcess, live_group_members  # noqa: E402
+from localcloud.environment.containerenv import base_python  # noqa: E402
+from localcloud.sagemaker.runners.endpoint import ModelServerProcess, live_group_members  # noqa: E402
 from localcloud.sagemaker.server import SageMakerServer  # noqa: E402
 from tests.support.sagemaker import ROLE_ARN, client, local_s3, tar_gz_directory  # noqa: E402
 

@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "functions"))
-from localcloud.containerenv import base_python, build_overlay, offline_environment  # noqa: E402
+from localcloud.environment.containerenv import base_python, build_overlay, offline_environment  # noqa: E402
 from pipeline.source_dir import PROFILED, REQUIREMENTS, pack  # noqa: E402
 
 # training/requirements.txt as every job shipped it before (git show 1886289:training/requirements.txt,

@@ -4,7 +4,7 @@
 
 Without ``--data`` it generates (once, cached in .bench-data/) an archive shaped like the real
 dogImages.zip (tools.sample_data --dogimages-shape: 133 classes, 8,246 JPEGs of 500x375, ~600 MB)
-and runs ``localcloud.demo`` on it once per image size (default 64 and the template's 224 px), each
+and runs ``localcloud.demo.main`` on it once per image size (default 64 and the template's 224 px), each
 from a clean state (the demo wipes its state dir), so the numbers are the ones ``make demo DATA=...
 --image-size N`` gives. After each run, from the local SageMaker's own records
 (ListTrainingJobs/DescribeTrainingJob, run in the same process), it prints:
@@ -48,9 +48,9 @@ sys.path.insert(0, str(REPO / "training"))
 
 from dogclf import contract  # noqa: E402
 from localcloud.cloud import LocalCloud  # noqa: E402
-from localcloud.demo import parse_args, run_demo  # noqa: E402
-from localcloud.demo_summary import DemoResult  # noqa: E402
-from localcloud.template import load_template  # noqa: E402
+from localcloud.demo.main import parse_args, run_demo  # noqa: E402
+from localcloud.demo.summary import DemoResult  # noqa: E402
+from localcloud.stack.template import load_template  # noqa: E402
 from tools.sample_data import DOGIMAGES_SHAPE, write_sample_zip  # noqa: E402
 
 DATA_DIR = REPO / ".bench-data"

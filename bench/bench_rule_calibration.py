@@ -87,7 +87,7 @@ class Outcome:
 
 
 def runs(seeds: int) -> list[Run]:
-    # The demo tuner's ranges (localcloud/demo_run.py): learning rate 0.001-0.01, batch 16 or 32.
+    # The demo tuner's ranges (localcloud/demo/run.py): learning rate 0.001-0.01, batch 16 or 32.
     healthy_hps = [(0.001, 16), (0.003, 32), (0.01, 16)]
     base = {"weights": "none", "image_size": 64, "epochs": 3, "num_workers": 0, "optimizer": "adam"}
     chosen: list[Run] = []

@@ -4,7 +4,7 @@ Against a local S3 (moto server on 127.0.0.1), for each generated archive:
 - before: the zip extracted one object per image (``pipeline.ingest.unzip.extract`` with a per-object
   writer, the layout ingest wrote until the shards);
 - after: ``pipeline.ingest.service.ingest_upload`` (tar shards + index.json + report + manifest);
-then the local emulator's own channel download (``localcloud.sagemaker.training.TrainingJobRunner.
+then the local emulator's own channel download (``localcloud.sagemaker.runners.training.TrainingJobRunner.
 _download_channels``, as every trial and the profiled job run it) stages the train/valid/test
 channels of each layout into a fresh folder. Prints objects per dataset, ingest seconds, staging
 seconds and requests.
@@ -104,7 +104,7 @@ def stage_channels(s3: Any, prefix: str, workdir: Path) -> tuple[float, int, int
     """The emulator's channel download for train/valid/test under ``prefix``: seconds, requests, files."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from localcloud.sagemaker.training import TrainingJobRunner
+    from localcloud.sagemaker.runners.training import TrainingJobRunner
 
     counter = CountingS3(s3)
     runner = SimpleNamespace(

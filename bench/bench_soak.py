@@ -45,8 +45,8 @@ from soak_audit import audit  # noqa: E402 - bench/, next to this script
 
 from cli.redrive import lambda_invoker, redrive  # noqa: E402
 from localcloud.cloud import LocalCloud, LocalCloudConfig  # noqa: E402
-from localcloud.demo_run import DemoSettings  # noqa: E402
-from localcloud.faults import FaultSpec  # noqa: E402
+from localcloud.demo.run import DemoSettings  # noqa: E402
+from localcloud.faults.spec import FaultSpec  # noqa: E402
 from tools.sample_data import write_sample_zip  # noqa: E402
 
 # Every kind of fault, sized for 6 good datasets (4, then 2 once the endpoint serves): the first

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from localcloud.cloud import LocalCloud, LocalCloudConfig
-from localcloud.demo_run import DemoSettings
-from localcloud.demo_summary import Progress
+from localcloud.demo.run import DemoSettings
+from localcloud.demo.summary import Progress
 from localcloud.state import StateDirError, keep_running, prepare_state_dir, write_state_file
 
 

@@ -4,9 +4,9 @@ Lambda functions wired to their S3 and EventBridge events. Everything binds to 1
     with LocalCloud(LocalCloudConfig(template=Path("template.yaml"), state_dir=Path(".localcloud"))) as cloud:
         cloud.client("s3").upload_file(...)   # events flow from here on
 
-Resources and functions come from the template (``localcloud.resources``); S3 notifications,
-EventBridge events and destinations are routed by ``localcloud.routing``.
-Lambda's Invoke API (``localcloud.lambda_api``) is served too, so ``boto3.client("lambda").invoke``
+Resources and functions come from the template (``localcloud.stack.resources``); S3 notifications,
+EventBridge events and destinations are routed by ``localcloud.events.routing``.
+Lambda's Invoke API (``localcloud.lambdas.invoke_api``) is served too, so ``boto3.client("lambda").invoke``
 reaches the same functions (the CLI's ``import-url`` and ``redrive`` use it).
 """
 
@@ -24,20 +24,20 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from localcloud import moto_patches
-from localcloud.containerenv import REPO_ROOT, base_python
-from localcloud.fault_proxy import S3FaultProxy
-from localcloud.faults import FaultInjector, FaultSpec
-from localcloud.lambda_api import LambdaInvokeServer
-from localcloud.lambda_runner import InvocationRecord, LambdaRunner
-from localcloud.resources import (
+from localcloud.environment.containerenv import REPO_ROOT, base_python
+from localcloud.events import moto_patches
+from localcloud.events.routing import EventRouter
+from localcloud.faults.s3_proxy import S3FaultProxy
+from localcloud.faults.spec import FaultInjector, FaultSpec
+from localcloud.lambdas.invoke_api import LambdaInvokeServer
+from localcloud.lambdas.runner import InvocationRecord, LambdaRunner
+from localcloud.stack.resources import (
     EventBridgeSubscription,
     S3Subscription,
     create_resources,
     function_wiring,
 )
-from localcloud.routing import EventRouter
-from localcloud.template import TemplateResolver, load_template
+from localcloud.stack.template import TemplateResolver, load_template
 
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -61,7 +61,7 @@ class LocalCloudConfig:
     moto_port: int = 0
     sagemaker_port: int = 0
     on_job_log: Callable[[str, str], None] | None = None  # (job name, log line) from the emulator
-    faults: FaultSpec | None = None  # localcloud.faults; None: the spec in LOCALCLOUD_FAULTS, if any
+    faults: FaultSpec | None = None  # localcloud.faults.spec; None: the spec in LOCALCLOUD_FAULTS, if any
     # Scheduled rules (the endpoint reconcile's rate(1 minute)) fire this often locally; 0: never.
     schedule_period_s: float = field(
         default_factory=lambda: float(os.environ.get("LOCALCLOUD_SCHEDULE_PERIOD_S", "3"))
@@ -245,7 +245,7 @@ class LocalCloud:
             env.update(self.faults.function_environment())
         return env
 
-    # -- routing (localcloud.routing) --------------------------------------------------------------
+    # -- routing (localcloud.events.routing) --------------------------------------------------------------
     @property
     def s3_subscriptions(self) -> list[S3Subscription]:
         return self.router.s3_subscriptions

@@ -1,6 +1,6 @@
 """Names every part of the local cloud shares: the account id, a free-port probe, the HTTP server.
 
-(The repository root is ``localcloud.containerenv.REPO_ROOT``.)
+(The repository root is ``localcloud.environment.containerenv.REPO_ROOT``.)
 """
 
 from __future__ import annotations

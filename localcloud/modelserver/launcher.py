@@ -1,6 +1,6 @@
 """Start AWS's serving stack for one model, as the SageMaker PyTorch inference image's entrypoint does.
 
-Runs in the base interpreter (``localcloud.containerenv.base_python()``, which plays the inference
+Runs in the base interpreter (``localcloud.environment.containerenv.base_python()``, which plays the inference
 image) as ``python -m localcloud.modelserver``. It calls the toolkit's own
 ``sagemaker_pytorch_serving_container.serving.main()``: the toolkit writes TorchServe's config, starts
 ``torchserve --start`` with sagemaker-inference's handler service, and waits on the JVM. TorchServe
@@ -21,7 +21,8 @@ assumption are hard-coded (nothing else of the toolkit is replaced):
 - ``torchserve._retrieve_ts_server_process``, which refuses to run when it sees more than one
   TorchServe JVM on the machine; ours picks the JVM started with this config file;
 - ``model_server._install_requirements``: the toolkit's own pip install of ``code/requirements.txt``
-  runs only in an overlay (localcloud/containerenv.py; the emulator starts the launcher in the overlay
+  runs only in an overlay (localcloud/environment/containerenv.py; the emulator starts the launcher
+  in the overlay
   that holds the requirements, so pip finds them satisfied). In the base interpreter it is refused:
   the shared base environment must never change.
 """
@@ -34,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from localcloud.containerenv import COMPLETE_MARKER
+from localcloud.environment.containerenv import COMPLETE_MARKER
 from localcloud.shared import free_port
 
 CONFIG_FILE_NAME = "sagemaker-ts.properties"
@@ -125,7 +126,7 @@ def install_overrides(base_dir: Path) -> Path:
             raise LauncherError(
                 f"{model_server.REQUIREMENTS_PATH} found but this server runs in the base environment "
                 f"({sys.prefix}), which is never pip-installed into; start it in an overlay "
-                "(localcloud.containerenv.overlay_python)"
+                "(localcloud.environment.containerenv.overlay_python)"
             )
         install_requirements()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from localcloud.sagemaker.endpoints_backend import EndpointsBackend
+from localcloud.sagemaker.endpoints import EndpointsBackend
 from localcloud.sagemaker.registry import BackendContext
 from localcloud.sagemaker.tags import Tags
 from localcloud.sagemaker.training_jobs import TrainingJobs

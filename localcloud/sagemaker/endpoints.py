@@ -1,385 +1,471 @@
-"""One endpoint = AWS's serving stack in one process group: TorchServe + the SageMaker PyTorch handler.
+"""Models, endpoint configs and endpoints, and InvokeEndpoint on them.
 
-``ModelServerProcess`` starts ``python -m localcloud.modelserver`` in the base interpreter (which
-plays the inference image; see ``localcloud.containerenv``). That runs the toolkit's own
-``sagemaker_pytorch_serving_container.serving.main()``, so TorchServe answers ``/invocations`` with
-sagemaker-inference's Transformer around the model's ``inference.py``, as in the image. What stays
-ours is the SageMaker-runtime front: the emulator proxies InvokeEndpoint to the endpoint's current
-server, and requests hold a lease (``acquire``/``release``) so an update can switch to a new server
-atomically and stop the old one only after its in-flight requests have finished (no dropped
-requests).
-
-Layout per endpoint generation (``<base>`` = ``SAGEMAKER_BASE_DIR``, ``/opt/ml`` in the image):
-``<base>/model`` (model.tar.gz unpacked), ``<base>/tmp`` (TMPDIR: ``torchserve``'s pid file),
-``<base>/logs`` (TorchServe's log4j2 files), ``<base>/.sagemaker`` (the toolkit's model store) and
-``<base>/sagemaker-ts.properties`` (the generated config). The JVM's temp dir (TEMP) is a short
-folder of its own under the system temp dir: TorchServe puts its workers' Unix sockets there
-(``<java.io.tmpdir>/.ts.sock.<port>``), and a socket path may hold 107 bytes at most (unix(7)),
-which an endpoint name of the SDK's (``pytorch-inference-<timestamp>``) under a deep state dir exceeds.
+Each resource is kept as the dict its Describe call returns, guarded by the context's lock. Creating
+or updating an endpoint starts a model server (``endpoints.ModelServerProcess``) in its own thread;
+an update switches traffic only once the new server is ready, then drains the old one, and rolls
+back (the old config keeps serving) when the new one fails, as SageMaker does.
 """
 
 from __future__ import annotations
 
-import contextlib
-import http.client
-import json
+import copy
 import logging
-import os
-import queue
-import re
-import shutil
-import signal
-import subprocess
-import tempfile
-import threading
+import tarfile
 import time
-from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from localcloud.containerenv import REPO_ROOT, ContainerEnvError, base_python, overlay_python
-from localcloud.shared import free_port
+import botocore.exceptions
 
-TORCHSERVE = "torchserve"  # the CLI the inference toolkit runs (found on PATH)
+from localcloud.sagemaker import paging
+from localcloud.sagemaker.exceptions import ModelError, RuntimeValidationError, ValidationException
+from localcloud.sagemaker.registry import BackendContext
+from localcloud.sagemaker.runners.endpoint import ModelServerProcess, ModelServerStartError, serving_python
+from localcloud.sagemaker.runners.job_files import parse_s3_uri
+from localcloud.shared import ACCOUNT_ID
 
-logger = logging.getLogger("localcloud.sagemaker.endpoints")
-
-DRAIN_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 20.0
-MODEL_NAME = "model"  # the name the toolkit registers the model under in TorchServe
-# Local default where the model's Environment sets none: one worker per endpoint. The image defaults to
-# one per vCPU (TorchServe's default), too many for a small machine that runs two endpoints during an update.
-DEFAULT_WORKERS = "1"
-# TorchServe's frontend logs this when a worker dies while loading the model (model_fn raised, import
-# failed); it then retries with backoff forever, so the endpoint fails at the first one.
-LOAD_FAILED = re.compile(r"Load model failed: ")
-# The worker's own stderr/stdout lines, as TorchServe relays them; the last "...Error: msg" is the cause.
-MODEL_ERROR_LINE = re.compile(r"MODEL_LOG - ((?:[A-Za-z_][\w.]*)?(?:Error|Exception)\b.*)$")
-# The frontend logs the failure before it has relayed all of the dead worker's output; these lines end it.
-WORKER_OUTPUT_DONE = re.compile(r"Stopped Scanner - W-\S+-(stdout|stderr)")
-CAUSE_WAIT_SECONDS = 10.0
+logger = logging.getLogger("localcloud.sagemaker")
 
 
-class ModelServerStartError(Exception):
-    """The model server died, failed to load the model or never got ready; the message says why."""
+@dataclass
+class Endpoint:
+    name: str
+    desc: dict[str, Any]
+    server: ModelServerProcess | None = None
+    generation: int = 0
 
 
-def live_group_members(pgid: int) -> list[int]:
-    """Pids in process group `pgid` that are not zombies (zombies hold no resources; PID 1 may never reap
-    the JVM's reparented ones)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # exited while we looked
-        fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...
-        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
+class EndpointsBackend:
+    def __init__(self, context: BackendContext) -> None:
+        self.context = context
+        self.models: dict[str, dict[str, Any]] = {}
+        self.endpoint_configs: dict[str, dict[str, Any]] = {}
+        self.endpoints: dict[str, Endpoint] = {}
 
+    # -- models, endpoint configs ------------------------------------------------------------------
 
-class ModelServerProcess:
-    def __init__(
-        self,
-        name: str,
-        model_dir: Path,
-        environment: dict[str, str],
-        log_path: Path,
-        *,
-        python: Path | None = None,
-    ) -> None:
-        self.name = name
-        self.model_dir = Path(model_dir)
-        if self.model_dir.name != "model":
-            # SAGEMAKER_BASE_DIR/model is where the toolkit looks; the emulator unpacks there.
-            raise ModelServerStartError(f"model dir must be <base dir>/model, got {self.model_dir}")
-        self.base_dir = self.model_dir.parent
-        try:
-            self.base_python = base_python()
-        except ContainerEnvError as error:  # no base env: the endpoint fails with the setup hint
-            raise ModelServerStartError(str(error)) from error
-        # An overlay over the base when the model ships code/requirements.txt (containerenv.py).
-        self.python = Path(python) if python else self.base_python
-        self.environment = environment
-        self.log_path = log_path
-        self.port = free_port()
-        self.process: subprocess.Popen[str] | None = None
-        self._in_flight = 0
-        self._idle = threading.Condition()
-        self._log_tail: deque[str] = deque(maxlen=40)
-        self._log_activity = threading.Condition()
-        self._load_failure: str | None = None
-        self._stopped = False
-        self._worker_streams_done: set[str] = set()
-        self._pump: threading.Thread | None = None
-        self._model_error: str | None = None
-        self._pool: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
-        self.jvm_tmp: Path | None = None
-
-    def _environment(self) -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("SM_")}
-        env.update(self.environment)
-        env.setdefault("SAGEMAKER_PROGRAM", "inference.py")
-        env.setdefault("SAGEMAKER_MODEL_SERVER_WORKERS", DEFAULT_WORKERS)
-        tmp, logs = self.base_dir / "tmp", self.base_dir / "logs"
-        env.update(
-            SAGEMAKER_BASE_DIR=str(self.base_dir),
-            SAGEMAKER_BIND_TO_PORT=str(self.port),
-            TEMP=str(self.jvm_tmp or tmp),  # torchserve passes it to the JVM as -Djava.io.tmpdir
-            TMPDIR=str(tmp),  # torchserve's pid file, Python's tempfile
-            LOG_LOCATION=str(logs),
-            METRICS_LOCATION=str(logs),
-            # `torchserve` and the worker's python come from the server's env (an overlay has its own
-            # `torchserve`, see _add_torchserve_script), then the base's bin, as the image's PATH has them.
-            PATH=os.pathsep.join(
-                dict.fromkeys(
-                    [str(self.python.parent), str(self.base_python.parent), env.get("PATH", os.defpath)]
-                )
-            ),
-            # Only for importing the launcher; it removes this entry before TorchServe starts.
-            PYTHONPATH=str(REPO_ROOT),
-            PYTHONUNBUFFERED="1",
-        )
-        return env
-
-    def start(self) -> None:
-        for folder in ("tmp", "logs"):
-            (self.base_dir / folder).mkdir(parents=True, exist_ok=True)
-        self.jvm_tmp = Path(tempfile.mkdtemp(prefix="lc-ts-"))  # short: the workers' sockets live here
-        self.process = subprocess.Popen(
-            [str(self.python), "-m", "localcloud.modelserver"],
-            cwd=self.base_dir,
-            env=self._environment(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,  # its own process group: the JVM and workers go with it on stop
-        )
-        self._pump = threading.Thread(target=self._pump_log, name=f"log-{self.name}", daemon=True)
-        self._pump.start()
-
-    def _pump_log(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        with self.log_path.open("a", encoding="utf-8") as log_file:
-            for raw in self.process.stdout:
-                line = raw.rstrip("\n")
-                log_file.write(raw)
-                log_file.flush()
-                logger.debug("[%s] %s", self.name, line)
-                with self._log_activity:
-                    self._log_tail.append(line)
-                    error = MODEL_ERROR_LINE.search(line)
-                    if error:
-                        self._model_error = error.group(1).strip()
-                    if LOAD_FAILED.search(line) and self._load_failure is None:
-                        self._load_failure = line
-                    done = WORKER_OUTPUT_DONE.search(line)
-                    if done:
-                        self._worker_streams_done.add(done.group(1))
-                    self._log_activity.notify_all()
-        with self._log_activity:
-            self._log_activity.notify_all()  # the process closed its output: let waiters look
-
-    def log_tail(self) -> str:
-        with self._log_activity:
-            return "\n".join(self._log_tail)
-
-    def model_ready(self) -> bool:
-        """The model has a worker in READY state (TorchServe's describe-model API on our port).
-
-        ``/ping`` is no readiness check: TorchServe answers it "Healthy" while every worker is dead.
-        """
-        try:
-            status, _, body = self.request("GET", f"/models/{MODEL_NAME}", b"", {}, timeout=5.0)
-        except OSError:
-            return False  # not listening yet
-        if status != 200:
-            return False
-        try:
-            models = json.loads(body)
-        except ValueError:
-            return False
-        return any(
-            worker.get("status") == "READY"
-            for model in (models if isinstance(models, list) else [])
-            for worker in model.get("workers", [])
-        )
-
-    def wait_ready(self, timeout: float) -> None:
-        """Return once the model is loaded; raise ModelServerStartError (server stopped) otherwise."""
-        deadline = time.monotonic() + timeout
-        while True:
-            process = self.process
-            if process is None or process.poll() is not None:
-                code = None if process is None else process.wait()
-                if self._pump is not None:
-                    self._pump.join(timeout=10)  # the log's last lines say why
-                self.stop()
-                raise ModelServerStartError(f"model server exited with code {code}: {self.log_tail()[-800:]}")
-            with self._log_activity:
-                if self._load_failure:
-                    # Wait for the worker's traceback to be relayed: its last "...Error: ..." is the cause.
-                    self._log_activity.wait_for(
-                        lambda: len(self._worker_streams_done) == 2, timeout=CAUSE_WAIT_SECONDS
-                    )
-                failure, cause = self._load_failure, self._model_error
-            if failure:
-                self.stop()
-                raise ModelServerStartError(
-                    f"TorchServe could not load the model: {cause or failure}\n{self.log_tail()[-600:]}"
-                )
-            if self.model_ready():
-                return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ModelServerStartError(
-                    f"model not loaded within {timeout:.0f}s: {self.log_tail()[-800:]}"
-                )
-            # Wake on the next log line (TorchServe logs each startup step), or re-check soon.
-            with self._log_activity:
-                self._log_activity.wait(timeout=0.5)
-
-    def request(
-        self, method: str, path: str, body: bytes, headers: dict[str, str], timeout: float = 60.0
-    ) -> tuple[int, dict[str, str], bytes]:
-        """One request over a pooled keep-alive connection (no connect per call)."""
-        try:
-            connection, reused = self._pool.get_nowait(), True
-        except queue.Empty:
-            connection, reused = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout), False
-        try:
-            connection.request(method, path, body=body, headers=headers)
-            response = connection.getresponse()
-            result = response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-            connection.close()
-            if not reused:
-                raise
-            # A pooled connection the server had already closed: nothing was processed, retry fresh.
-            return self.request(method, path, body, headers, timeout)
-        except BaseException:
-            connection.close()
-            raise
-        if response.will_close:
-            connection.close()
-        else:
-            self._pool.put(connection)
-        return result
-
-    def _close_pool(self) -> None:
-        while True:
-            try:
-                self._pool.get_nowait().close()
-            except queue.Empty:
-                return
-
-    # -- in-flight accounting for draining ---------------------------------------------------------
-
-    def acquire(self) -> None:
-        with self._idle:
-            self._in_flight += 1
-
-    def release(self) -> None:
-        with self._idle:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.notify_all()
-
-    def drain_and_stop(self, timeout: float = DRAIN_TIMEOUT_SECONDS) -> None:
-        with self._idle:
-            self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)
-        self.stop()
-
-    def stop(self) -> None:
-        """Stop the launcher, the JVM and its workers (one process group), then ``torchserve --stop``."""
-        self._close_pool()
-        process = self.process
-        if process is None or self._stopped:
-            return
-        self._stopped = True
-        pgid = process.pid  # start_new_session: the launcher leads its own group
-        for sig, grace in ((signal.SIGTERM, STOP_TIMEOUT_SECONDS), (signal.SIGKILL, 10.0)):
-            if not live_group_members(pgid):
-                break
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + grace
-            while live_group_members(pgid) and time.monotonic() < deadline:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=0.2)  # reaps the launcher; the rest exit on their own
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            logger.warning("endpoint %s: launcher %d did not exit", self.name, process.pid)
-        # In the same env and TMPDIR, so torchserve finds its pid file: it stops a JVM that somehow
-        # left the group and removes the stale pid file.
-        try:
-            subprocess.run(
-                [str(self.python.parent / TORCHSERVE), "--stop"],
-                env={**self._environment(), "PYTHONPATH": ""},
-                cwd=self.base_dir,
-                capture_output=True,
-                timeout=60,
-                check=False,
+    def create_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["ModelName"]
+        container = params.get("PrimaryContainer") or (params.get("Containers") or [None])[0]
+        if not container:
+            raise ValidationException("Either PrimaryContainer or Containers must be specified.")
+        if not container.get("ModelDataUrl"):
+            raise ValidationException(
+                "The local emulator needs PrimaryContainer.ModelDataUrl (an S3 model.tar.gz)."
             )
-        except (OSError, subprocess.TimeoutExpired) as error:
-            logger.warning("endpoint %s: torchserve --stop failed: %s", self.name, error)
-        if self.jvm_tmp is not None:
-            shutil.rmtree(self.jvm_tmp, ignore_errors=True)
+        arn = self.context.arn("model", name)
+        desc = {
+            "ModelName": name,
+            "ModelArn": arn,
+            "PrimaryContainer": container,
+            "ExecutionRoleArn": params.get("ExecutionRoleArn", ""),
+            "CreationTime": time.time(),
+            "EnableNetworkIsolation": params.get("EnableNetworkIsolation", False),
+        }
+        with self.context.lock:
+            if name in self.models:
+                raise ValidationException(f'Cannot create already existing model "{arn}".')
+            self.models[name] = desc
+        return {"ModelArn": arn}
 
+    def describe_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self.context.lock:
+            desc = self.models.get(params["ModelName"])
+            if desc is None:
+                raise ValidationException(
+                    f'Could not find model "{self.context.arn("model", params["ModelName"])}".'
+                )
+            return copy.deepcopy(desc)
 
-def serving_python(model_dir: Path, log_path: Path) -> Path | None:
-    """The interpreter a model is served with: None (the base env) without ``code/requirements.txt``;
-    with one, the cached overlay over the base that holds it.
+    def list_models(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self.context.lock:
+            rows = [
+                {key: desc[key] for key in ("ModelName", "ModelArn", "CreationTime")}
+                for desc in self.models.values()
+            ]
+        rows = paging.filter_rows(rows, params, "ModelName", "")
+        page, token = paging.page(rows, params, {"Name": "ModelName", "CreationTime": "CreationTime"})
+        return {"Models": page, **token}
 
-    The inference toolkit pip-installs ``code/requirements.txt`` when the server starts
-    (sagemaker_inference/model_server.py ``_install_requirements``, called from
-    sagemaker_pytorch_serving_container/torchserve.py). Here the install goes into an overlay keyed by
-    the requirements' content, exactly as for a training job's source dir (localcloud/containerenv.py),
-    so the base never changes; the toolkit's own pip run then finds everything satisfied. pip honours
-    the file's own options, so a ``--no-index`` / ``--find-links wheels`` file (relative to the file)
-    installs offline from the wheels the model ships.
-    """
-    requirements = model_dir / "code" / "requirements.txt"
-    if not requirements.is_file():
-        return None
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("a", encoding="utf-8") as log_file:
+    def list_endpoint_configs(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self.context.lock:
+            rows = [
+                {key: desc[key] for key in ("EndpointConfigName", "EndpointConfigArn", "CreationTime")}
+                for desc in self.endpoint_configs.values()
+            ]
+        rows = paging.filter_rows(rows, params, "EndpointConfigName", "")
+        page, token = paging.page(
+            rows, params, {"Name": "EndpointConfigName", "CreationTime": "CreationTime"}
+        )
+        return {"EndpointConfigs": page, **token}
 
-        def log(line: str) -> None:
-            log_file.write(line + "\n")
-            log_file.flush()
+    def delete_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self.context.lock:
+            if self.models.pop(params["ModelName"], None) is None:
+                raise ValidationException(
+                    f'Could not find model "{self.context.arn("model", params["ModelName"])}".'
+                )
+        return {}
 
+    def create_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["EndpointConfigName"]
+        variants = params["ProductionVariants"]
+        if len(variants) != 1:
+            raise ValidationException(
+                "The local emulator serves exactly one production variant per endpoint config."
+            )
+        with self.context.lock:
+            for variant in variants:
+                if variant["ModelName"] not in self.models:
+                    raise ValidationException(
+                        f'Could not find model "{self.context.arn("model", variant["ModelName"])}".'
+                    )
+                if not variant.get("ServerlessConfig") and not variant.get("InstanceType"):
+                    raise ValidationException(
+                        "Each production variant needs InstanceType or ServerlessConfig."
+                    )
+            arn = self.context.arn("endpoint-config", name)
+            if name in self.endpoint_configs:
+                raise ValidationException(f'Cannot create already existing endpoint configuration "{arn}".')
+            self.endpoint_configs[name] = {
+                "EndpointConfigName": name,
+                "EndpointConfigArn": arn,
+                "ProductionVariants": variants,
+                "CreationTime": time.time(),
+            }
+        return {"EndpointConfigArn": arn}
+
+    def describe_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self.context.lock:
+            return copy.deepcopy(self._get_endpoint_config(params["EndpointConfigName"]))
+
+    def _get_endpoint_config(self, name: str) -> dict[str, Any]:
+        config = self.endpoint_configs.get(name)
+        if config is None:
+            raise ValidationException(
+                f'Could not find endpoint configuration "{self.context.arn("endpoint-config", name)}".'
+            )
+        return config
+
+    def delete_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self.context.lock:
+            self._get_endpoint_config(params["EndpointConfigName"])
+            del self.endpoint_configs[params["EndpointConfigName"]]
+        return {}
+
+    # -- endpoints ---------------------------------------------------------------------------------
+
+    def create_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["EndpointName"]
+        arn = self.context.arn("endpoint", name)
+        now = time.time()
+        with self.context.lock:
+            config = self._get_endpoint_config(params["EndpointConfigName"])
+            if name in self.endpoints:
+                raise ValidationException(f'Cannot create already existing endpoint "{arn}".')
+            endpoint = Endpoint(
+                name=name,
+                desc={
+                    "EndpointName": name,
+                    "EndpointArn": arn,
+                    "EndpointConfigName": config["EndpointConfigName"],
+                    "EndpointStatus": "Creating",
+                    "CreationTime": now,
+                    "LastModifiedTime": now,
+                },
+            )
+            self.endpoints[name] = endpoint
+            snapshot = self._endpoint_detail(endpoint)
+        self.context.events.remember_tags(arn, params)
+        self._emit_state(snapshot)
+        self.context.spawn(lambda: self._deploy(endpoint, config, updating=False), f"deploy-{name}")
+        return {"EndpointArn": arn}
+
+    def update_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["EndpointName"]
+        with self.context.lock:
+            endpoint = self._get_endpoint(name)
+            config = self._get_endpoint_config(params["EndpointConfigName"])
+            status = endpoint.desc["EndpointStatus"]
+            if status != "InService":
+                raise ValidationException(
+                    f'Cannot update in-progress endpoint "{endpoint.desc["EndpointArn"]}".'
+                )
+            if self._serverless(endpoint.desc["EndpointConfigName"]) != is_serverless(config):
+                # AWS: updating a real-time endpoint to a serverless one "is currently not supported"
+                # (https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-update.html);
+                # serverless to real-time is undocumented, so refused too (the strict side). The
+                # wording is ours; the error code is the ValidationException AWS's API returns.
+                raise ValidationException(
+                    f'Cannot update endpoint "{endpoint.desc["EndpointArn"]}" between a serverless and '
+                    "an instance-based endpoint config: not supported; delete and create it instead."
+                )
+            endpoint.desc.update(EndpointStatus="Updating", LastModifiedTime=time.time())
+            endpoint.desc.pop("FailureReason", None)
+            snapshot = self._endpoint_detail(endpoint)
+        self._emit_state(snapshot)
+        self.context.spawn(lambda: self._deploy(endpoint, config, updating=True), f"update-{name}")
+        return {"EndpointArn": endpoint.desc["EndpointArn"]}
+
+    def _serverless(self, config_name: str) -> bool:
+        config = self.endpoint_configs.get(config_name)
+        return config is not None and is_serverless(config)
+
+    def _emit_state(self, snapshot: dict[str, Any]) -> None:
+        """An endpoint state-change event, unless the endpoint is serverless and the emulator plays an
+        account where those are not sent (BackendContext.serverless_endpoint_events): AWS documents
+        the events for real-time endpoints and says nothing of serverless ones."""
+        with self.context.lock:
+            serverless = self._serverless(snapshot["EndpointConfigName"])
+        if serverless and not self.context.serverless_endpoint_events:
+            logger.debug("endpoint %s: state event suppressed (serverless)", snapshot["EndpointName"])
+            return
+        self.context.emit("SageMaker Endpoint State Change", snapshot["EndpointArn"], snapshot)
+
+    def _get_endpoint(self, name: str) -> Endpoint:
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            raise ValidationException(f'Could not find endpoint "{self.context.arn("endpoint", name)}".')
+        return endpoint
+
+    def _endpoint_detail(self, endpoint: Endpoint) -> dict[str, Any]:
+        desc = copy.deepcopy(endpoint.desc)
+        config = self.endpoint_configs.get(desc["EndpointConfigName"])
+        if config and desc["EndpointStatus"] != "Creating":
+            desc["ProductionVariants"] = [
+                variant_summary(variant, desc["LastModifiedTime"]) for variant in config["ProductionVariants"]
+            ]
+        return desc
+
+    def _deploy(self, endpoint: Endpoint, config: dict[str, Any], updating: bool) -> None:
+        """Start a server for `config`; on success switch to it, then drain and stop the old one.
+
+        One sequence (start, roll back or switch under the lock, drain): kept whole so the lock's
+        scope around the switch stays visible, hence a little over 60 lines.
+        """
+        with self.context.lock:
+            endpoint.generation += 1
+            generation = endpoint.generation
+        variant = config["ProductionVariants"][0]
+        work_dir = self.context.state_dir / "endpoints" / endpoint.name / f"gen-{generation}"
+        server: ModelServerProcess | None = None
+        faults = self.context.faults
+        fault = faults.endpoint_fault("update" if updating else "create") if faults else None
         try:
-            python = overlay_python(requirements, base=base_python(), log=log)
-        except ContainerEnvError as error:
-            # Permanent for this endpoint, as in the image (the toolkit exits on a failed pip install);
-            # pip has already retried transient network errors itself.
-            raise ModelServerStartError(f"InstallRequirementsError: {error}") from error
-    _add_torchserve_script(python)
-    return python
+            if fault == "fail":
+                raise ModelServerStartError(
+                    "injected fault (localcloud.faults.spec): the server did not start"
+                )
+            with self.context.lock:
+                model = copy.deepcopy(self.models.get(variant["ModelName"]))
+            if model is None:
+                raise ModelServerStartError(f"model {variant['ModelName']} was deleted")
+            model_dir = self._fetch_model(model, work_dir)
+            environment = dict(model["PrimaryContainer"].get("Environment") or {})
+            environment["SAGEMAKER_ENDPOINT_NAME"] = endpoint.name
+            log_path = work_dir / "server.log"
+            # Serving runs in the base env (the inference image), or in an overlay over it holding the
+            # model's code/requirements.txt; never in a training job's overlay.
+            python = serving_python(model_dir, log_path)
+            server = ModelServerProcess(endpoint.name, model_dir, environment, log_path, python=python)
+            server.start()
+            server.wait_ready(self.context.endpoint_start_timeout)
+            if fault == "rollback":  # blue/green: an alarm fires while baking; traffic goes back
+                with self.context.lock:
+                    endpoint.desc.update(EndpointStatus="RollingBack", LastModifiedTime=time.time())
+                    snapshot = self._endpoint_detail(endpoint)
+                self._emit_state(snapshot)
+                raise ModelServerStartError(
+                    "injected fault (localcloud.faults.spec): rollback alarm in ALARM"
+                )
+        except (
+            ModelServerStartError,
+            botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError,
+            tarfile.TarError,
+            OSError,
+        ) as error:
+            if server:
+                server.stop()
+            reason = f"{type(error).__name__}: {error}"[:1024]
+            logger.warning("endpoint %s: deploy failed: %s", endpoint.name, reason)
+            with self.context.lock:
+                if updating:
+                    # SageMaker rolls a failed update back: the old config keeps serving.
+                    endpoint.desc.update(
+                        EndpointStatus="InService",
+                        FailureReason=f"Update failed, rolled back: {reason}"[:1024],
+                    )
+                else:
+                    endpoint.desc.update(EndpointStatus="Failed", FailureReason=reason)
+                endpoint.desc["LastModifiedTime"] = time.time()
+                snapshot = self._endpoint_detail(endpoint)
+            self._emit_state(snapshot)
+            return
+        old: ModelServerProcess | None
+        with self.context.lock:
+            if self.endpoints.get(endpoint.name) is not endpoint:  # deleted while starting
+                old = server
+            else:
+                old = endpoint.server
+                endpoint.server = server
+                endpoint.desc.update(
+                    EndpointStatus="InService",
+                    EndpointConfigName=config["EndpointConfigName"],
+                    LastModifiedTime=time.time(),
+                )
+            snapshot = self._endpoint_detail(endpoint)
+        if old is not None:
+            old.drain_and_stop()
+        if old is not server:
+            self._emit_state(snapshot)
+
+    def _fetch_model(self, model: dict[str, Any], work_dir: Path) -> Path:
+        model_dir = work_dir / "model"
+        model_dir.mkdir(parents=True, exist_ok=True)
+        container = model["PrimaryContainer"]
+        bucket, key = parse_s3_uri(container["ModelDataUrl"])
+        archive = work_dir / "model.tar.gz"
+        self.context.s3_client().download_file(bucket, key, str(archive))
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(model_dir, filter="data")
+        submit = (container.get("Environment") or {}).get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+        if submit.startswith("s3://"):
+            # Inference code shipped separately (SDK's non-repacked form): unpack it into code/.
+            source_archive = work_dir / "sourcedir.tar.gz"
+            source_bucket, source_key = parse_s3_uri(submit)
+            self.context.s3_client().download_file(source_bucket, source_key, str(source_archive))
+            with tarfile.open(source_archive, "r:gz") as tar:
+                tar.extractall(model_dir / "code", filter="data")
+        return model_dir
+
+    def describe_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self.context.lock:
+            return self._endpoint_detail(self._get_endpoint(params["EndpointName"]))
+
+    def delete_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self.context.lock:
+            endpoint = self._get_endpoint(params["EndpointName"])
+            endpoint.desc.update(EndpointStatus="Deleting", LastModifiedTime=time.time())
+            snapshot = self._endpoint_detail(endpoint)
+            del self.endpoints[endpoint.name]
+            server, endpoint.server = endpoint.server, None
+        self._emit_state(snapshot)
+        if server:
+            self.context.spawn(server.drain_and_stop, f"delete-{endpoint.name}")
+        return {}
+
+    def list_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:
+        keys = ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus")
+        with self.context.lock:
+            rows = [{key: endpoint.desc[key] for key in keys} for endpoint in self.endpoints.values()]
+        rows = paging.filter_rows(rows, params, "EndpointName", "EndpointStatus")
+        page, token = paging.page(
+            rows, params, {"Name": "EndpointName", "CreationTime": "CreationTime", "Status": "EndpointStatus"}
+        )
+        return {"Endpoints": page, **token}
+
+    # -- runtime --------------------------------------------------------------------------------------
+
+    def invoke_endpoint(
+        self, name: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        with self.context.lock:
+            endpoint = self.endpoints.get(name)
+            server = endpoint.server if endpoint else None
+            if endpoint is None or server is None:
+                raise RuntimeValidationError(f"Endpoint {name} of account {ACCOUNT_ID} not found.")
+            serverless = bool(
+                self.endpoint_configs[endpoint.desc["EndpointConfigName"]]["ProductionVariants"][0].get(
+                    "ServerlessConfig"
+                )
+            )
+            check_payload_size(len(body), serverless)
+            server.acquire()  # under the lock: an update cannot stop this server before we release
+        try:
+            status, response_headers, payload = server.request("POST", "/invocations", body, headers)
+        except OSError as error:
+            raise ModelError(
+                f'Received server error (500) from primary with message "{error}".',
+                500,
+                str(error),
+                self._log_stream(name),
+            ) from error
+        finally:
+            server.release()
+        if status >= 400:
+            text = payload.decode("utf-8", errors="replace")
+            kind = "client" if status < 500 else "server"
+            raise ModelError(
+                f'Received {kind} error ({status}) from primary with message "{text}". See '
+                f"https://{self.context.region}.console.aws.amazon.com/cloudwatch/home?region={self.context.region}#logEventViewer:"
+                f"group=/aws/sagemaker/Endpoints/{name} in account {ACCOUNT_ID} for more information.",
+                status,
+                text,
+                self._log_stream(name),
+            )
+        variant = "AllTraffic"
+        with self.context.lock:
+            if endpoint.desc["EndpointConfigName"] in self.endpoint_configs:
+                variant = self.endpoint_configs[endpoint.desc["EndpointConfigName"]]["ProductionVariants"][0][
+                    "VariantName"
+                ]
+        return (
+            status,
+            {
+                "Content-Type": response_headers.get("content-type", "application/json"),
+                "x-Amzn-Invoked-Production-Variant": variant,
+            },
+            payload,
+        )
+
+    def _log_stream(self, name: str) -> str:
+        return f"arn:aws:logs:{self.context.region}:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/{name}"
+
+    def servers(self) -> list[ModelServerProcess]:
+        with self.context.lock:
+            return [endpoint.server for endpoint in self.endpoints.values() if endpoint.server]
 
 
-def _add_torchserve_script(python: Path) -> None:
-    """``torchserve`` in the overlay's bin, as pip writes the console script into the env it installs.
+# InvokeEndpoint's request payload limits: the API's Body maximum (botocore's model: 6291456 bytes)
+# for instance endpoints; serverless endpoints take 4 MB ("The maximum request and response payload
+# size for serverless invocations is 4 MB", SageMaker developer guide, serverless-endpoints-invoke).
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+MAX_SERVERLESS_PAYLOAD_BYTES = 4 * 1024 * 1024
 
-    TorchServe starts its workers with the interpreter that runs the ``torchserve`` CLI (ts/model_server.py
-    passes ``--python sys.executable``); in the image that is the one env the requirements went into.
-    The overlay has no console scripts of the base's packages, so without this the workers would run the
-    base interpreter and miss the model's requirements.
-    """
-    script = python.parent / TORCHSERVE
-    text = (
-        f"#!{python}\nimport sys\nfrom ts.model_server import start\n\n"
-        "if __name__ == '__main__':\n    sys.exit(start())\n"
-    )
-    if not script.is_file() or script.read_text() != text:
-        temporary = script.with_name(f".{TORCHSERVE}.{os.getpid()}")
-        temporary.write_text(text)
-        temporary.chmod(0o755)
-        temporary.replace(script)  # atomic: another endpoint may be starting from this overlay
+
+def check_payload_size(size: int, serverless: bool) -> None:
+    limit = MAX_SERVERLESS_PAYLOAD_BYTES if serverless else MAX_PAYLOAD_BYTES
+    if size > limit:
+        kind = "serverless endpoints" if serverless else "endpoints"
+        megabytes = limit // (1024 * 1024)
+        raise RuntimeValidationError(
+            f"Request payload of {size} bytes exceeds the {megabytes} MB limit of {kind}."
+        )
+
+
+def is_serverless(config: dict[str, Any]) -> bool:
+    return any(variant.get("ServerlessConfig") for variant in config.get("ProductionVariants", []))
+
+
+def variant_summary(variant: dict[str, Any], when: float) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "VariantName": variant["VariantName"],
+        "DeployedImages": [
+            {
+                "SpecifiedImage": "localcloud-modelserver",
+                "ResolvedImage": "localcloud-modelserver",
+                "ResolutionTime": when,
+            }
+        ],
+        "CurrentWeight": float(variant.get("InitialVariantWeight", 1.0)),
+        "DesiredWeight": float(variant.get("InitialVariantWeight", 1.0)),
+    }
+    if variant.get("ServerlessConfig"):
+        summary["CurrentServerlessConfig"] = variant["ServerlessConfig"]
+        summary["DesiredServerlessConfig"] = variant["ServerlessConfig"]
+    else:
+        summary["CurrentInstanceCount"] = variant.get("InitialInstanceCount", 1)
+        summary["DesiredInstanceCount"] = variant.get("InitialInstanceCount", 1)
+    return summary

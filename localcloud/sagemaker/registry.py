@@ -22,8 +22,8 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from localcloud.containerenv import base_python
-from localcloud.faults import FaultInjector
+from localcloud.environment.containerenv import base_python
+from localcloud.faults.spec import FaultInjector
 from localcloud.sagemaker.events import EventBus, EventCallback
 from localcloud.shared import ACCOUNT_ID
 
@@ -97,7 +97,7 @@ class BackendContext:
                 raise ValueError(f"LOCALCLOUD_SERVERLESS_ENDPOINT_EVENTS must be on or off, not {switch!r}")
             serverless_endpoint_events = switch == "on"
         self.serverless_endpoint_events = serverless_endpoint_events
-        self.faults = faults  # localcloud.faults: failed jobs and endpoint deployments, when asked for
+        self.faults = faults  # localcloud.faults.spec: failed jobs and endpoint deployments, when asked for
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.region = region
         s3_url = s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from localcloud.faults import FaultInjector
+from localcloud.faults.spec import FaultInjector
 from localcloud.sagemaker.backend import SageMakerBackend
 from localcloud.sagemaker.events import EventCallback
 from localcloud.sagemaker.registry import BackendContext, LogCallback

@@ -23,7 +23,7 @@ from localcloud.sagemaker.registry import (
     BackendContext,
     TrainingJob,
 )
-from localcloud.sagemaker.training import TrainingJobRunner
+from localcloud.sagemaker.runners.training import TrainingJobRunner
 
 
 class TrainingJobs:

@@ -21,9 +21,9 @@ from localcloud.sagemaker.exceptions import (
     ValidationException,
 )
 from localcloud.sagemaker.registry import BackendContext, TrainingJob, TuningJob
+from localcloud.sagemaker.runners.tuning import TuningJobRunner
 from localcloud.sagemaker.search import objective_of, validate_tuning_config
 from localcloud.sagemaker.training_jobs import TrainingJobs
-from localcloud.sagemaker.tuning import TuningJobRunner
 
 
 class TuningJobs:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from dogclf import contract
-from localcloud.containerenv import REPO_ROOT
-from localcloud.demo import run_demo
-from localcloud.demo_run import DemoSettings
-from localcloud.demo_summary import EXIT_OK
+from localcloud.demo.main import run_demo
+from localcloud.demo.run import DemoSettings
+from localcloud.demo.summary import EXIT_OK
+from localcloud.environment.containerenv import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

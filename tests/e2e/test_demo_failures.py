@@ -2,9 +2,9 @@
 
 import time
 
-from localcloud.demo import run_demo
-from localcloud.demo_run import DemoSettings
-from localcloud.demo_summary import EXIT_PIPELINE_FAILED, EXIT_TIMEOUT
+from localcloud.demo.main import run_demo
+from localcloud.demo.run import DemoSettings
+from localcloud.demo.summary import EXIT_PIPELINE_FAILED, EXIT_TIMEOUT
 
 
 def test_a_corrupt_upload_stops_the_demo_with_the_reason(tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from localcloud.demo_summary import DemoResult, Progress, contract, print_summary  # puts dogclf on the path
+from localcloud.demo.summary import DemoResult, Progress, contract, print_summary  # puts dogclf on the path
 from pipeline.gate import decide, parse_in_script_verdicts
 
 

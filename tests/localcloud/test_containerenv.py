@@ -14,8 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from localcloud import containerenv
-from localcloud.containerenv import COMPLETE_MARKER, ContainerEnvError, base_python, overlay_python
+from localcloud.environment import containerenv
+from localcloud.environment.containerenv import (
+    COMPLETE_MARKER,
+    ContainerEnvError,
+    base_python,
+    overlay_python,
+)
 
 
 def _wheel(directory: Path, name: str = "tinyoverlaypkg", version: str = "1.0") -> Path:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from localcloud.demo import parse_args
-from localcloud.demo_summary import FAILURE_SUBJECTS, DemoResult, Progress, print_summary
+from localcloud.demo.main import parse_args
+from localcloud.demo.summary import FAILURE_SUBJECTS, DemoResult, Progress, print_summary
 
 
 def test_the_features_stage_runs_unless_augment_is_asked_for() -> None:
@@ -45,7 +45,7 @@ def test_epochs_default_to_the_samples_range_and_to_a_short_one_for_a_real_archi
     """The sample's 5-6 epochs exist to give the Debugger rules 20 steps on 128 images; an archive
     given with --data has hundreds of steps per epoch: it searches DATA_EPOCHS unless --epochs says
     otherwise."""
-    from localcloud.demo_run import DATA_EPOCHS
+    from localcloud.demo.run import DATA_EPOCHS
 
     archive = str(tmp_path / "d.zip")
     assert parse_args([]).parameter_overrides()["EpochsRange"] == "5,6"

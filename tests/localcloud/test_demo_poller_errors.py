@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from localcloud.demo_summary import DemoResult, Progress, print_summary
+from localcloud.demo.summary import DemoResult, Progress, print_summary
 
 
 def test_poller_errors_are_printed_when_the_demo_fails(capsys) -> None:

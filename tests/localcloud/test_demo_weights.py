@@ -16,10 +16,11 @@ from typing import ClassVar
 
 import pytest
 
-from localcloud import demo, weights
-from localcloud.demo_run import DemoSettings
-from localcloud.demo_summary import EXIT_WEIGHTS_UNAVAILABLE, Progress
-from localcloud.weights import (
+from localcloud.demo import main as demo
+from localcloud.demo import weights
+from localcloud.demo.run import DemoSettings
+from localcloud.demo.summary import EXIT_WEIGHTS_UNAVAILABLE, Progress
+from localcloud.demo.weights import (
     WeightsUnavailableError,
     download_checkpoint,
     imagenet_checkpoint,

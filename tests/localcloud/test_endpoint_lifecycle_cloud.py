@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from localcloud.patterns import matches_event_pattern
+from localcloud.events.patterns import matches_event_pattern
 from localcloud.sagemaker.server import SageMakerServer
-from localcloud.template import TemplateResolver, load_template
+from localcloud.stack.template import TemplateResolver, load_template
 from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
-"""The fault-injection layer (localcloud.faults, localcloud.fault_proxy): each fault at its configured
-rate with a fixed seed, counted; a killed invocation retried; a duplicate delivery, one outcome."""
+"""The fault-injection layer (localcloud.faults.spec, localcloud.faults.s3_proxy): each fault at its
+configured rate with a fixed seed, counted; a killed invocation retried; a duplicate delivery, one outcome."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ import pytest
 from botocore.config import Config
 
 from localcloud.cloud import LocalCloud, LocalCloudConfig
-from localcloud.containerenv import REPO_ROOT
-from localcloud.fault_proxy import S3FaultProxy
-from localcloud.faults import FaultInjector, FaultSpec, LambdaKill, TrainingJobFault
-from localcloud.lambda_runner import FunctionSpec, LambdaRunner, base_lambda_environment
-from localcloud.resources import EventBridgeSubscription
-from localcloud.routing import EventRouter
+from localcloud.environment.containerenv import REPO_ROOT
+from localcloud.events.routing import EventRouter
+from localcloud.faults.s3_proxy import S3FaultProxy
+from localcloud.faults.spec import FaultInjector, FaultSpec, LambdaKill, TrainingJobFault
+from localcloud.lambdas.runner import FunctionSpec, LambdaRunner, base_lambda_environment
+from localcloud.stack.resources import EventBridgeSubscription
 from tools.sample_data import write_sample_zip
 
 

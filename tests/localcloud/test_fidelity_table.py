@@ -11,7 +11,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from localcloud.containerenv import REPO_ROOT
+from localcloud.environment.containerenv import REPO_ROOT
 
 DOC = REPO_ROOT / "docs" / "local.md"
 SECTION = "## Fidelity to AWS"

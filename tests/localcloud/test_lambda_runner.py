@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from localcloud.lambda_runner import (
+from localcloud.lambdas.runner import (
     Destination,
     FunctionSpec,
     InvocationError,

@@ -4,9 +4,9 @@ from typing import Any
 
 import pytest
 
-from localcloud.containerenv import REPO_ROOT
-from localcloud.patterns import PatternError, matches_event_pattern
-from localcloud.template import TemplateResolver, load_template
+from localcloud.environment.containerenv import REPO_ROOT
+from localcloud.events.patterns import PatternError, matches_event_pattern
+from localcloud.stack.template import TemplateResolver, load_template
 
 TRAINING_EVENT: dict[str, Any] = {
     "version": "0",

@@ -26,7 +26,7 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from localcloud.containerenv import REPO_ROOT, base_python
+from localcloud.environment.containerenv import REPO_ROOT, base_python
 from localcloud.sagemaker.server import SageMakerServer
 from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3, tar_gz_directory
 
@@ -434,7 +434,7 @@ LONG_ENDPOINT_NAME = "pytorch-inference-2026-12-07-04-02-53-816-with-requirement
 
 def test_model_with_requirements_is_served_from_an_overlay_never_the_base(cloud: dict[str, Any]) -> None:
     """As the inference toolkit does, code/requirements.txt is installed before the server starts:
-    here into a cached overlay over the base (localcloud/containerenv.py), never into the base."""
+    here into a cached overlay over the base (localcloud/environment/containerenv.py), never into the base."""
     sm, runtime = cloud["sm"], cloud["runtime"]
     sm.create_endpoint(EndpointName=LONG_ENDPOINT_NAME, EndpointConfigName="config-reqs")
     wait_in_service(sm, LONG_ENDPOINT_NAME)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from localcloud.containerenv import REPO_ROOT
+from localcloud.environment.containerenv import REPO_ROOT
 from localcloud.sagemaker.server import SageMakerServer
 from tests.support.sagemaker import ROLE_ARN, client, local_s3
 

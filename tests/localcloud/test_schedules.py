@@ -6,10 +6,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from localcloud.containerenv import REPO_ROOT
-from localcloud.resources import ScheduleSubscription, function_wiring
-from localcloud.routing import EventRouter
-from localcloud.template import TemplateResolver, load_template
+from localcloud.environment.containerenv import REPO_ROOT
+from localcloud.events.routing import EventRouter
+from localcloud.stack.resources import ScheduleSubscription, function_wiring
+from localcloud.stack.template import TemplateResolver, load_template
 
 
 def test_the_reconcile_schedule_is_wired_to_the_endpoint_state_function() -> None:

@@ -4,9 +4,9 @@ import textwrap
 
 import pytest
 
-from localcloud.containerenv import REPO_ROOT
-from localcloud.resources import function_wiring
-from localcloud.template import TemplateError, TemplateResolver, load_template
+from localcloud.environment.containerenv import REPO_ROOT
+from localcloud.stack.resources import function_wiring
+from localcloud.stack.template import TemplateError, TemplateResolver, load_template
 
 TEMPLATE = textwrap.dedent(
     """

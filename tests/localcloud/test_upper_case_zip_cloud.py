@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from localcloud.cloud import LocalCloud, LocalCloudConfig
-from localcloud.containerenv import REPO_ROOT
+from localcloud.environment.containerenv import REPO_ROOT
 from tools.sample_data import write_sample_zip
 
 

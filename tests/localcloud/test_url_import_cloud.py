@@ -11,7 +11,7 @@ import pytest
 
 from cli.main import main
 from localcloud.cloud import LocalCloud, LocalCloudConfig
-from localcloud.containerenv import REPO_ROOT
+from localcloud.environment.containerenv import REPO_ROOT
 from localcloud.state import write_state_file
 from tools.sample_data import write_sample_zip
 

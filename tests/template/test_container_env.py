@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from template_loader import REPO
 
-from localcloud.containerenv import base_python
+from localcloud.environment.containerenv import base_python
 from pipeline.image_uris import FRAMEWORK_VERSIONS, pytorch_image_uri
 
 CONTAINER_REQUIREMENTS = REPO / "container" / "requirements.txt"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from trainhelpers import FAST_HPS, REPO, TRAINING_DIR, run_toolkit_entry, toolkit_environment
 
-from localcloud.containerenv import base_python, offline_environment, overlay_python
+from localcloud.environment.containerenv import base_python, offline_environment, overlay_python
 
 sys.path.insert(0, str(REPO / "functions"))
 from pipeline.source_dir import PROFILED, pack  # the Lambda's own packer

@@ -20,7 +20,7 @@ from trainhelpers import FAST_HPS, JobResult, run_script, write_tar_shards
 
 from dogclf import contract, metrics
 from dogclf.model import FrozenBackboneClassifier, build_for_inference
-from localcloud.sagemaker.job_files import tar_directory
+from localcloud.sagemaker.runners.job_files import tar_directory
 from tools.sample_data import write_sample_tree
 
 pytestmark = pytest.mark.slow

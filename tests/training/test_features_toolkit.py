@@ -1,7 +1,7 @@
 """The features stage as the local emulator runs it: features.py, then a tuning trial (hpo.py) from its
 features channel, each through the toolkit's own entry (``python -m sagemaker_training.cli.train``)
 with /opt/ml laid out from the source dir exactly as the Lambda packs it, in the overlay that holds
-its requirements (localcloud/sagemaker/training.py does the same), with the jobs' Environment
+its requirements (localcloud/sagemaker/runners/training.py does the same), with the jobs' Environment
 contract.NO_SMDEBUG_ENVIRONMENT.
 
 The trial gets ``--weights <a file deleted after the features job>`` and still succeeds: a trial from a
@@ -32,8 +32,8 @@ from trainhelpers import (
 )
 
 from dogclf import contract, metrics
-from localcloud.containerenv import base_python
-from localcloud.sagemaker.job_files import tar_directory
+from localcloud.environment.containerenv import base_python
+from localcloud.sagemaker.runners.job_files import tar_directory
 
 sys.path.insert(0, str(REPO / "functions"))
 from pipeline.source_dir import pack  # the Lambda's own packer

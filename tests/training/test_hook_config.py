@@ -87,7 +87,7 @@ def test_bad_sizes_are_clear_errors(arguments):
 
 
 def _demo_defaults() -> dict[str, str]:
-    """DemoSettings' literal defaults in localcloud/demo_run.py (read, not imported: no boto3 here)."""
+    """DemoSettings' literal defaults in localcloud/demo/run.py (read, not imported: no boto3 here)."""
     tree = ast.parse(DEMO_PY.read_text())
     settings = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DemoSettings")
     return {

@@ -1,4 +1,4 @@
-"""The local demo finds torchvision's ImageNet weights without torch (localcloud.weights): its copy of
+"""The local demo finds torchvision's ImageNet weights without torch (localcloud.demo.weights): its copy of
 torch's cache rule and of the checkpoint's URL must agree with torch and torchvision themselves."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch.hub
 from torchvision.models import ResNet18_Weights
 
 from dogclf import contract
-from localcloud.weights import imagenet_checkpoint, torch_hub_dir
+from localcloud.demo.weights import imagenet_checkpoint, torch_hub_dir
 
 
 def test_the_url_is_torchvisions() -> None:

@@ -26,7 +26,7 @@ from dogclf.contract import MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_ENV
 from dogclf.engine import copy_serving_code
 from dogclf.model import build_for_inference
 from dogclf.presets import eval_preset
-from localcloud.containerenv import base_python
+from localcloud.environment.containerenv import base_python
 
 CLASSES = ["a", "b", "c"]
 IMAGE_SIZE = 32

@@ -17,7 +17,7 @@ from dogclf import contract
 from dogclf.contract import MIN_RULE_STEPS
 from dogclf.debugger.hook_config import debug_hook_config
 from dogclf.profiled_features import relu_input_steps, rows_to_samples
-from localcloud.sagemaker.job_files import tar_directory
+from localcloud.sagemaker.runners.job_files import tar_directory
 from tools.sample_data import write_sample_tree
 
 DEMO = {"classes": 4, "train": 32, "valid": 6, "test": 6}

@@ -19,8 +19,8 @@ from trainhelpers import FAST_HPS, REPO, TRAINING_DIR, run_toolkit_entry, toolki
 
 from dogclf import contract
 from dogclf.profiling import framework_guard
-from localcloud.containerenv import offline_environment, overlay_python
-from localcloud.sagemaker.job_files import write_config_files
+from localcloud.environment.containerenv import offline_environment, overlay_python
+from localcloud.sagemaker.runners.job_files import write_config_files
 from tests.support.seed_settings import SEED_PROFILER_CONFIG
 
 sys.path.insert(0, str(REPO / "functions"))

@@ -16,7 +16,7 @@ from tools.sample_data import write_sample_tree
 
 pytestmark = pytest.mark.slow
 
-# The demo's dataset (localcloud/demo.py DemoSettings) and the worst case of its search space.
+# The demo's dataset (localcloud/demo/main.py DemoSettings) and the worst case of its search space.
 DEMO = {"classes": 4, "train": 32, "valid": 6, "test": 6}
 HEALTHY_HPS: dict[str, object] = {
     "weights": "none",

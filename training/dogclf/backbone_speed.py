@@ -6,7 +6,7 @@ and tensor cores prefer it on GPU too; the values differ only by float rounding 
 test compares them). The features job (features.py) and the profiled job's Debugger steps
 (train_model.py) run alone on their instance, so they use all of its CPUs for the forward pass
 (``use_instance_threads``) whatever OMP_NUM_THREADS the launcher set: the local twin sets it to share
-the cores between the concurrent trials of a tuning job (localcloud/sagemaker/training.py).
+the cores between the concurrent trials of a tuning job (localcloud/sagemaker/runners/training.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A warm Lambda sandbox: one process per function, invoked over a pipe.
 
-Started by :mod:`localcloud.lambda_runner` with the function's environment already set and
+Started by :mod:`localcloud.lambdas.runner` with the function's environment already set and
 ``argv = [handler, code_dir, *extra_sys_path]``. It reads one JSON request per line on stdin
 (``{"event", "request_id", "deadline_ms"}``) and answers one JSON line on the pipe that was stdout;
 anything the handler prints goes to stderr (the function's log), never into the protocol.

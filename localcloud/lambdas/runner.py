@@ -1,6 +1,6 @@
 """Runs Lambda handlers locally with Lambda's invocation semantics.
 
-Each function gets warm worker processes (``localcloud/lambda_worker.py`` in this interpreter) with
+Each function gets warm worker processes (``localcloud/lambdas/worker.py`` in this interpreter) with
 exactly the environment the template gives it, so modules that read env at import time behave as
 in Lambda and functions never share state. Asynchronous invocations (what S3 and EventBridge use)
 are retried twice on error, with short delays instead of AWS's one and two minutes, then go to the
@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from localcloud.faults import FaultInjector
+from localcloud.faults.spec import FaultInjector
 
-WORKER_SCRIPT = Path(__file__).with_name("lambda_worker.py")
+WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 
 
 @dataclass(frozen=True)
@@ -331,7 +331,7 @@ class LambdaRunner:
     def _arm_kill(
         self, spec: FunctionSpec, worker: _Worker, finished: threading.Event
     ) -> threading.Timer | None:
-        """localcloud.faults: SIGKILL the sandbox mid-invocation, as an out-of-memory kill does."""
+        """localcloud.faults.spec: SIGKILL the sandbox mid-invocation, as an out-of-memory kill does."""
         # Only a warm sandbox: in a cold one the delay would run out during init, before any work.
         warm = worker.calls > 0
         kill = self._faults.lambda_kill((spec.logical_id, spec.name), warm) if self._faults else None

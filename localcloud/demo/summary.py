@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dogclf import contract
-from localcloud.lambda_runner import InvocationRecord
+from localcloud.lambdas.runner import InvocationRecord
 
 # Notification subjects that mean the pipeline stopped short of a deployed model.
 # "Model deploy failed" / "Model rolled back" are the endpoint's real outcome (pipeline.endpoint_lifecycle).
@@ -43,7 +43,7 @@ class DemoResult:
     artifacts: dict[str, str] = field(default_factory=dict)  # profiler report, loss plot paths
     notifications: list[dict[str, str]] = field(default_factory=list)
     poller_errors: list[str] = field(default_factory=list)  # the local S3 event poller's errors
-    backbone: str = ""  # which weights the jobs trained with, and why (localcloud.weights)
+    backbone: str = ""  # which weights the jobs trained with, and why (localcloud.demo.weights)
 
 
 class Progress:

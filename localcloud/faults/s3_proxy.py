@@ -21,7 +21,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
-from localcloud.faults import FaultInjector
+from localcloud.faults.spec import FaultInjector
 from localcloud.shared import LocalHTTPServer
 
 HOP_BY_HOP = frozenset(

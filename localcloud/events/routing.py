@@ -22,10 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
-from localcloud.faults import FaultInjector
-from localcloud.lambda_runner import Destination, LambdaRunner
-from localcloud.patterns import matches_event_pattern
-from localcloud.resources import (
+from localcloud.events.patterns import matches_event_pattern
+from localcloud.faults.spec import FaultInjector
+from localcloud.lambdas.runner import Destination, LambdaRunner
+from localcloud.shared import ACCOUNT_ID
+from localcloud.stack.resources import (
     NOTIFICATIONS_QUEUE,
     S3_EVENTS_QUEUE,
     ClientFactory,
@@ -33,7 +34,6 @@ from localcloud.resources import (
     S3Subscription,
     ScheduleSubscription,
 )
-from localcloud.shared import ACCOUNT_ID
 
 
 class EventRouter:
@@ -54,7 +54,7 @@ class EventRouter:
         self.eventbridge_subscriptions: list[EventBridgeSubscription] = []
         self.schedule_subscriptions: list[ScheduleSubscription] = []
         self.poller_errors: list[str] = []
-        self.faults: FaultInjector | None = None  # localcloud.faults: duplicate deliveries
+        self.faults: FaultInjector | None = None  # localcloud.faults.spec: duplicate deliveries
 
     # -- S3 notifications --------------------------------------------------------------------------
     def configure_s3_notifications(self) -> None:

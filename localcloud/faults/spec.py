@@ -5,7 +5,7 @@
 
 or ``LocalCloudConfig(faults=FaultSpec(...))``. What each fault does, and where it acts:
 
-- S3 (``localcloud.fault_proxy``): the Lambda functions' S3 endpoint is a proxy in front of moto that
+- S3 (``localcloud.faults.s3_proxy``): the Lambda functions' S3 endpoint is a proxy in front of moto that
   answers a fraction of the calls ``503 SlowDown`` or stalls them past the functions' read timeout
   (then drops the connection, unanswered). The local cloud's own clients (the router, the SageMaker
   emulator, the user's) talk to moto directly.
@@ -201,7 +201,7 @@ class FaultInjector:
                     if self._matches[fault.pattern] == fault.nth:
                         self._counts["training_job_failed"] += 1
                         return (
-                            "AlgorithmError: injected fault (localcloud.faults): the training script "
+                            "AlgorithmError: injected fault (localcloud.faults.spec): the training script "
                             f"was killed ({fault.pattern} #{fault.nth})"
                         )
         return None

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from dogclf import contract
-from localcloud.containerenv import ContainerEnvError, offline_environment, overlay_python
-from localcloud.sagemaker.job_files import (
+from localcloud.environment.containerenv import ContainerEnvError, offline_environment, overlay_python
+from localcloud.sagemaker.runners.job_files import (
     JobSetupError,
     MetricScraper,
     decode_hyperparameter,
@@ -39,7 +39,7 @@ from localcloud.sagemaker.job_files import (
 if TYPE_CHECKING:
     from localcloud.sagemaker.registry import TrainingJob, TrainingRegistry
 
-logger = logging.getLogger("localcloud.sagemaker.training")
+logger = logging.getLogger("localcloud.sagemaker.runners.training")
 
 # Time a job gets between SIGTERM and SIGKILL when stopped (SageMaker waits 120 s; tests can't).
 STOP_GRACE_SECONDS = 10.0
@@ -101,7 +101,7 @@ class TrainingJobRunner:
             self.job, "Training", "Training image download completed. Training in progress."
         )
         injected = self.context.faults.training_failure(self.job.name) if self.context.faults else None
-        if injected:  # localcloud.faults: as a script that crashed reports it
+        if injected:  # localcloud.faults.spec: as a script that crashed reports it
             self.registry.finish_training_job(self.job, "Failed", failure_reason=injected)
             return
         exit_code = self._run_process()

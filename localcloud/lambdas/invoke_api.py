@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
 
-from localcloud.lambda_runner import InvocationError, LambdaRunner
+from localcloud.lambdas.runner import InvocationError, LambdaRunner
 from localcloud.shared import LocalHTTPServer
 
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")

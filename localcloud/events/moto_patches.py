@@ -38,7 +38,7 @@ def apply() -> None:
         if "disable_notification" not in inspect.signature(S3Backend.put_object).parameters:
             raise RuntimeError(
                 "moto's S3Backend.put_object has no disable_notification parameter any more: "
-                "re-check localcloud/moto_patches.py against this moto version"
+                "re-check localcloud/events/moto_patches.py against this moto version"
             )
         original_complete = S3Backend.complete_multipart_upload
         original_put = S3Backend.put_object

@@ -33,7 +33,7 @@ from localcloud.sagemaker.search import build_strategy, median_rule_stops, objec
 if TYPE_CHECKING:
     from localcloud.sagemaker.registry import TrainingJob, TuningJob, TuningRegistry
 
-logger = logging.getLogger("localcloud.sagemaker.tuning")
+logger = logging.getLogger("localcloud.sagemaker.runners.tuning")
 
 POLL_SECONDS = 0.2
 

@@ -10,7 +10,7 @@ The overlay's packages shadow the base's, pip in the overlay never touches the b
 cached by the requirements' content, so only the first job with new requirements pays the install.
 
 Stdlib only: the Makefile runs this module with the base interpreter itself
-(``.venv-container/bin/python -m localcloud.containerenv ...``).
+(``.venv-container/bin/python -m localcloud.environment.containerenv ...``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTAINER_PYTHON_ENV = "LOCALCLOUD_CONTAINER_PYTHON"  # override of the base interpreter
 OVERLAY_DIR_ENV = "LOCALCLOUD_OVERLAY_DIR"  # override of where cached overlays live
 DEFAULT_BASE_VENV = REPO_ROOT / ".venv-container"
@@ -199,7 +199,9 @@ def _run(cmd: list[str], log: Log, env: dict[str, str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localcloud.containerenv", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m localcloud.environment.containerenv", description=__doc__
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_cached = sub.add_parser("overlay", help="build (or find) the cached overlay for a requirements file")
     p_cached.add_argument("requirements", type=Path)

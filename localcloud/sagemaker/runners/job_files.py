@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from dogclf import contract
 
-logger = logging.getLogger("localcloud.sagemaker.training")
+logger = logging.getLogger("localcloud.sagemaker.runners.training")
 
 FAILURE_REASON_LIMIT = 1024  # DescribeTrainingJob's FailureReason max length
 LOG_TAIL_LINES = 20

@@ -22,8 +22,7 @@ from typing import Any
 
 from dogclf import contract
 from localcloud.cloud import LocalCloud
-from localcloud.containerenv import REPO_ROOT
-from localcloud.demo_summary import (
+from localcloud.demo.summary import (
     EXIT_GATE_REJECTED,
     EXIT_OK,
     EXIT_PIPELINE_FAILED,
@@ -33,6 +32,7 @@ from localcloud.demo_summary import (
     PipelineFailedError,
     Progress,
 )
+from localcloud.environment.containerenv import REPO_ROOT
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -70,7 +70,7 @@ class DemoSettings:
     verbose: bool = False
     extra_parameters: dict[str, str] = field(default_factory=dict)
     # PretrainedWeights: "imagenet" or "none"; the demo's --weights auto|imagenet|none is resolved to
-    # one of them before the cloud starts (localcloud.weights). Random init unless asked: offline, and
+    # one of them before the cloud starts (localcloud.demo.weights). Random init unless asked: offline, and
     # what the e2e tests and benches expect.
     weights: str = "none"
 

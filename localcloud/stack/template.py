@@ -1,7 +1,7 @@
 """Read a SAM/CloudFormation template the way AWS reads it, and resolve it to local names.
 
 A template that declares ``Transform: AWS::Serverless-2016-10-31`` is first transformed by AWS's own
-SAM translator (``localcloud.sam``), so Globals, function events, layers, aliases and
+SAM translator (``localcloud.stack.sam``), so Globals, function events, layers, aliases and
 ``EventInvokeConfig`` become the same CloudFormation resources AWS deploys. What stays ours is the
 part CloudFormation does at deploy time: Parameters (with their constraints), Conditions, Mappings
 and intrinsic functions, resolved with local, deterministic physical names (``<stack>-<logicalid>``
@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from localcloud.sam import SAM_TRANSFORM, SamTransformError, sam_transform
 from localcloud.shared import ACCOUNT_ID
+from localcloud.stack.sam import SAM_TRANSFORM, SamTransformError, sam_transform
 
 NO_VALUE = object()  # AWS::NoValue: the enclosing key or list item disappears.
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from localcloud.cloud import LocalCloud, LocalCloudConfig
-from localcloud.demo_run import DATA_EPOCHS, DemoRun, DemoSettings, build_sample_zip
-from localcloud.demo_summary import (
+from localcloud.demo.run import DATA_EPOCHS, DemoRun, DemoSettings, build_sample_zip
+from localcloud.demo.summary import (
     EXIT_GATE_REJECTED,
     EXIT_OK,
     EXIT_PIPELINE_FAILED,
@@ -32,8 +32,8 @@ from localcloud.demo_summary import (
     Progress,
     print_summary,
 )
+from localcloud.demo.weights import WEIGHTS_CHOICES, WeightsUnavailableError, resolve_weights
 from localcloud.state import StateDirError, keep_running, prepare_state_dir, write_state_file
-from localcloud.weights import WEIGHTS_CHOICES, WeightsUnavailableError, resolve_weights
 
 
 # -- entry points -----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Resources from the transformed template: buckets, tables, topics and queues in moto, and one
 ``FunctionSpec`` per ``AWS::Lambda::Function`` with the S3 and EventBridge subscriptions that invoke it.
 
-Everything is read from the CloudFormation the SAM translator generates (localcloud.template), not
+Everything is read from the CloudFormation the SAM translator generates (localcloud.stack.template), not
 from the SAM shorthand: the bucket ``NotificationConfiguration`` for S3 events, ``AWS::Events::Rule``
 patterns and targets, ``AWS::Lambda::EventInvokeConfig`` (retries, OnSuccess/OnFailure destinations),
 ``DeadLetterConfig``, and ``AWS::Lambda::LayerVersion`` folders mounted at /opt. Targets name a
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localcloud.lambda_runner import Destination, FunctionSpec, base_lambda_environment
-from localcloud.sam import code_folder
+from localcloud.lambdas.runner import Destination, FunctionSpec, base_lambda_environment
 from localcloud.shared import ACCOUNT_ID
-from localcloud.template import ResolvedResource, TemplateResolver
+from localcloud.stack.sam import code_folder
+from localcloud.stack.template import ResolvedResource, TemplateResolver
 
 S3_EVENTS_QUEUE = "localcloud-s3-notifications"
 # Every SNS topic of the template is subscribed to this queue so the demo and tests can read what
@@ -270,7 +270,7 @@ def _schedule_subscriptions(
     resolver: TemplateResolver, targets: Mapping[str, str]
 ) -> list[ScheduleSubscription]:
     """Each enabled AWS::Events::Rule with a ScheduleExpression, once per Lambda target (the local
-    cloud fires them on its own period, localcloud.routing.EventRouter.run_schedules)."""
+    cloud fires them on its own period, localcloud.events.routing.EventRouter.run_schedules)."""
     found = []
     for rule in resolver.of_type("AWS::Events::Rule"):
         props = rule.properties

@@ -1,0 +1,1 @@
+"""The demo: the whole pipeline driven by events alone (``python -m localcloud.demo``)."""

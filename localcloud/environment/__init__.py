@@ -1,0 +1,1 @@
+"""The container-faithful Python environments the jobs and endpoints run in."""

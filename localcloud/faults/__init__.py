@@ -1,0 +1,1 @@
+"""Fault injection: the typed spec and the S3 proxy that injects throttling and timeouts."""

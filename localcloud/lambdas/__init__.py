@@ -1,0 +1,1 @@
+"""The Lambda runtime: warm workers with Lambda's invocation semantics, and the Invoke API over them."""
