@@ -1,9 +1,10 @@
 """The emulator's backend: one object per resource family behind SageMaker's operation names.
 
 Like moto's services, the backend is split by resource: ``TrainingJobs`` (training_jobs.py),
-``TuningJobs`` (tuning_jobs.py), ``EndpointsBackend`` (endpoints_backend.py: models, endpoint configs,
-endpoints, InvokeEndpoint), ``Tags`` (tags.py), sharing a ``BackendContext`` (registry.py: settings,
-the lock, threads, S3, the event bus of events.py). ``operation("create_training_job")`` finds the
+``TuningJobs`` (tuning_jobs.py), ``Models`` (models.py), ``EndpointConfigs`` (endpoint_configs.py),
+``Endpoints`` (endpoints.py), ``Invocations`` (invocations.py: InvokeEndpoint), ``Tags`` (tags.py),
+sharing a ``BackendContext`` (registry.py: settings, the lock, threads, S3, the event bus of
+events.py). ``operation("create_training_job")`` finds the
 part that implements an operation; the protocol layer (responses.py) dispatches through it. State
 lives in memory (and job files under ``state_dir``): a restarted emulator starts empty.
 """
@@ -13,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from localcloud.sagemaker.endpoints import EndpointsBackend
+from localcloud.sagemaker.endpoint_configs import EndpointConfigs
+from localcloud.sagemaker.endpoints import Endpoints
+from localcloud.sagemaker.invocations import Invocations
+from localcloud.sagemaker.models import Models
 from localcloud.sagemaker.registry import BackendContext
 from localcloud.sagemaker.tags import Tags
 from localcloud.sagemaker.training_jobs import TrainingJobs
@@ -25,9 +29,20 @@ class SageMakerBackend:
         self.context = context
         self.training = TrainingJobs(self.context)
         self.tuning = TuningJobs(self.context, self.training)
-        self.endpoints = EndpointsBackend(self.context)
+        self.models = Models(self.context)
+        self.endpoint_configs = EndpointConfigs(self.context, self.models)
+        self.endpoints = Endpoints(self.context, self.models, self.endpoint_configs)
+        self.invocations = Invocations(self.context, self.endpoints, self.endpoint_configs)
         self.tags = Tags(self.context)
-        self._parts: tuple[object, ...] = (self.training, self.tuning, self.endpoints, self.tags)
+        # The JSON 1.1 operations' parts; InvokeEndpoint is sagemaker-runtime's (runtime.py).
+        self._parts: tuple[object, ...] = (
+            self.training,
+            self.tuning,
+            self.models,
+            self.endpoint_configs,
+            self.endpoints,
+            self.tags,
+        )
 
     def operation(self, method_name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         """The bound method implementing an operation (snake_case of its name); AttributeError if none."""
@@ -40,7 +55,7 @@ class SageMakerBackend:
     def invoke_endpoint(
         self, name: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, dict[str, str], bytes]:
-        return self.endpoints.invoke_endpoint(name, body, headers)
+        return self.invocations.invoke_endpoint(name, body, headers)
 
     def wait_for_events(self) -> None:
         """Block until every event emitted so far has been handed to on_event."""
