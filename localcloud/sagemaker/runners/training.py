@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 from dogclf import contract
 from localcloud.environment.containerenv import ContainerEnvError, offline_environment, overlay_python
+from localcloud.sagemaker.runners.entrypoint import container_command, image_path, namespaced_command
 from localcloud.sagemaker.runners.job_files import (
     JobSetupError,
     MetricScraper,
@@ -90,7 +91,8 @@ class TrainingJobRunner:
         self.registry.set_secondary_status(self.job, "Downloading", "Downloading input data")
         self._prepare_directories()
         self._download_channels(desc.get("InputDataConfig") or [])
-        self._download_source_dir(desc.get("HyperParameters") or {})
+        if container_command(desc) is None:  # the image's own entry: script mode's source dir
+            self._download_source_dir(desc.get("HyperParameters") or {})
         self._sync_checkpoints(download=True)
         write_config_files(self.job.desc, self.base_dir)
         if self.job.stop_requested.is_set():
@@ -224,10 +226,15 @@ class TrainingJobRunner:
         if python is None:
             return 1  # the source dir's requirements could not be installed; the log says why
         command = [str(python), "-m", "sagemaker_training.cli.train"]
+        env = self._environment()
+        own_command = container_command(self.job.desc)
+        if own_command is not None:
+            command = namespaced_command(own_command, self.base_dir)
+            env = image_path(env, python)
         self.process = subprocess.Popen(
             command,
             cwd=self.base_dir / "code",
-            env=self._environment(),
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
