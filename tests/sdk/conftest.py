@@ -183,7 +183,8 @@ def tuner(session: Any, training_uri: str) -> Any:
     """hpo.py under a HyperparameterTuner with the SDK's default request shape; one trial."""
     from sagemaker.tuner import ContinuousParameter, HyperparameterTuner
 
-    from tests.sdk.notebook import HYPERPARAMETERS, OBJECTIVE, pytorch_estimator
+    from tests.sdk.notebook import pytorch_estimator
+    from tests.sdk.settings import HYPERPARAMETERS, OBJECTIVE
 
     estimator = pytorch_estimator(session, "hpo.py", hyperparameters=HYPERPARAMETERS)
     tuner = HyperparameterTuner(

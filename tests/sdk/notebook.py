@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import io
 import shutil
 import sys
 import tempfile
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import sagemaker
-from PIL import Image
 from sagemaker.debugger import FrameworkProfile, ProfilerConfig, ProfilerRule, Rule, rule_configs
 from sagemaker.pytorch import PyTorch
 
@@ -21,21 +19,14 @@ TRAINING_DIR = str(REPO / "training")
 sys.path.insert(0, TRAINING_DIR)  # dogclf.contract: standard library only
 sys.path.insert(0, str(REPO / "functions"))  # pipeline.source_dir: the Lambda's own source dir layout
 from pipeline.source_dir import PROFILED, write_tree  # noqa: E402
+from tests.sdk.settings import (  # noqa: E402
+    FRAMEWORK,
+    PY_VERSION,
+    ROLE,
+    TRAINING_INSTANCE,
+)
 
-FRAMEWORK, PY_VERSION = "2.6.0", "py312"
-# The local cloud's account (localcloud.shared.ACCOUNT_ID); the role is the user's to name.
-ROLE = "arn:aws:iam::123456789012:role/SdkNotebookRole"
 BUCKET = "sdk-notebook-bucket"
-OBJECTIVE: dict[str, Any] = {"Name": "valid:accuracy", "Regex": "#metric valid:accuracy=([-+0-9.eE]+);"}
-HYPERPARAMETERS: dict[str, Any] = {
-    "weights": "none",
-    "image_size": 64,
-    "epochs": 1,
-    "batch_size": 16,
-    "num_workers": 0,
-    "augment": False,
-}
-TRAINING_INSTANCE = "ml.m5.xlarge"
 # The seed's DebuggerHookConfig(hook_parameters=...).
 SEED_HOOK_PARAMETERS: dict[str, Any] = {"train.save_interval": "100", "eval.save_interval": "10"}
 
@@ -80,9 +71,3 @@ def pytorch_estimator(session: sagemaker.Session, entry_point: str, **options: A
         sagemaker_session=session,
         **options,
     )
-
-
-def jpeg(color: tuple[int, int, int] = (180, 90, 30)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 64), color).save(buffer, format="JPEG")
-    return buffer.getvalue()

@@ -28,18 +28,13 @@ from sagemaker.tuner import HyperparameterTuner
 
 from tests.sdk.notebook import (
     BUCKET,
-    FRAMEWORK,
-    HYPERPARAMETERS,
-    PY_VERSION,
-    ROLE,
     SEED_HOOK_PARAMETERS,
-    TRAINING_INSTANCE,
-    jpeg,
     pytorch_estimator,
     seed_profiler_config,
     seed_rules,
     source_dir,
 )
+from tests.sdk.settings import FRAMEWORK, HYPERPARAMETERS, PY_VERSION, ROLE, TRAINING_INSTANCE, jpeg
 from tests.support.seed_settings import SEED_PROFILER_CONFIG
 
 pytestmark = pytest.mark.slow
