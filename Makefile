@@ -11,13 +11,12 @@ VENV_SAM := .venv-sam
 VENV_CHECKOV := .venv-checkov
 VENV_DATA := .venv-data
 VENV_SDK2 := .venv-sdk2
-VENV_SDK3 := .venv-sdk3
 PY := $(VENV)/bin/python
 PY_CONTAINER := $(VENV_CONTAINER)/bin/python
 PY_TRAIN := $(VENV_TRAIN)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venvs training-wheels java real-data-deps bench-rules demo test test-training test-app test-sdk test-sdk3 lint typecheck template-check checkov sam-build bench clean
+.PHONY: help venvs training-wheels java real-data-deps bench-rules demo test test-training test-app test-sdk lint typecheck template-check checkov sam-build bench clean
 
 help:
 	@echo "make demo    run the whole event-driven pipeline locally (no AWS, no Docker)"
@@ -94,15 +93,8 @@ $(VENV_SDK2)/.stamp: requirements-sdk2.txt
 	$(VENV_SDK2)/bin/python -m pip install -q -r requirements-sdk2.txt
 	touch $@
 
-# The SDK conformance suite's v3 half (tests/sdk3): SageMaker Python SDK v3, Python 3.12; every package
-# pinned (requirements-sdk3.txt), so pip does not backtrack.
-$(VENV_SDK3)/.stamp: requirements-sdk3.txt
-	test -x $(VENV_SDK3)/bin/python || $(PYTHON_CONTAINER) -m venv $(VENV_SDK3)
-	$(VENV_SDK3)/bin/python -m pip install -q -r requirements-sdk3.txt
-	touch $@
-
 venvs: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SAM)/.stamp $(VENV_CHECKOV)/.stamp \
-		$(VENV_DATA)/.stamp $(VENV_SDK2)/.stamp $(VENV_SDK3)/.stamp $(TRAINING_WHEELS) java real-data-deps
+		$(VENV_DATA)/.stamp $(VENV_SDK2)/.stamp $(TRAINING_WHEELS) java real-data-deps
 
 # GNU make exits 2 for any failed recipe, whatever its code: `make demo` alone cannot tell a rejected
 # model (2) from a pipeline failure (1), the timeout (3) or missing ImageNet weights (4). The recipe
@@ -119,13 +111,12 @@ lint: $(VENV)/.stamp typecheck
 # mypy over every tree. Test folders are checked one at a time (each has its own conftest.py, and
 # pytest, not a package, puts its helpers on the path); training/ against the training environment,
 # so that torch's and smdebug's types resolve; tests/sdk against .venv-sdk2 (SageMaker SDK v2).
-MYPY_APP_TESTS := tests/functions tests/localcloud tests/template tests/e2e
-typecheck: $(VENV)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SDK2)/.stamp $(VENV_SDK3)/.stamp
+MYPY_APP_TESTS := tests/functions tests/localcloud tests/template tests/e2e tests/sdk3
+typecheck: $(VENV)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SDK2)/.stamp
 	$(VENV)/bin/mypy functions/pipeline localcloud cli bench tools
 	for tests in $(MYPY_APP_TESTS); do MYPYPATH=functions:training $(VENV)/bin/mypy $$tests || exit 1; done
 	MYPYPATH=training $(VENV)/bin/mypy --python-executable $(PY_TRAIN) training tests/training
 	MYPYPATH=training $(VENV)/bin/mypy --python-executable $(VENV_SDK2)/bin/python tests/sdk
-	$(VENV)/bin/mypy --python-executable $(VENV_SDK3)/bin/python tests/sdk3
 
 template-check: $(VENV)/.stamp $(VENV_SAM)/.stamp checkov
 	$(VENV)/bin/cfn-lint template.yaml
@@ -144,17 +135,13 @@ test-training: $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java real-data-deps
 	$(PY_TRAIN) -m pytest tests/training $(PYTEST_ARGS)
 
 test-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java
-	$(PY) -m pytest tests --ignore=tests/training --ignore=tests/sdk --ignore=tests/sdk3 $(PYTEST_ARGS)
+	$(PY) -m pytest tests --ignore=tests/training --ignore=tests/sdk $(PYTEST_ARGS)
 
 # AWS's own clients against `python -m localcloud` (which runs with .venv): see tests/sdk/conftest.py.
 test-sdk: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_SDK2)/.stamp $(TRAINING_WHEELS) java
 	$(VENV_SDK2)/bin/python -m pytest tests/sdk $(PYTEST_ARGS)
 
-# The same with the SageMaker Python SDK v3 (tests/sdk3/conftest.py).
-test-sdk3: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_SDK3)/.stamp java
-	$(VENV_SDK3)/bin/python -m pytest tests/sdk3 $(PYTEST_ARGS)
-
-test: lint template-check test-training test-app test-sdk test-sdk3
+test: lint template-check test-training test-app test-sdk
 
 # sam build for the python3.13 runtime needs that interpreter first on PATH.
 sam-build: $(VENV_SAM)/.stamp $(TRAINING_WHEELS)

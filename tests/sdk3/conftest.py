@@ -1,8 +1,9 @@
 """The SDK conformance suite's v3 half: the SageMaker Python SDK v3, unmodified, against ``python -m
 localcloud``.
 
-Run with ``.venv-sdk3`` (``make test-sdk3``; requirements-sdk3.txt): SDK v3 needs protobuf 6 and numpy 2,
-which SDK v2's venv (.venv-sdk2) and smdebug cannot share. The local cloud, the client environment (the
+Run with ``.venv`` (``make test-app``; requirements-dev.txt pins SDK v3), the interpreter the local
+cloud itself runs in; SDK v2 (tests/sdk) has ``.venv-sdk2``, since the two SDKs cannot share one.
+The local cloud, the client environment (the
 ``AWS_ENDPOINT_URL_*`` variables and dummy credentials it prints, the SDK's telemetry switched off in its
 own config file) and the sample data are tests/sdk/conftest.py's fixtures, imported here; only the
 session is v3's own: ``sagemaker.core.helper.session_helper.Session`` from a ``boto3.Session``, with
@@ -30,8 +31,7 @@ def _sagemaker_major() -> int | None:
         return None
 
 
-# make test-sdk3 runs this folder with .venv-sdk3, where pytest fails with "no tests ran" if the SDK is
-# missing; under an interpreter with another SDK it is not collected.
+# make test-app runs this folder with .venv (SDK v3); under .venv-sdk2 (SDK v2) it is not collected.
 if _sagemaker_major() != 3:
     collect_ignore_glob = ["test_*.py"]
 
