@@ -17,20 +17,18 @@ notification, nothing started, the invocation succeeds. S3 and SageMaker errors 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dogclf import contract
-from pipeline.adapters.notify import Publisher
-from pipeline.adapters.s3 import ObjectStore, S3Location
-from pipeline.adapters.sagemaker import JobService
+from pipeline.adapters.notify import Notifier
+from pipeline.adapters.s3 import S3Location, S3Store
+from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.image_uris import pytorch_image_uri
 from pipeline.powertools import logger
+from pipeline.settings import Settings
 from pipeline.source_dir import ensure_uploaded
 from pipeline.training import TrainingRequestError, manifest_from_channels
 from pipeline.tuning import CHANNELS, TuningData, s3_channel, script_mode_hyperparameters, start_tuning
-
-if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
-    from pipeline.settings import Settings
 
 # Inference-only forward passes: 64 images of 224 px fit the smallest CPU or GPU instance's memory.
 FEATURES_BATCH_SIZE = 64
@@ -116,7 +114,7 @@ def build_features_request(
     }
 
 
-def _failure(subject: str, result: dict[str, Any], notifier: Publisher) -> dict[str, Any]:
+def _failure(subject: str, result: dict[str, Any], notifier: Notifier) -> dict[str, Any]:
     """Record a permanent outcome: logged, notified, returned (the idempotency record keeps it)."""
     logger.error(subject, extra={"features": result})
     notifier.publish(subject, result)
@@ -127,9 +125,9 @@ def on_dataset_ready(
     manifest_bucket: str,
     manifest_key: str,
     settings: Settings,
-    store: ObjectStore,
-    jobs: JobService,
-    notifier: Publisher,
+    store: S3Store,
+    jobs: SageMakerJobs,
+    notifier: Notifier,
 ) -> dict[str, Any]:
     """A dataset's manifest.json was written: start its features job, or tuning when it needs none."""
     manifest_uri = S3Location(manifest_bucket, manifest_key).uri
@@ -190,9 +188,9 @@ def on_features_finished(
     job_name: str,
     status: str,
     settings: Settings,
-    store: ObjectStore,
-    jobs: JobService,
-    notifier: Publisher,
+    store: S3Store,
+    jobs: SageMakerJobs,
+    notifier: Notifier,
 ) -> dict[str, Any]:
     """The features job ended: Completed starts tuning on its features; otherwise record and notify."""
     if not contract.is_pipeline_features_job(job_name, settings.job_name_prefix):

@@ -25,7 +25,7 @@ Errors: a missing or invalid manifest, or hyperparameters the hook config cannot
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -33,16 +33,14 @@ from dogclf import contract
 from dogclf.contract import training_job_name
 from dogclf.debugger.hook_config import debug_hook_config
 from pipeline.adapters.aws import error_code
-from pipeline.adapters.notify import Publisher
-from pipeline.adapters.s3 import ObjectStore, ObjectTooLargeError, S3Location
-from pipeline.adapters.sagemaker import JobService
+from pipeline.adapters.notify import Notifier
+from pipeline.adapters.s3 import ObjectTooLargeError, S3Location, S3Store
+from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.image_uris import debugger_rule_image_uri, pytorch_image_uri
 from pipeline.powertools import logger
+from pipeline.settings import Settings
 from pipeline.source_dir import PROFILED, ensure_uploaded
 from pipeline.tuning import CHANNELS, DATASET_MANIFEST_HYPERPARAMETER, s3_channel
-
-if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
-    from pipeline.settings import Settings
 
 MANIFEST_FILE = "manifest.json"  # written by ingest next to the dataset's split folders
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # a manifest lists class names: a few kB even for 133 classes
@@ -93,7 +91,7 @@ def manifest_location(tuning: dict[str, Any]) -> S3Location:
         raise TrainingRequestError(f"{DATASET_MANIFEST_HYPERPARAMETER}={raw!r}: {error}") from error
 
 
-def read_manifest(store: ObjectStore, location: S3Location) -> bytes:
+def read_manifest(store: S3Store, location: S3Location) -> bytes:
     """The manifest's bytes. TrainingRequestError (permanent) for a missing or oversized manifest;
     other S3 errors propagate (transient)."""
     try:
@@ -256,9 +254,9 @@ def on_tuning_finished(
     tuning_job_name: str,
     status: str,
     settings: Settings,
-    jobs: JobService,
-    store: ObjectStore,
-    notifier: Publisher,
+    jobs: SageMakerJobs,
+    store: S3Store,
+    notifier: Notifier,
 ) -> dict[str, Any]:
     """Start the profiled training job for a Completed tuning job; notify and stop otherwise."""
     if not contract.is_pipeline_tuning_job(tuning_job_name, settings.job_name_prefix):

@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dogclf import contract
 from dogclf.contract import tuning_job_name  # <prefix>-hpo-<hash>, within SageMaker's 32 characters
-from pipeline.adapters.notify import Publisher
-from pipeline.adapters.s3 import ObjectStore
-from pipeline.adapters.sagemaker import JobService
+from pipeline.adapters.notify import Notifier
+from pipeline.adapters.s3 import S3Store
+from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.adapters.training_layer import metric_definitions
 from pipeline.image_uris import pytorch_image_uri
 from pipeline.powertools import logger
+from pipeline.settings import Settings
 from pipeline.source_dir import ensure_uploaded
-
-if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
-    from pipeline.settings import Settings
 
 CHANNELS = ("train", "valid", "test")
 SPOT_WAIT_FACTOR = 2  # MaxWaitTimeInSeconds = this x MaxRuntimeInSeconds: time to wait for spot capacity
@@ -190,7 +188,7 @@ def build_tuning_request(
 
 
 def start_tuning(
-    data: TuningData, settings: Settings, store: ObjectStore, jobs: JobService, notifier: Publisher
+    data: TuningData, settings: Settings, store: S3Store, jobs: SageMakerJobs, notifier: Notifier
 ) -> dict[str, Any]:
     """Start the tuning job for ``data``; created=False when an earlier delivery already started it."""
     metrics = metric_definitions(settings.training_code_dir)

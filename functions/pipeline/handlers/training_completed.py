@@ -10,10 +10,12 @@ from aws_lambda_powertools.utilities.parser import envelopes, event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dogclf import contract
+from pipeline.adapters.endpoint_state import EndpointStateStore
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.deploy import on_training_finished
+from pipeline.endpoint_lifecycle import EndpointLifecycle
 from pipeline.events import TrainingJobStateChange
 from pipeline.powertools import idempotency_config, idempotency_store, logger, metrics, tracer
 from pipeline.settings import Settings
@@ -22,6 +24,7 @@ settings = Settings.from_env()
 jobs = SageMakerJobs()
 store = S3Store()
 notifier = Notifier(settings.notification_topic_arn)
+state_store = EndpointStateStore(settings.idempotency_table, settings.endpoint_name)
 config = idempotency_config()
 
 
@@ -29,7 +32,9 @@ config = idempotency_config()
     data_keyword_argument="job", persistence_store=idempotency_store(settings), config=config
 )
 def handle_once(job: dict[str, str]) -> dict[str, Any]:
-    decision = on_training_finished(job["name"], settings, jobs, store, notifier)
+    # Per invocation: the lifecycle records what this invocation did (its ``actions``).
+    lifecycle = EndpointLifecycle(settings, jobs, state_store, store, notifier)
+    decision = on_training_finished(job["name"], settings, jobs, store, notifier, lifecycle)
     if "deploy" in decision:
         metrics.add_metric(
             name="ModelsDeployed" if decision["deploy"] else "ModelsRejected", unit=MetricUnit.Count, value=1

@@ -21,18 +21,16 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pipeline.adapters.notify import Publisher
-from pipeline.adapters.s3 import ObjectStore, ObjectStoreWithClient
+from pipeline.adapters.notify import Notifier
+from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.training_layer import contract_module, layout_module
 from pipeline.ingest.seekable import S3RangeReader
 from pipeline.ingest.shards import Shard, ShardLimits, TarShardSink
 from pipeline.ingest.unzip import ArchiveRejectedError, Limits, extract, open_archive
 from pipeline.powertools import logger
-
-if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
-    from pipeline.settings import Settings
+from pipeline.settings import Settings
 
 DATASETS_PREFIX = "datasets/"
 DATA_FORMAT = "tar-shards"  # manifest["format"]: what the channels hold (dogclf.data reads both shapes)
@@ -60,7 +58,7 @@ def dataset_id(upload: Upload) -> str:
     return f"{stem}-{digest}"
 
 
-def finished_report(store: ObjectStore, bucket: str, prefix: str) -> dict[str, Any] | None:
+def finished_report(store: S3Store, bucket: str, prefix: str) -> dict[str, Any] | None:
     """The report of a finished ingest of this dataset, or None when it has to be (re)done.
 
     Finished means its last document exists: the manifest (accepted) or a rejected report.
@@ -78,8 +76,8 @@ def finished_report(store: ObjectStore, bucket: str, prefix: str) -> dict[str, A
 def ingest_upload(
     upload: Upload,
     settings: Settings,
-    store: ObjectStoreWithClient,
-    notifier: Publisher,
+    store: S3Store,
+    notifier: Notifier,
     shard_limits: ShardLimits | None = None,
 ) -> dict[str, Any]:
     """Extract and validate one upload; returns the report (status accepted or rejected)."""
