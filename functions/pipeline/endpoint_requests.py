@@ -1,6 +1,6 @@
 """The endpoint's SageMaker requests: CreateModel, CreateEndpointConfig, UpdateEndpoint.
 
-Built here, apart from the stages that send them: pipeline.deploy creates the model and endpoint
+Built here, apart from the stages that send them: pipeline.deploy_stage creates the model and endpoint
 config of a model that passed the gate; pipeline.endpoint_lifecycle sends UpdateEndpoint when the
 endpoint can take the pending model.
 """

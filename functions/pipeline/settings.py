@@ -44,7 +44,7 @@ class Settings(BaseModel):
     serverless_memory_mb: int = 3072
     serverless_max_concurrency: int = 5
     max_tuning_jobs: int = Field(default=12, ge=1)
-    use_spot_training: bool = False  # managed spot for the tuning trials (pipeline.tuning)
+    use_spot_training: bool = False  # managed spot for the tuning trials (pipeline.tuning_stage)
     max_parallel_tuning_jobs: int = Field(default=2, ge=1)
     learning_rate_range: tuple[float, float] = (1e-4, 0.1)
     batch_size_values: list[int] = Field(default_factory=lambda: [32, 64, 128])

@@ -32,7 +32,7 @@ HANDLERS_DIR = REPO / "functions" / "pipeline" / "handlers"
 # The AWS services each function needs, i.e. the clients its init must create (and no others).
 CLIENTS_AT_INIT = {
     "ingest": {"s3", "sns", "dynamodb"},
-    "start_tuning": {"s3", "sagemaker", "sns", "dynamodb"},
+    "dataset_ready": {"s3", "sagemaker", "sns", "dynamodb"},
     "features_completed": {"sagemaker", "s3", "sns", "dynamodb"},
     "tuning_completed": {"sagemaker", "s3", "sns", "dynamodb"},
     "training_completed": {"sagemaker", "s3", "sns", "dynamodb"},
@@ -102,8 +102,8 @@ def _classify_event(aws: Any) -> dict[str, Any]:
 # which clients the calls went through.
 EVENTS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "ingest": _ingest_event,
-    "start_tuning": lambda aws: s3_event(
-        "start_tuning.json", ENV["DATASET_BUCKET"], "datasets/cold-0123456789ab/manifest.json"
+    "dataset_ready": lambda aws: s3_event(
+        "dataset_ready.json", ENV["DATASET_BUCKET"], "datasets/cold-0123456789ab/manifest.json"
     ),
     "features_completed": lambda aws: load_event("features_completed.json"),
     "tuning_completed": lambda aws: load_event("tuning_completed.json"),

@@ -14,13 +14,13 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.stub import Stubber
 from fn_support import ENV, load_event
 
-from pipeline import deploy as deploy_module
+from pipeline import deploy_stage as deploy_module
 from pipeline.adapters.aws import client
 from pipeline.adapters.endpoint_state import EndpointStateStore
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
-from pipeline.deploy import on_training_finished
+from pipeline.deploy_stage import on_training_finished
 from pipeline.endpoint_lifecycle import EndpointLifecycle
 from pipeline.endpoint_requests import endpoint_config_request, model_request, update_endpoint_request
 from pipeline.settings import Settings, get_settings

@@ -27,7 +27,7 @@ from pipeline.adapters.endpoint_state import EndpointStateStore
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
-from pipeline.deploy import on_training_finished
+from pipeline.deploy_stage import on_training_finished
 from pipeline.errors import TransientError
 from pipeline.settings import get_settings
 

@@ -26,7 +26,7 @@ from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.settings import Settings, get_settings
-from pipeline.training import build_training_request, on_tuning_finished
+from pipeline.training_stage import build_training_request, on_tuning_finished
 
 
 @pytest.fixture
@@ -416,10 +416,10 @@ def test_bad_manifest_is_a_recorded_permanent_error(aws, sagemaker, manifest, re
 
 
 def test_oversized_manifest_is_refused_not_loaded(aws, sagemaker, monkeypatch) -> None:
-    from pipeline import training
+    from pipeline import training_stage
 
     put_manifest(aws)
-    monkeypatch.setattr(training, "MAX_MANIFEST_BYTES", 50)
+    monkeypatch.setattr(training_stage, "MAX_MANIFEST_BYTES", 50)
     sagemaker.add_response(
         "describe_hyper_parameter_tuning_job", tuning_description(), {"HyperParameterTuningJobName": TUNING}
     )

@@ -1,4 +1,4 @@
-"""EventBridge features job state change -> start the tuning job on its features (pipeline.features)."""
+"""EventBridge features job state change -> start the tuning job on its features (pipeline.features_stage)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.events import TrainingJobStateChange
-from pipeline.features import on_features_finished
+from pipeline.features_stage import on_features_finished
 from pipeline.powertools import idempotency_config, idempotency_store, logger, metrics, tracer
 from pipeline.settings import Settings
 

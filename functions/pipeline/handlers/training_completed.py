@@ -1,4 +1,4 @@
-"""EventBridge training job state change -> quality gate and endpoint deploy (pipeline.deploy)."""
+"""EventBridge training job state change -> quality gate and endpoint deploy (pipeline.deploy_stage)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pipeline.adapters.endpoint_state import EndpointStateStore
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
-from pipeline.deploy import on_training_finished
+from pipeline.deploy_stage import on_training_finished
 from pipeline.endpoint_lifecycle import EndpointLifecycle
 from pipeline.events import TrainingJobStateChange
 from pipeline.powertools import idempotency_config, idempotency_store, logger, metrics, tracer

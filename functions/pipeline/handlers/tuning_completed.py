@@ -1,4 +1,4 @@
-"""EventBridge tuning job state change -> start the profiled training job (pipeline.training)."""
+"""EventBridge tuning job state change -> start the profiled training job (pipeline.training_stage)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.events import TuningJobStateChange
 from pipeline.powertools import idempotency_config, idempotency_store, logger, metrics, tracer
 from pipeline.settings import Settings
-from pipeline.training import on_tuning_finished
+from pipeline.training_stage import on_tuning_finished
 
 settings = Settings.from_env()
 jobs = SageMakerJobs()

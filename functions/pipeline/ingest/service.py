@@ -50,7 +50,7 @@ class Upload:
 def dataset_id(upload: Upload) -> str:
     """Deterministic id of an upload: readable stem + hash of bucket, key and ETag (version). Each
     upload is its own dataset (and pipeline run); the features it shares with an earlier upload of
-    the same images are found by the manifest's ``content_id`` instead (pipeline.features)."""
+    the same images are found by the manifest's ``content_id`` instead (pipeline.features_stage)."""
     stem = re.sub(r"[^a-z0-9]+", "-", PurePosixPath(upload.key).stem.lower()).strip("-")[:40] or "dataset"
     digest = hashlib.sha256(
         f"{upload.bucket}/{upload.key}/{upload.etag}/{upload.version_id or ''}".encode()
@@ -144,7 +144,7 @@ def ingest_upload(
     report["seconds"] = round(time.perf_counter() - started, 3)
     manifest = {
         "dataset_id": identifier,
-        # What the features cache is keyed on (pipeline.features): the images, not the upload.
+        # What the features cache is keyed on (pipeline.features_stage): the images, not the upload.
         "content_id": sink.content_id(),
         "source": report["source"],
         "bucket": bucket,

@@ -1,10 +1,10 @@
 """Build and start the hyperparameter tuning job (hpo.py) for an ingested dataset.
 
 Trials train from one of two inputs (``TuningData``): the ``features`` channel, the single
-model.tar.gz of the dataset's features job (pipeline.features; the default), or the image channels
+model.tar.gz of the dataset's features job (pipeline.features_stage; the default), or the image channels
 train/valid/test when AugmentTrials is on (random crops need the images). Either way the static
 hyperparameter ``dataset_manifest`` names the dataset's manifest.json, which is how the profiled job
-(pipeline.training) finds the dataset again.
+(pipeline.training_stage) finds the dataset again.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from pipeline.source_dir import ensure_uploaded
 
 CHANNELS = ("train", "valid", "test")
 SPOT_WAIT_FACTOR = 2  # MaxWaitTimeInSeconds = this x MaxRuntimeInSeconds: time to wait for spot capacity
-DATASET_MANIFEST_HYPERPARAMETER = "dataset_manifest"  # hpo.py --dataset_manifest; read by pipeline.training
+DATASET_MANIFEST_HYPERPARAMETER = (
+    "dataset_manifest"  # hpo.py --dataset_manifest; read by pipeline.training_stage
+)
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from pipeline.image_uris import pytorch_image_uri
 from pipeline.powertools import logger
 from pipeline.settings import Settings
 from pipeline.source_dir import ensure_uploaded
-from pipeline.training import TrainingRequestError, manifest_from_channels
-from pipeline.tuning import CHANNELS, TuningData, s3_channel, script_mode_hyperparameters, start_tuning
+from pipeline.training_stage import TrainingRequestError, manifest_from_channels
+from pipeline.tuning_stage import CHANNELS, TuningData, s3_channel, script_mode_hyperparameters, start_tuning
 
 # Inference-only forward passes: 64 images of 224 px fit the smallest CPU or GPU instance's memory.
 FEATURES_BATCH_SIZE = 64
@@ -103,7 +103,7 @@ def build_features_request(
             "VolumeSizeInGB": 30,
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": settings.training_max_runtime_seconds},
-        # No Debugger API field at all (no hook, no rules, no ProfilerConfig: pipeline.training says
+        # No Debugger API field at all (no hook, no rules, no ProfilerConfig: pipeline.training_stage says
         # why none is needed to keep the service profiler off), and the toolkit need not import
         # smdebug to classify the script's errors.
         "Environment": dict(contract.NO_SMDEBUG_ENVIRONMENT),

@@ -1,6 +1,6 @@
 """On a finished tuning job: start the profiled training job (train_model.py) with the best trial.
 
-When the trials trained the head from the features channel (pipeline.features), the profiled job gets
+When the trials trained the head from the features channel (pipeline.features_stage), the profiled job gets
 that channel too, next to the image channels the dataset's manifest.json gives (found from the trials'
 train channel, else their static hyperparameter dataset_manifest): it trains the head from the
 features and runs the full model on the images only where the Debugger hook needs activations.
@@ -40,7 +40,7 @@ from pipeline.image_uris import debugger_rule_image_uri, pytorch_image_uri
 from pipeline.powertools import logger
 from pipeline.settings import Settings
 from pipeline.source_dir import PROFILED, ensure_uploaded
-from pipeline.tuning import CHANNELS, DATASET_MANIFEST_HYPERPARAMETER, s3_channel
+from pipeline.tuning_stage import CHANNELS, DATASET_MANIFEST_HYPERPARAMETER, s3_channel
 
 MANIFEST_FILE = "manifest.json"  # written by ingest next to the dataset's split folders
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # a manifest lists class names: a few kB even for 133 classes

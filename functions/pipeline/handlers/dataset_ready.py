@@ -1,5 +1,5 @@
 """S3 ObjectCreated datasets/<id>/manifest.json -> start the features job, or the tuning job when the
-features exist already or AugmentTrials is on (pipeline.features.on_dataset_ready)."""
+features exist already or AugmentTrials is on (pipeline.features_stage.on_dataset_ready)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.events import s3_objects
-from pipeline.features import on_dataset_ready
+from pipeline.features_stage import on_dataset_ready
 from pipeline.powertools import idempotency_config, idempotency_store, logger, metrics, tracer
 from pipeline.settings import Settings
 
