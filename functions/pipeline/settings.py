@@ -59,7 +59,6 @@ class Settings(BaseModel):
     # endpoint configs and models kept on InService (pipeline.endpoint_lifecycle.cleanup_plan)
     endpoint_keep_configs: int = Field(default=3, ge=1)
     # ingest guards
-    ingest_concurrency: int = Field(default=16, ge=1, le=64)
     ingest_max_members: int = 100_000
     ingest_max_total_bytes: int = 20 * 1024**3
     ingest_max_member_bytes: int = 50 * 1024**2

@@ -107,14 +107,13 @@ def ingest_upload(
         max_total_bytes=settings.ingest_max_total_bytes,
         max_member_bytes=settings.ingest_max_member_bytes,
         max_ratio=settings.ingest_max_ratio,
-        concurrency=settings.ingest_concurrency,
         max_image_pixels=contract_module(settings.training_code_dir).MAX_IMAGE_PIXELS,
     )
     layout = layout_module(settings.training_code_dir)
     sink = TarShardSink(store.client, bucket, prefix, tuple(layout.SPLITS), shard_limits or ShardLimits())
     try:
         with open_archive(reader, limits) as archive:
-            extraction, summary = extract(archive, sink, prefix, layout, limits)
+            extraction, summary = extract(archive, sink, layout, limits)
         shards = sink.close()
     except ArchiveRejectedError as error:
         sink.abort()
