@@ -17,7 +17,7 @@ import json
 import tarfile
 import zlib
 from dataclasses import dataclass
-from typing import IO, Any, cast
+from typing import IO, Any, Literal, Required, TypedDict, cast
 
 from dogclf import contract
 from pipeline import gate
@@ -159,6 +159,30 @@ def settled_decision(store: S3Store, bucket: str, key: str) -> dict[str, Any] | 
     return document if status not in (None, "pending") else None
 
 
+class TrainingFinishedResult(TypedDict, total=False):
+    """The gate's decision document: decisions/<job>.json, the topic's message and the function's
+    return value (gate.GateDecision's fields plus the endpoint's); or, for a tuning trial, only
+    ``action: "ignored"`` (nothing recorded)."""
+
+    training_job_name: Required[str]
+    action: Literal["ignored"]
+    deploy: bool
+    reasons: list[str]
+    warnings: list[str]
+    metric_name: str
+    metric_value: float | None
+    threshold: float
+    blocking_rules: list[str]
+    rule_verdicts: dict[str, str]
+    rules: list[dict[str, Any]]
+    profiler_findings: list[str]
+    endpoint_action: str  # what the lifecycle did with the model (never "deployed")
+    endpoint_outcome: dict[str, Any]  # {"status": "pending" | "superseded" | pipeline.lifecycle_state's}
+    endpoint_name: str
+    endpoint_mode: str
+    debugger_mode: str
+
+
 def on_training_finished(
     training_job_name: str,
     settings: Settings,
@@ -166,23 +190,24 @@ def on_training_finished(
     store: S3Store,
     notifier: Notifier,
     lifecycle: EndpointLifecycle,
-) -> dict[str, Any]:
-    if not contract.is_pipeline_training_job(training_job_name, settings.job_name_prefix):
-        # A tuning trial or another pipeline's job: the EventBridge filter should not let it here.
-        logger.info("not a profiled training job, ignored", extra={"training_job_name": training_job_name})
-        return {"training_job_name": training_job_name, "action": "ignored"}
+) -> TrainingFinishedResult:
+    """Gate a finished profiled training job and offer a passed model to the endpoint lifecycle. The
+    handler passes only this pipeline's training jobs (contract.is_pipeline_training_job)."""
     job = jobs.describe_training_job(training_job_name)
     if job.get("TuningJobArn"):
         logger.info("a tuning trial, ignored", extra={"training_job_name": training_job_name})
         return {"training_job_name": training_job_name, "action": "ignored"}
     in_script = read_in_script_verdicts(store, job) if job.get("TrainingJobStatus") == "Completed" else None
     decision = evaluate_gate(job, in_script, settings)
-    document = {
-        **decision.to_dict(),
-        "endpoint_name": settings.endpoint_name,
-        "endpoint_mode": settings.endpoint_mode,
-        "debugger_mode": settings.debugger_mode,
-    }
+    document = cast(
+        TrainingFinishedResult,
+        {
+            **decision.to_dict(),
+            "endpoint_name": settings.endpoint_name,
+            "endpoint_mode": settings.endpoint_mode,
+            "debugger_mode": settings.debugger_mode,
+        },
+    )
     key = f"decisions/{training_job_name}.json"
     settled = settled_decision(store, settings.artifacts_bucket, key) if decision.deploy else None
     if settled is not None:
@@ -209,5 +234,5 @@ def on_training_finished(
         if decision.deploy
         else "not deployed"
     )
-    notifier.publish(f"Model {verb}: {training_job_name}", document)
+    notifier.publish(f"Model {verb}: {training_job_name}", dict(document))
     return document

@@ -231,10 +231,8 @@ class EndpointLifecycle:
 def on_endpoint_state(
     endpoint_name: str, status: str, lifecycle: EndpointLifecycle, deadline: float
 ) -> dict[str, Any]:
-    """One endpoint state-change event: record the outcome, take the next step, clean up."""
-    if endpoint_name != lifecycle.endpoint_name:
-        logger.info("ignoring another endpoint's event", extra={"endpoint": endpoint_name})
-        return {"ignored": endpoint_name, "reason": "not this pipeline's endpoint"}
+    """One endpoint state-change event: record the outcome, take the next step, clean up. The handler
+    passes only this pipeline's endpoint (Settings.endpoint_name)."""
     result: dict[str, Any] = {"endpoint_name": endpoint_name, "event_status": normalize_status(status)}
     result["action"] = lifecycle.reconcile(deadline=deadline)
     endpoint, state = lifecycle.last_endpoint, lifecycle.last_state

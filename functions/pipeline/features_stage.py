@@ -17,7 +17,7 @@ notification, nothing started, the invocation succeeds. S3 and SageMaker errors 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal, Required, TypedDict
 
 from dogclf import contract
 from pipeline.adapters.notify import Notifier
@@ -28,11 +28,55 @@ from pipeline.powertools import logger
 from pipeline.settings import Settings
 from pipeline.source_dir import ensure_uploaded
 from pipeline.training_stage import TrainingRequestError, manifest_from_channels
-from pipeline.tuning_stage import CHANNELS, TuningData, s3_channel, script_mode_hyperparameters, start_tuning
+from pipeline.tuning_stage import (
+    CHANNELS,
+    TuningData,
+    s3_channel,
+    script_mode_hyperparameters,
+    start_tuning,
+)
 
 # Inference-only forward passes: 64 images of 224 px fit the smallest CPU or GPU instance's memory.
 FEATURES_BATCH_SIZE = 64
 FAILED_STATUSES = ("Failed", "Stopped")
+
+
+class DatasetReadyResult(TypedDict, total=False):
+    """What ``on_dataset_ready`` did: the function's return value and its idempotency record."""
+
+    action: Required[
+        Literal[
+            "tuning-from-images",  # AugmentTrials: no features stage
+            "tuning-from-cached-features",
+            "features-started",
+            "features-already-started",  # an earlier delivery started it; its completion goes on
+            "none",  # permanent: ``reason`` says why nothing started
+        ]
+    ]
+    dataset_id: Required[str]
+    features_job_name: str
+    features_key: str
+    status: str  # the features job's, when an earlier delivery had started it
+    reason: str
+    # the tuning job's, when one was started (TuningStarted's fields)
+    tuning_job_name: str
+    created: bool
+    channels: list[str]
+
+
+class FeaturesFinishedResult(TypedDict, total=False):
+    """What ``on_features_finished`` did: the function's return value and its idempotency record."""
+
+    action: Required[Literal["tuning-from-features", "none"]]  # "none": ``reason`` says why
+    features_job_name: Required[str]
+    status: Required[str]  # the features job's
+    reason: str
+    features: str  # s3:// of the features job's model.tar.gz
+    # the tuning job's (TuningStarted's fields)
+    tuning_job_name: str
+    created: bool
+    dataset_id: str
+    channels: list[str]
 
 
 class FeaturesStageError(ValueError):
@@ -114,11 +158,11 @@ def build_features_request(
     }
 
 
-def _failure(subject: str, result: dict[str, Any], notifier: Notifier) -> dict[str, Any]:
-    """Record a permanent outcome: logged, notified, returned (the idempotency record keeps it)."""
+def _failure(subject: str, result: DatasetReadyResult | FeaturesFinishedResult, notifier: Notifier) -> None:
+    """Record a permanent outcome: logged and notified; the caller returns it (the idempotency record
+    keeps it)."""
     logger.error(subject, extra={"features": result})
-    notifier.publish(subject, result)
-    return result
+    notifier.publish(subject, dict(result))
 
 
 def on_dataset_ready(
@@ -128,7 +172,7 @@ def on_dataset_ready(
     store: S3Store,
     jobs: SageMakerJobs,
     notifier: Notifier,
-) -> dict[str, Any]:
+) -> DatasetReadyResult:
     """A dataset's manifest.json was written: start its features job, or tuning when it needs none."""
     manifest_uri = S3Location(manifest_bucket, manifest_key).uri
     manifest = store.get_json(manifest_bucket, manifest_key)
@@ -137,7 +181,8 @@ def on_dataset_ready(
         tuning = start_tuning(
             TuningData.from_images(manifest, manifest_uri, augment=True), settings, store, jobs, notifier
         )
-        return {"action": "tuning-from-images", **tuning}
+        images: DatasetReadyResult = {"action": "tuning-from-images", **tuning}
+        return images
 
     features_key = features_key_for(features_identity(manifest), settings)
     name = contract.features_job_name(settings.job_name_prefix, features_key)
@@ -146,31 +191,48 @@ def on_dataset_ready(
         # The same dataset, weights, image size and framework version: the features are reusable.
         data = TuningData.from_features(dataset_id, manifest_uri, model.uri)
         tuning = start_tuning(data, settings, store, jobs, notifier)
-        return {"action": "tuning-from-cached-features", "features_job_name": name, **tuning}
+        cached: DatasetReadyResult = {
+            "action": "tuning-from-cached-features",
+            "features_job_name": name,
+            **tuning,
+        }
+        return cached
 
     submit_directory = ensure_uploaded(settings.training_code_dir, store, settings.artifacts_bucket)
     request = build_features_request(manifest, settings, submit_directory, features_key)
-    result: dict[str, Any] = {
-        "features_job_name": name,
-        "features_key": features_key,
-        "dataset_id": dataset_id,
-    }
+    started = {"features_job_name": name, "features_key": features_key, "dataset_id": dataset_id}
     if jobs.create_training_job(request):
-        notifier.publish(f"Features started: {name}", {**result, "source_dir": submit_directory})
-        return {"action": "features-started", **result}
+        notifier.publish(f"Features started: {name}", {**started, "source_dir": submit_directory})
+        return DatasetReadyResult(
+            action="features-started",
+            dataset_id=dataset_id,
+            features_job_name=name,
+            features_key=features_key,
+        )
 
     # An earlier delivery started it. Running: its completion starts tuning. Completed without the
     # model.tar.gz checked above, or Failed/Stopped: the deterministic name cannot be reused.
-    status = jobs.describe_training_job(name)
-    result["status"] = status["TrainingJobStatus"]
-    if result["status"] in FAILED_STATUSES:
-        result.update(action="none", reason=status.get("FailureReason", f"features job {result['status']}"))
-        return _failure(f"Features {result['status']}: {name}", result, notifier)
-    if result["status"] == "Completed":  # and yet no model.tar.gz where its S3OutputPath puts it
-        result.update(action="none", reason=f"features job {name} Completed without {model.uri}")
-        return _failure(f"Tuning not started: {name}", result, notifier)
-    logger.info("features job already exists", extra={"features": result})
-    return {"action": "features-already-started", **result}
+    description = jobs.describe_training_job(name)
+    status = str(description["TrainingJobStatus"])
+    result = DatasetReadyResult(
+        action="features-already-started",
+        dataset_id=dataset_id,
+        features_job_name=name,
+        features_key=features_key,
+        status=status,
+    )
+    if status in FAILED_STATUSES:
+        result["action"], result["reason"] = (
+            "none",
+            str(description.get("FailureReason", f"features job {status}")),
+        )
+        _failure(f"Features {status}: {name}", result, notifier)
+    elif status == "Completed":  # and yet no model.tar.gz where its S3OutputPath puts it
+        result["action"], result["reason"] = "none", f"features job {name} Completed without {model.uri}"
+        _failure(f"Tuning not started: {name}", result, notifier)
+    else:
+        logger.info("features job already exists", extra={"features": result})
+    return result
 
 
 def _hyperparameter(job: dict[str, Any], name: str) -> str:
@@ -191,16 +253,17 @@ def on_features_finished(
     store: S3Store,
     jobs: SageMakerJobs,
     notifier: Notifier,
-) -> dict[str, Any]:
-    """The features job ended: Completed starts tuning on its features; otherwise record and notify."""
-    if not contract.is_pipeline_features_job(job_name, settings.job_name_prefix):
-        logger.info("not this pipeline's features job, ignored", extra={"job": job_name})
-        return {"features_job_name": job_name, "status": status, "action": "ignored"}
+) -> FeaturesFinishedResult:
+    """The features job ended: Completed starts tuning on its features; otherwise record and notify.
+    The handler passes only this pipeline's features jobs (contract.is_pipeline_features_job)."""
     job = jobs.describe_training_job(job_name)
-    result: dict[str, Any] = {"features_job_name": job_name, "status": status}
     if status != "Completed":
-        result.update(action="none", reason=job.get("FailureReason", f"features job {status}"))
-        return _failure(f"Features {status}: {job_name}", result, notifier)
+        reason = str(job.get("FailureReason", f"features job {status}"))
+        failed = FeaturesFinishedResult(
+            action="none", features_job_name=job_name, status=status, reason=reason
+        )
+        _failure(f"Features {status}: {job_name}", failed, notifier)
+        return failed
 
     features_key = job_name.removeprefix(f"{settings.job_name_prefix}{contract.FEATURES_INFIX}")
     model = features_model_location(settings, features_key)
@@ -208,9 +271,20 @@ def on_features_finished(
         dataset_id = _hyperparameter(job, "dataset_id")
         manifest = manifest_from_channels(job.get("InputDataConfig", []))
     except (FeaturesStageError, TrainingRequestError) as error:
-        result.update(action="none", reason=f"tuning not started: {error}")
-        return _failure(f"Tuning not started: {job_name}", result, notifier)
+        reason = f"tuning not started: {error}"
+        refused = FeaturesFinishedResult(
+            action="none", features_job_name=job_name, status=status, reason=reason
+        )
+        _failure(f"Tuning not started: {job_name}", refused, notifier)
+        return refused
     tuning = start_tuning(
         TuningData.from_features(dataset_id, manifest.uri, model.uri), settings, store, jobs, notifier
     )
-    return {**result, "action": "tuning-from-features", "features": model.uri, **tuning}
+    started: FeaturesFinishedResult = {
+        "features_job_name": job_name,
+        "status": status,
+        "action": "tuning-from-features",
+        "features": model.uri,
+        **tuning,
+    }
+    return started

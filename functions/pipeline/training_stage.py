@@ -25,7 +25,7 @@ Errors: a missing or invalid manifest, or hyperparameters the hook config cannot
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal, Required, TypedDict
 
 from botocore.exceptions import ClientError
 
@@ -250,6 +250,23 @@ def with_source_dir(request: dict[str, Any], submit_directory: str) -> dict[str,
     return {**request, "HyperParameters": hyperparameters}
 
 
+class TuningFinishedResult(TypedDict, total=False):
+    """What ``on_tuning_finished`` did: the function's return value and its idempotency record."""
+
+    # "none": permanent, ``reason`` says why nothing started (notified too)
+    action: Required[Literal["training-started", "training-already-started", "none"]]
+    tuning_job_name: Required[str]
+    status: Required[str]  # the tuning job's
+    reason: str
+    best_trial: str
+    training_job_name: str
+    objective: Any  # FinalHyperParameterTuningJobObjectiveMetric of the best trial
+    hyperparameters: dict[str, str]
+    dataset_images: dict[str, int]
+    debugger_mode: str
+    source_dir: str
+
+
 def on_tuning_finished(
     tuning_job_name: str,
     status: str,
@@ -257,12 +274,10 @@ def on_tuning_finished(
     jobs: SageMakerJobs,
     store: S3Store,
     notifier: Notifier,
-) -> dict[str, Any]:
-    """Start the profiled training job for a Completed tuning job; notify and stop otherwise."""
-    if not contract.is_pipeline_tuning_job(tuning_job_name, settings.job_name_prefix):
-        # Another pipeline's tuning job (or AWS's sample event): not ours to continue, no AWS call.
-        logger.info("not this pipeline's tuning job, ignored", extra={"tuning_job_name": tuning_job_name})
-        return {"tuning_job_name": tuning_job_name, "status": status, "action": "ignored"}
+) -> TuningFinishedResult:
+    """Start the profiled training job for a Completed tuning job; notify and stop otherwise. The
+    handler passes only this pipeline's tuning jobs (contract.is_pipeline_tuning_job)."""
+    result: TuningFinishedResult
     if status != "Completed":
         tuning = jobs.describe_tuning_job(tuning_job_name)
         result = {
@@ -271,7 +286,7 @@ def on_tuning_finished(
             "action": "none",
             "reason": tuning.get("FailureReason", f"tuning job {status}"),
         }
-        notifier.publish(f"Tuning {status}: {tuning_job_name}", result)
+        notifier.publish(f"Tuning {status}: {tuning_job_name}", dict(result))
         return result
 
     # The state-change event does not carry the best trial: describe the tuning job for it.
@@ -283,7 +298,7 @@ def on_tuning_finished(
             "action": "none",
             "reason": "no trial reported the objective metric",
         }
-        notifier.publish(f"Tuning produced no model: {tuning_job_name}", result)
+        notifier.publish(f"Tuning produced no model: {tuning_job_name}", dict(result))
         return result
 
     best = tuning["BestTrainingJob"]
@@ -302,7 +317,7 @@ def on_tuning_finished(
             "best_trial": best["TrainingJobName"],
         }
         logger.error("profiled training not started", extra={"training": result})
-        notifier.publish(f"Profiled training not started: {tuning_job_name}", result)
+        notifier.publish(f"Profiled training not started: {tuning_job_name}", dict(result))
         return result
     # The source dir with smdebug's wheels (S3 errors propagate: transient, Lambda retries).
     request = with_source_dir(
@@ -322,7 +337,7 @@ def on_tuning_finished(
         "source_dir": json.loads(request["HyperParameters"]["sagemaker_submit_directory"]),
     }
     if created:
-        notifier.publish(f"Profiled training started: {request['TrainingJobName']}", result)
+        notifier.publish(f"Profiled training started: {request['TrainingJobName']}", dict(result))
     else:
         logger.info("profiled training job already exists", extra={"training": result})
     return result

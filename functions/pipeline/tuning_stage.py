@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from dogclf import contract
 from dogclf.contract import tuning_job_name  # <prefix>-hpo-<hash>, within SageMaker's 32 characters
@@ -29,6 +29,15 @@ SPOT_WAIT_FACTOR = 2  # MaxWaitTimeInSeconds = this x MaxRuntimeInSeconds: time 
 DATASET_MANIFEST_HYPERPARAMETER = (
     "dataset_manifest"  # hpo.py --dataset_manifest; read by pipeline.training_stage
 )
+
+
+class TuningStarted(TypedDict):
+    """What ``start_tuning`` did; part of the features stage's results."""
+
+    tuning_job_name: str
+    created: bool  # False: an earlier delivery started it
+    dataset_id: str
+    channels: list[str]
 
 
 @dataclass(frozen=True)
@@ -191,19 +200,16 @@ def build_tuning_request(
 
 def start_tuning(
     data: TuningData, settings: Settings, store: S3Store, jobs: SageMakerJobs, notifier: Notifier
-) -> dict[str, Any]:
+) -> TuningStarted:
     """Start the tuning job for ``data``; created=False when an earlier delivery already started it."""
     metrics = metric_definitions(settings.training_code_dir)
     submit_directory = ensure_uploaded(settings.training_code_dir, store, settings.artifacts_bucket)
     request = build_tuning_request(data, settings, submit_directory, metrics)
     name = request["HyperParameterTuningJobName"]
     created = jobs.create_tuning_job(request)
-    result = {
-        "tuning_job_name": name,
-        "created": created,
-        "dataset_id": data.dataset_id,
-        "channels": list(data.channels),
-    }
+    result = TuningStarted(
+        tuning_job_name=name, created=created, dataset_id=data.dataset_id, channels=list(data.channels)
+    )
     if created:
         notifier.publish(f"Tuning started: {name}", {**result, "source_dir": submit_directory})
     else:

@@ -365,12 +365,6 @@ def test_read_timeout_while_streaming_propagates_for_a_retry(aws, sagemaker):
     assert aws.keys(ARTIFACTS, "decisions/") == []  # nothing recorded: the retry decides
 
 
-def test_other_pipelines_jobs_are_ignored_before_any_aws_call(aws, sagemaker):
-    settings = get_settings()
-    result = finish("someone-elses-job", settings)
-    assert result == {"training_job_name": "someone-elses-job", "action": "ignored"}
-
-
 def test_failed_training_job_is_recorded_not_deployed(training_completed, aws, sagemaker, lambda_context):
     sagemaker.add_response("describe_training_job", job_description("Failed"), {"TrainingJobName": JOB})
     result = training_completed.handler(event("Failed"), lambda_context)

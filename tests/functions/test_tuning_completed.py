@@ -464,20 +464,6 @@ def test_unparseable_batch_size_is_a_recorded_permanent_error(aws, sagemaker) ->
     )
 
 
-def test_another_pipelines_tuning_job_is_ignored_before_any_aws_call(aws, sagemaker) -> None:
-    settings = get_settings()
-    result = on_tuning_finished(
-        "other-hpo-3f1c2a9b7d4e",
-        "Completed",
-        settings,
-        SageMakerJobs(),
-        S3Store(),
-        Notifier(settings.notification_topic_arn),
-    )
-    assert result["action"] == "ignored"
-    assert aws.notifications() == []
-
-
 @pytest.mark.parametrize("status", ["Failed", "Stopped"])
 def test_failed_or_stopped_tuning_notifies_and_starts_nothing(
     tuning_completed, aws, sagemaker, lambda_context, status
