@@ -33,7 +33,7 @@ from pipeline.errors import TransientError, describe, is_transient
 from pipeline.image_downscale import Downscaled, DownscaleError, fit_under
 from pipeline.ingest.image_headers import image_problem, sniff_content_type
 from pipeline.powertools import logger
-from pipeline.settings import Settings
+from pipeline.settings import ClassifySettings
 
 INPUT_PREFIX = "input/"
 RESULTS_PREFIX = "results/"
@@ -95,7 +95,7 @@ def _model_status(error: ClientError) -> int:
 class Classifier:
     def __init__(
         self,
-        settings: Settings,
+        settings: ClassifySettings,
         store: S3Store,
         predictor: Predictor | None = None,
         remaining_ms: Callable[[], int] | None = None,

@@ -29,7 +29,7 @@ from pipeline.endpoint_lifecycle import EndpointLifecycle
 from pipeline.endpoint_requests import endpoint_config_request, model_request
 from pipeline.lifecycle_state import Model, epoch_seconds
 from pipeline.powertools import logger
-from pipeline.settings import Settings
+from pipeline.settings import DeploySettings, EndpointSettings, GateSettings
 
 # The archive is streamed (never held in memory); this bounds how much of it the gate reads.
 MAX_OUTPUT_ARCHIVE_BYTES = 512 * 1024 * 1024
@@ -118,7 +118,7 @@ def final_metrics(job: dict[str, Any]) -> dict[str, float]:
 
 
 def evaluate_gate(
-    job: dict[str, Any], in_script: InScriptVerdicts | None, settings: Settings
+    job: dict[str, Any], in_script: InScriptVerdicts | None, settings: GateSettings
 ) -> gate.GateDecision:
     """pipeline.gate.decide with this job's inputs (in_script is None for a job that did not complete)."""
     service = gate.parse_service_statuses(
@@ -138,7 +138,9 @@ def evaluate_gate(
     )
 
 
-def deploy(job: dict[str, Any], settings: Settings, jobs: SageMakerJobs, lifecycle: EndpointLifecycle) -> str:
+def deploy(
+    job: dict[str, Any], settings: EndpointSettings, jobs: SageMakerJobs, lifecycle: EndpointLifecycle
+) -> str:
     """Create the model and endpoint config, then offer the model to the endpoint lifecycle: it is
     deployed now if the endpoint can take it, or recorded as pending (the newest passed model wins)
     and deployed by the endpoint's next state-change event. Returns what was done, never "deployed":
@@ -185,7 +187,7 @@ class TrainingFinishedResult(TypedDict, total=False):
 
 def on_training_finished(
     training_job_name: str,
-    settings: Settings,
+    settings: DeploySettings,
     jobs: SageMakerJobs,
     store: S3Store,
     notifier: Notifier,

@@ -60,12 +60,12 @@ from pipeline.lifecycle_state import (
     normalize_status,
 )
 from pipeline.powertools import logger
-from pipeline.settings import Settings
+from pipeline.settings import EndpointSettings
 
 
 @dataclass
 class EndpointLifecycle:
-    settings: Settings
+    settings: EndpointSettings
     jobs: SageMakerJobs
     store: EndpointStateStore
     s3: S3Store
@@ -232,7 +232,7 @@ def on_endpoint_state(
     endpoint_name: str, status: str, lifecycle: EndpointLifecycle, deadline: float
 ) -> dict[str, Any]:
     """One endpoint state-change event: record the outcome, take the next step, clean up. The handler
-    passes only this pipeline's endpoint (Settings.endpoint_name)."""
+    passes only this pipeline's endpoint (EndpointSettings.endpoint_name)."""
     result: dict[str, Any] = {"endpoint_name": endpoint_name, "event_status": normalize_status(status)}
     result["action"] = lifecycle.reconcile(deadline=deadline)
     endpoint, state = lifecycle.last_endpoint, lifecycle.last_state

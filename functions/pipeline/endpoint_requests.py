@@ -11,10 +11,10 @@ from typing import Any
 
 from dogclf import contract
 from pipeline.image_uris import pytorch_image_uri
-from pipeline.settings import Settings
+from pipeline.settings import EndpointSettings
 
 
-def model_request(job: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def model_request(job: dict[str, Any], settings: EndpointSettings) -> dict[str, Any]:
     instance_type = settings.endpoint_instance_type if settings.endpoint_mode == "instance" else None
     return {
         "ModelName": job["TrainingJobName"],
@@ -35,7 +35,7 @@ def model_request(job: dict[str, Any], settings: Settings) -> dict[str, Any]:
     }
 
 
-def endpoint_config_request(job: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def endpoint_config_request(job: dict[str, Any], settings: EndpointSettings) -> dict[str, Any]:
     variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": job["TrainingJobName"]}
     if settings.endpoint_mode == "serverless":
         variant["ServerlessConfig"] = {
@@ -52,7 +52,7 @@ def endpoint_config_request(job: dict[str, Any], settings: Settings) -> dict[str
     }
 
 
-def update_endpoint_request(config_name: str, settings: Settings) -> dict[str, Any]:
+def update_endpoint_request(config_name: str, settings: EndpointSettings) -> dict[str, Any]:
     request: dict[str, Any] = {"EndpointName": settings.endpoint_name, "EndpointConfigName": config_name}
     if settings.endpoint_mode == "instance":
         # Blue/green: the new fleet takes all traffic at once, the old one is kept while the

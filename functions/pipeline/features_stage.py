@@ -23,18 +23,19 @@ from dogclf import contract
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Location, S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
-from pipeline.image_uris import pytorch_image_uri
-from pipeline.powertools import logger
-from pipeline.settings import Settings
-from pipeline.source_dir import ensure_uploaded
-from pipeline.training_stage import TrainingRequestError, manifest_from_channels
-from pipeline.tuning_stage import (
+from pipeline.job_requests import (
     CHANNELS,
-    TuningData,
+    resource_config,
     s3_channel,
     script_mode_hyperparameters,
-    start_tuning,
+    stopping_condition,
+    training_image,
 )
+from pipeline.powertools import logger
+from pipeline.settings import FeaturesStageSettings, JobSettings, SageMakerSettings
+from pipeline.source_dir import ensure_uploaded
+from pipeline.training_stage import TrainingRequestError, manifest_from_channels
+from pipeline.tuning_stage import TuningData, start_tuning
 
 # Inference-only forward passes: 64 images of 224 px fit the smallest CPU or GPU instance's memory.
 FEATURES_BATCH_SIZE = 64
@@ -90,13 +91,13 @@ def features_identity(manifest: dict[str, Any]) -> str:
     return str(manifest.get("content_id") or manifest["dataset_id"])
 
 
-def features_key_for(dataset_identity: str, settings: Settings) -> str:
+def features_key_for(dataset_identity: str, settings: JobSettings) -> str:
     return contract.features_key(
         dataset_identity, settings.pretrained_weights, settings.image_size, settings.framework_version
     )
 
 
-def features_model_location(settings: Settings, features_key: str) -> S3Location:
+def features_model_location(settings: SageMakerSettings, features_key: str) -> S3Location:
     """Where the features job for ``features_key`` leaves its model.tar.gz (the features files)."""
     job_name = contract.features_job_name(settings.job_name_prefix, features_key)
     key = contract.job_output_key(
@@ -106,7 +107,7 @@ def features_model_location(settings: Settings, features_key: str) -> S3Location
 
 
 def build_features_request(
-    manifest: dict[str, Any], settings: Settings, submit_directory: str, features_key: str
+    manifest: dict[str, Any], settings: FeaturesStageSettings, submit_directory: str, features_key: str
 ) -> dict[str, Any]:
     """CreateTrainingJob request of the features job (script mode, features.py) for a dataset."""
     name = contract.features_job_name(settings.job_name_prefix, features_key)
@@ -131,8 +132,8 @@ def build_features_request(
         "TrainingJobName": name,
         "HyperParameters": hyperparameters,
         "AlgorithmSpecification": {
-            "TrainingImage": pytorch_image_uri(
-                settings.framework_version, settings.aws_region, "training", settings.features_instance_type
+            "TrainingImage": training_image(
+                settings.framework_version, settings.aws_region, settings.features_instance_type
             ),
             "TrainingInputMode": "File",
         },
@@ -141,12 +142,8 @@ def build_features_request(
         "OutputDataConfig": {
             "S3OutputPath": f"s3://{settings.artifacts_bucket}/{contract.features_output_prefix(features_key)}/"
         },
-        "ResourceConfig": {
-            "InstanceType": settings.features_instance_type,
-            "InstanceCount": 1,
-            "VolumeSizeInGB": 30,
-        },
-        "StoppingCondition": {"MaxRuntimeInSeconds": settings.training_max_runtime_seconds},
+        "ResourceConfig": resource_config(settings.features_instance_type),
+        "StoppingCondition": stopping_condition(settings.training_max_runtime_seconds),
         # No Debugger API field at all (no hook, no rules, no ProfilerConfig: pipeline.training_stage says
         # why none is needed to keep the service profiler off), and the toolkit need not import
         # smdebug to classify the script's errors.
@@ -168,7 +165,7 @@ def _failure(subject: str, result: DatasetReadyResult | FeaturesFinishedResult, 
 def on_dataset_ready(
     manifest_bucket: str,
     manifest_key: str,
-    settings: Settings,
+    settings: FeaturesStageSettings,
     store: S3Store,
     jobs: SageMakerJobs,
     notifier: Notifier,
@@ -249,7 +246,7 @@ def _hyperparameter(job: dict[str, Any], name: str) -> str:
 def on_features_finished(
     job_name: str,
     status: str,
-    settings: Settings,
+    settings: FeaturesStageSettings,
     store: S3Store,
     jobs: SageMakerJobs,
     notifier: Notifier,

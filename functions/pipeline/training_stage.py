@@ -36,11 +36,18 @@ from pipeline.adapters.aws import error_code
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import ObjectTooLargeError, S3Location, S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
-from pipeline.image_uris import debugger_rule_image_uri, pytorch_image_uri
+from pipeline.image_uris import debugger_rule_image_uri
+from pipeline.job_requests import (
+    CHANNELS,
+    DATASET_MANIFEST_HYPERPARAMETER,
+    resource_config,
+    s3_channel,
+    stopping_condition,
+    training_image,
+)
 from pipeline.powertools import logger
-from pipeline.settings import Settings
+from pipeline.settings import ProfiledJobSettings
 from pipeline.source_dir import PROFILED, ensure_uploaded
-from pipeline.tuning_stage import CHANNELS, DATASET_MANIFEST_HYPERPARAMETER, s3_channel
 
 MANIFEST_FILE = "manifest.json"  # written by ingest next to the dataset's split folders
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # a manifest lists class names: a few kB even for 133 classes
@@ -157,7 +164,7 @@ def _integer_hyperparameter(hyperparameters: dict[str, str], name: str) -> int:
 
 def build_training_request(
     tuning: dict[str, Any],
-    settings: Settings,
+    settings: ProfiledJobSettings,
     sizes: dict[str, int],
     input_data_config: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
@@ -190,8 +197,8 @@ def build_training_request(
         "TrainingJobName": name,
         "HyperParameters": hyperparameters,
         "AlgorithmSpecification": {
-            "TrainingImage": pytorch_image_uri(
-                settings.framework_version, settings.aws_region, "training", settings.training_instance_type
+            "TrainingImage": training_image(
+                settings.framework_version, settings.aws_region, settings.training_instance_type
             ),
             "TrainingInputMode": algorithm.get("TrainingInputMode", "File"),
             "MetricDefinitions": algorithm.get("MetricDefinitions", []),
@@ -199,12 +206,8 @@ def build_training_request(
         "RoleArn": definition["RoleArn"],
         "InputDataConfig": definition["InputDataConfig"] if input_data_config is None else input_data_config,
         "OutputDataConfig": {"S3OutputPath": f"{artifacts}/training/"},
-        "ResourceConfig": {
-            "InstanceType": settings.training_instance_type,
-            "InstanceCount": 1,
-            "VolumeSizeInGB": 30,
-        },
-        "StoppingCondition": {"MaxRuntimeInSeconds": settings.training_max_runtime_seconds},
+        "ResourceConfig": resource_config(settings.training_instance_type),
+        "StoppingCondition": stopping_condition(settings.training_max_runtime_seconds),
         "Tags": [
             {"Key": "tuning-job", "Value": tuning["HyperParameterTuningJobName"]},
             {"Key": "best-trial", "Value": best["TrainingJobName"]},
@@ -270,7 +273,7 @@ class TuningFinishedResult(TypedDict, total=False):
 def on_tuning_finished(
     tuning_job_name: str,
     status: str,
-    settings: Settings,
+    settings: ProfiledJobSettings,
     jobs: SageMakerJobs,
     store: S3Store,
     notifier: Notifier,

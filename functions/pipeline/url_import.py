@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit
 from pipeline.adapters.notify import Notifier
 from pipeline.errors import PermanentError, TransientError
 from pipeline.powertools import logger
-from pipeline.settings import Settings
+from pipeline.settings import UrlImportSettings
 
 UPLOADS_PREFIX = "uploads/"
 ZIP_LOCAL_HEADER = b"PK\x03\x04"  # every non-empty zip starts with a local file header
@@ -335,7 +335,7 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
-def limits_from(settings: Settings) -> ImportLimits:
+def limits_from(settings: UrlImportSettings) -> ImportLimits:
     return ImportLimits(
         max_bytes=settings.url_import_max_bytes,
         part_bytes=settings.url_import_part_bytes,
@@ -345,7 +345,7 @@ def limits_from(settings: Settings) -> ImportLimits:
 
 def run_import(
     event: Any,
-    settings: Settings,
+    settings: UrlImportSettings,
     s3: Any,
     notifier: Notifier,
     remaining_s: Callable[[], float] = lambda: float("inf"),

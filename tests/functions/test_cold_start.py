@@ -85,7 +85,8 @@ def test_init_creates_the_functions_clients_once(name: str, activity: AwsActivit
     assert set(activity.clients_created) == CLIENTS_AT_INIT[name]
     assert len(activity.clients_created) == len(CLIENTS_AT_INIT[name])  # one per service
     assert activity.api_calls == []  # init creates clients, it does not call AWS
-    assert module.settings.dataset_bucket == ENV["DATASET_BUCKET"]  # parsed from the env at init
+    # parsed from the env at init (each function's own model; every one has the topic)
+    assert module.settings.notification_topic_arn == ENV["NOTIFICATION_TOPIC_ARN"]
 
 
 def _ingest_event(aws: Any) -> dict[str, Any]:

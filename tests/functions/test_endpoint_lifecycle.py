@@ -1,4 +1,5 @@
-"""The endpoint lifecycle, driven by the endpoint's own state-change events (issue 8, "Why" 4 and 5).
+"""The endpoint lifecycle, driven by the endpoint's own state-change events: the real outcome of a
+deploy is recorded, and two models passing close together deploy the newest, once.
 
 SageMaker is a botocore Stubber (every new request pinned as a literal dict, which the Stubber checks
 against botocore's model); S3, SNS and the DynamoDB state item are moto. The clock is injected, so the

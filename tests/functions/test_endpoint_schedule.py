@@ -1,7 +1,7 @@
-"""The endpoint outcome without state-change events (issue 15, Why 3), and the EndpointMode switch
-(Why 9): the scheduled tick reconciles from DescribeEndpoint whatever is pending and does nothing
-else; a pending model for the other mode deletes and recreates the endpoint instead of an
-UpdateEndpoint that SageMaker refuses.
+"""The endpoint outcome without state-change events (AWS documents none for serverless endpoints), and
+the EndpointMode switch (UpdateEndpoint cannot change it): the scheduled tick reconciles from DescribeEndpoint
+whatever is pending and does nothing else; a pending model for the other mode deletes and recreates the
+endpoint instead of an UpdateEndpoint that SageMaker refuses.
 
 Same harness as test_endpoint_lifecycle.py: SageMaker is a botocore Stubber with no response left
 over (an unexpected call fails the test), S3, SNS and the state item are moto.

@@ -350,8 +350,9 @@ def test_jobs_that_are_not_our_features_jobs_are_ignored_before_any_aws_call(
 
 
 def test_a_second_upload_of_the_same_images_reuses_their_features(dataset_ready, aws, lambda_context):
-    """Issue 15, Why 6: another upload is another dataset (its own id and tuning job), but the features
-    are keyed on the images' content id, so it starts no features job."""
+    """Features are computed once per set of images, not per upload: another upload is another dataset (its
+    own id and tuning job), but the features are keyed on the images' content id, so it starts no features
+    job."""
     content = "sha256:" + "ab" * 32
     key = contract.features_key(content, "none", 224, "2.6.0")
     job = contract.features_job_name("dogclf", key)

@@ -1,4 +1,5 @@
-"""Events about jobs this pipeline did not start (issue 8, "Why" 8) are ignored before any AWS call.
+"""Events about jobs this pipeline did not start (another stack's, AWS's samples) are ignored before any
+AWS call: no Describe on a job we may not read, no idempotency record, no error.
 
 The events have the shape of AWS's documented samples ("Events that Amazon SageMaker AI sends to
 Amazon EventBridge"): the job names there are UUIDs, without our <prefix>-hpo- / <prefix>-train- /

@@ -16,9 +16,9 @@ from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.events import s3_objects
 from pipeline.features_stage import DatasetReadyResult, on_dataset_ready
 from pipeline.powertools import idempotency_config, idempotency_store, logger, metrics, tracer
-from pipeline.settings import Settings
+from pipeline.settings import FeaturesStageFunctionSettings
 
-settings = Settings.from_env()
+settings = FeaturesStageFunctionSettings.from_env()
 store = S3Store()
 jobs = SageMakerJobs()
 notifier = Notifier(settings.notification_topic_arn)

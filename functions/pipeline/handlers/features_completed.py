@@ -14,9 +14,9 @@ from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.events import Ignored, TrainingJobStateChange
 from pipeline.features_stage import FeaturesFinishedResult, on_features_finished
 from pipeline.powertools import idempotency_config, idempotency_store, logger, metrics, tracer
-from pipeline.settings import Settings
+from pipeline.settings import FeaturesStageFunctionSettings
 
-settings = Settings.from_env()
+settings = FeaturesStageFunctionSettings.from_env()
 jobs = SageMakerJobs()
 store = S3Store()  # the training code upload (sourcedir.tar.gz) of the tuning job
 notifier = Notifier(settings.notification_topic_arn)

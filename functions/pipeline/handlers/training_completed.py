@@ -16,9 +16,9 @@ from pipeline.deploy_stage import TrainingFinishedResult, on_training_finished
 from pipeline.endpoint_lifecycle import EndpointLifecycle
 from pipeline.events import Ignored, TrainingJobStateChange
 from pipeline.powertools import idempotency_config, idempotency_store, logger, metrics, tracer
-from pipeline.settings import Settings
+from pipeline.settings import TrainingCompletedFunctionSettings
 
-settings = Settings.from_env()
+settings = TrainingCompletedFunctionSettings.from_env()
 jobs = SageMakerJobs()
 store = S3Store()
 notifier = Notifier(settings.notification_topic_arn)

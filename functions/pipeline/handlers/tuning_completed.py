@@ -12,10 +12,10 @@ from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.events import Ignored, TuningJobStateChange
 from pipeline.powertools import idempotency_config, idempotency_store, logger, metrics, tracer
-from pipeline.settings import Settings
+from pipeline.settings import TuningCompletedFunctionSettings
 from pipeline.training_stage import TuningFinishedResult, on_tuning_finished
 
-settings = Settings.from_env()
+settings = TuningCompletedFunctionSettings.from_env()
 jobs = SageMakerJobs()
 store = S3Store()  # the dataset's manifest sizes the debug hook config
 notifier = Notifier(settings.notification_topic_arn)

@@ -30,7 +30,7 @@ from pipeline.ingest.seekable import S3RangeReader
 from pipeline.ingest.shards import Shard, ShardLimits, TarShardSink
 from pipeline.ingest.unzip import ArchiveRejectedError, Limits, extract, open_archive
 from pipeline.powertools import logger
-from pipeline.settings import Settings
+from pipeline.settings import IngestSettings
 
 DATASETS_PREFIX = "datasets/"
 DATA_FORMAT = "tar-shards"  # manifest["format"]: what the channels hold (dogclf.data reads both shapes)
@@ -75,7 +75,7 @@ def finished_report(store: S3Store, bucket: str, prefix: str) -> dict[str, Any] 
 
 def ingest_upload(
     upload: Upload,
-    settings: Settings,
+    settings: IngestSettings,
     store: S3Store,
     notifier: Notifier,
     shard_limits: ShardLimits | None = None,
