@@ -20,13 +20,13 @@ from pipeline.adapters.endpoint_state import EndpointStateStore
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
-from pipeline.deploy_stage import on_training_finished
+from pipeline.deploy_stage import TrainingFinishedResult, on_training_finished
 from pipeline.endpoint_lifecycle import EndpointLifecycle
 from pipeline.endpoint_requests import endpoint_config_request, model_request, update_endpoint_request
 from pipeline.settings import Settings, get_settings
 
 
-def finish(name: str, settings: Settings, store: S3Store | None = None) -> dict:
+def finish(name: str, settings: Settings, store: S3Store | None = None) -> TrainingFinishedResult:
     """on_training_finished with the adapters the training-completed handler builds."""
     store = store or S3Store()
     jobs, notifier = SageMakerJobs(), Notifier(settings.notification_topic_arn)
@@ -270,7 +270,7 @@ def test_overfit_only_warns_and_builtin_issues_block(aws, sagemaker):
     assert result["rule_verdicts"]["Overtraining"] == "NoIssuesFound"
 
 
-def run_gate(sagemaker, store: S3Store | None = None, accuracy: float = 0.82) -> dict:
+def run_gate(sagemaker, store: S3Store | None = None, accuracy: float = 0.82) -> TrainingFinishedResult:
     settings = get_settings()
     description = job_description(accuracy=accuracy)
     sagemaker.add_response("describe_training_job", description, {"TrainingJobName": JOB})

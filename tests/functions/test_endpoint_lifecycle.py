@@ -28,7 +28,7 @@ from pipeline.adapters.endpoint_state import EndpointStateStore
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
-from pipeline.deploy_stage import on_training_finished
+from pipeline.deploy_stage import TrainingFinishedResult, on_training_finished
 from pipeline.errors import TransientError
 from pipeline.settings import get_settings
 
@@ -181,7 +181,7 @@ def model_row(name: str, created: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def passes(aws, sagemaker, lifecycle, name: str) -> dict[str, Any]:
+def passes(aws, sagemaker, lifecycle, name: str) -> TrainingFinishedResult:
     settings = get_settings()
     return on_training_finished(
         name,
@@ -243,8 +243,8 @@ def test_create_that_meets_an_existing_endpoint_is_pending_not_created(aws, sage
     # The other pass's endpoint comes up InService on A: its event deploys B, the pending model.
     expect_describe(sagemaker, "InService", f"{A}-cfg")
     sagemaker.add_response("update_endpoint", {"EndpointArn": ENDPOINT_ARN}, UPDATE_REQUEST_B)
-    result = lc.on_endpoint_state(ENDPOINT, "IN_SERVICE", lifecycle(), deadline=NOW + 200)
-    assert result["action"] == "update requested"
+    state_result = lc.on_endpoint_state(ENDPOINT, "IN_SERVICE", lifecycle(), deadline=NOW + 200)
+    assert state_result["action"] == "update requested"
 
 
 def test_two_passes_race_one_deploys_and_the_newest_wins(aws, sagemaker, lifecycle, clock):
@@ -268,8 +268,8 @@ def test_two_passes_race_one_deploys_and_the_newest_wins(aws, sagemaker, lifecyc
     clock[0] += 300
     expect_describe(sagemaker, "InService", f"{A}-cfg", modified=clock[0] - 10)
     sagemaker.add_response("update_endpoint", {"EndpointArn": ENDPOINT_ARN}, UPDATE_REQUEST_B)
-    result = lc.on_endpoint_state(*state_event("IN_SERVICE"), lifecycle(), deadline=clock[0] + 200)
-    assert result["action"] == "update requested"
+    state_result = lc.on_endpoint_state(*state_event("IN_SERVICE"), lifecycle(), deadline=clock[0] + 200)
+    assert state_result["action"] == "update requested"
     assert decision(aws, A)["endpoint_outcome"]["message"] == f"InService on {A}'s model"
     assert subjects(aws) == [f"Model InService: {A}"]
 
@@ -277,8 +277,8 @@ def test_two_passes_race_one_deploys_and_the_newest_wins(aws, sagemaker, lifecyc
     clock[0] += 300
     expect_describe(sagemaker, "InService", f"{B}-cfg", modified=clock[0] - 10)
     expect_cleanup_lists(sagemaker, [f"{B}-cfg", f"{A}-cfg"], [B, A])
-    result = lc.on_endpoint_state(*state_event("IN_SERVICE"), lifecycle(), deadline=clock[0] + 200)
-    assert result["action"] == "in service"
+    state_result = lc.on_endpoint_state(*state_event("IN_SERVICE"), lifecycle(), deadline=clock[0] + 200)
+    assert state_result["action"] == "in service"
     assert decision(aws, B)["endpoint_outcome"] == {
         "status": "in-service",
         "message": f"InService on {B}'s model",

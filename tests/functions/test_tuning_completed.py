@@ -26,7 +26,7 @@ from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.settings import Settings, get_settings
-from pipeline.training_stage import build_training_request, on_tuning_finished
+from pipeline.training_stage import TuningFinishedResult, build_training_request, on_tuning_finished
 
 
 @pytest.fixture
@@ -265,7 +265,7 @@ def as_started(pinned: dict[str, Any]) -> dict[str, Any]:
     return request
 
 
-def profiled_source_dir(aws, result: dict[str, Any]) -> dict[str, bytes]:
+def profiled_source_dir(aws, result: TuningFinishedResult) -> dict[str, bytes]:
     """The source dir the started job runs: uploaded, not the trials', with its wheels."""
     uri = result["source_dir"]
     assert PROFILED_SOURCE_DIR.fullmatch(uri) and uri != json.loads(
@@ -385,7 +385,7 @@ def test_duplicate_tuning_event_starts_nothing_twice(tuning_completed, aws, sage
     assert first == second
 
 
-def start(aws, settings=None) -> dict:
+def start(aws, settings=None) -> TuningFinishedResult:
     settings = settings or get_settings()
     return on_tuning_finished(
         TUNING, "Completed", settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
