@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 # function -> (handler module, its sample event under events/)
 HANDLERS = {
     "IngestFunction": ("pipeline.handlers.ingest", "ingest.json"),
-    "StartTuningFunction": ("pipeline.handlers.start_tuning", "start_tuning.json"),
+    "DatasetReadyFunction": ("pipeline.handlers.dataset_ready", "dataset_ready.json"),
     "FeaturesCompletedFunction": ("pipeline.handlers.features_completed", "features_completed.json"),
     "TuningCompletedFunction": ("pipeline.handlers.tuning_completed", "tuning_completed.json"),
     "TrainingCompletedFunction": ("pipeline.handlers.training_completed", "training_completed.json"),

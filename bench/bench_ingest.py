@@ -1,7 +1,7 @@
 """Streaming ingest vs a naive ingest against a local S3 (moto server on 127.0.0.1).
 
 naive: download the whole zip, extractall to disk, put every file one after the other.
-streaming: pipeline.ingest.service.ingest_upload (ranged GETs + bounded upload pool, no temp files).
+streaming: pipeline.ingest.service.ingest_upload (ranged GETs, tar shards by multipart upload, no temp files).
 
 Each run is a fresh subprocess (its peak RSS is its own) against a fresh moto server. The archive is
 generated (incompressible JPEG-shaped members, dogImages layout). Prints wall time, peak RSS and
@@ -145,11 +145,10 @@ def child(mode: str) -> None:
 # ------------------------------------------------------------------ driver
 
 
-def measure(mode: str, archive: Path, concurrency: int) -> dict[str, float]:
+def measure(mode: str, archive: Path) -> dict[str, float]:
     server, url = start_moto()
     try:
         env = aws_env(url)
-        env["INGEST_CONCURRENCY"] = str(concurrency)
         setup = "import boto3,sys; s3=boto3.client('s3'); s3.create_bucket(Bucket=sys.argv[1]); "
         setup += "s3.upload_file(sys.argv[2], sys.argv[1], sys.argv[3])"
         subprocess.run([sys.executable, "-c", setup, BUCKET, str(archive), KEY], env=env, check=True)
@@ -176,7 +175,6 @@ def main() -> None:
     )
     parser.add_argument("--members", type=int, default=5200)
     parser.add_argument("--member-kb", type=int, default=40)
-    parser.add_argument("--concurrency", type=int, default=16, help="upload threads of the streaming ingest")
     parser.add_argument("--child", choices=["naive", "streaming"])
     args = parser.parse_args()
     if args.child:
@@ -191,9 +189,9 @@ def main() -> None:
             count = len(archive.infolist())
         megabytes = full.stat().st_size / 1e6, half.stat().st_size / 1e6
         print(f"archive: {megabytes[0]:.0f} MB, {count} members (half: {megabytes[1]:.0f} MB)")
-        streaming_half = measure("streaming", half, args.concurrency)
-        streaming = measure("streaming", full, args.concurrency)
-        naive = measure("naive", full, args.concurrency)
+        streaming_half = measure("streaming", half)
+        streaming = measure("streaming", full)
+        naive = measure("naive", full)
     for name, result in (("streaming (half)", streaming_half), ("streaming", streaming), ("naive", naive)):
         print(
             f"{name:18s} {result['seconds']:7.1f} s  peak RSS {result['peak_rss_mb']:6.0f} MB  "

@@ -1,8 +1,8 @@
 """Objects per dataset and channel staging time: one object per image (before) vs tar shards (after).
 
 Against a local S3 (moto server on 127.0.0.1), for each generated archive:
-- before: the zip extracted one object per image (``pipeline.ingest.unzip.extract`` with a per-object
-  writer, the layout ingest wrote until the shards);
+- before: the zip extracted one object per image (``pipeline.ingest.unzip.extract`` into this
+  bench's ``PerImageSink``: 16 upload threads, the layout and the writer ingest had until the shards);
 - after: ``pipeline.ingest.service.ingest_upload`` (tar shards + index.json + report + manifest);
 then the local emulator's own channel download (``localcloud.sagemaker.runners.training.TrainingJobRunner.
 _download_channels``, as every trial and the profiled job run it) stages the train/valid/test
@@ -40,14 +40,34 @@ BUCKET = "bench-datasets"
 SPLITS = ("train", "valid", "test")
 
 
-class PerImageWriter:
-    """The layout before the shards: one PutObject per image."""
+class PerImageSink:
+    """The layout before the shards: one PutObject per image, 16 at a time (the pool ingest used)."""
 
-    def __init__(self, s3: Any) -> None:
-        self.s3 = s3
+    def __init__(self, s3: Any, prefix: str, threads: int = 16) -> None:
+        from concurrent.futures import ThreadPoolExecutor
 
-    def put(self, key: str, data: bytes, content_type: str) -> None:
-        self.s3.put_object(Bucket=BUCKET, Key=key, Body=data, ContentType=content_type)
+        self.s3, self.prefix = s3, prefix
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="per-image")
+        self.pending: list[Any] = []
+
+    def add(self, relative: str, data: bytes, info: zipfile.ZipInfo) -> None:
+        from pipeline.ingest.image_headers import sniff_content_type
+
+        content_type = sniff_content_type(data) or "application/octet-stream"
+        self.pending.append(
+            self.pool.submit(
+                self.s3.put_object,
+                Bucket=BUCKET,
+                Key=self.prefix + relative,
+                Body=data,
+                ContentType=content_type,
+            )
+        )
+
+    def close(self) -> None:
+        for upload in self.pending:
+            upload.result()  # re-raises an upload's error
+        self.pool.shutdown()
 
 
 def count_objects(s3: Any, prefix: str) -> int:
@@ -62,7 +82,9 @@ def ingest_per_image(s3: Any, key: str, prefix: str) -> float:
     started = time.perf_counter()
     body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     with zipfile.ZipFile(_bytes_file(body)) as archive:
-        extract(archive, PerImageWriter(s3), prefix, layout_module(REPO / "training"), Limits())
+        sink = PerImageSink(s3, prefix)
+        extract(archive, sink, layout_module(REPO / "training"), Limits())
+        sink.close()
     return time.perf_counter() - started
 
 

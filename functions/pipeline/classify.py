@@ -21,21 +21,19 @@ import binascii
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from pipeline.adapters.aws import error_code
 from pipeline.adapters.endpoint import Predictor, SageMakerEndpoint
-from pipeline.adapters.s3 import ObjectStore, ObjectTooLargeError
+from pipeline.adapters.s3 import ObjectTooLargeError, S3Store
 from pipeline.adapters.training_layer import contract_module
 from pipeline.errors import TransientError, describe, is_transient
+from pipeline.image_downscale import Downscaled, DownscaleError, fit_under
 from pipeline.ingest.image_headers import image_problem, sniff_content_type
 from pipeline.powertools import logger
-
-if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
-    from pipeline.image_downscale import Downscaled
-    from pipeline.settings import Settings
+from pipeline.settings import ClassifySettings
 
 INPUT_PREFIX = "input/"
 RESULTS_PREFIX = "results/"
@@ -97,8 +95,8 @@ def _model_status(error: ClientError) -> int:
 class Classifier:
     def __init__(
         self,
-        settings: Settings,
-        store: ObjectStore,
+        settings: ClassifySettings,
+        store: S3Store,
         predictor: Predictor | None = None,
         remaining_ms: Callable[[], int] | None = None,
         sleep: Callable[[float], None] | None = None,
@@ -123,9 +121,7 @@ class Classifier:
             raise ClassifyError("not-an-image", problem)
         if len(data) <= self.payload_limit:
             return data, sniff_content_type(data) or "application/octet-stream", None
-        # Imported here: Pillow is only needed (and only loaded) for an image over the limit.
-        from pipeline.image_downscale import DownscaleError, fit_under
-
+        # Pillow is only needed (and only loaded, inside fit_under) for an image over the limit.
         try:
             downscaled = fit_under(
                 data,

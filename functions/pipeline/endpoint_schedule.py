@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.endpoint_lifecycle import IN_SERVICE, EndpointLifecycle, LifecycleState
+from pipeline.endpoint_lifecycle import EndpointLifecycle
+from pipeline.lifecycle_state import IN_SERVICE, LifecycleState
 from pipeline.powertools import logger
 
 # EventBridge's detail-type of a scheduled rule's event

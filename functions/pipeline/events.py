@@ -3,11 +3,19 @@ notifications, parser models (with ``EventBridgeEnvelope``) for the ``detail`` o
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from pydantic import BaseModel, ConfigDict
+
+
+class Ignored(TypedDict):
+    """A handler's answer to an event about something this pipeline does not manage (another
+    pipeline's job, a tuning trial, AWS's sample event, another endpoint): no AWS call, no record."""
+
+    ignored: str  # the job or endpoint name
+    reason: str
 
 
 class TuningJobStateChange(BaseModel):

@@ -1,7 +1,8 @@
 """The quality gate as a pure function: what the job reported in, a decision with its reasons out.
 
-No I/O here (deploy.py reads the job and its output archive, and acts on the decision), so every rule
-of the policy is tested directly (tests/functions/test_gate.py). Policy, as docs/deploy.md states it:
+No I/O here (deploy_stage.py reads the job and its output archive, and acts on the decision), so
+every rule of the policy is tested directly (tests/functions/test_gate.py). Policy, as docs/deploy.md
+states it:
 
 - the job must be Completed and report the gate metric at or above the threshold;
 - every blocking rule needs a verdict, and only NoIssuesFound passes: IssuesFound, Error, "not

@@ -6,7 +6,7 @@ POWERTOOLS_SERVICE_NAME, the metrics namespace from POWERTOOLS_METRICS_NAMESPACE
 
 Every handler has the same shape (pipeline/handlers/*.py):
 
-    settings = Settings.from_env()                     # env -> one typed model, at init
+    settings = IngestFunctionSettings.from_env()       # env -> this function's typed model, at init
     store = S3Store()                                  # adapters (module-level boto3 clients)
     persistence_store = idempotency_store(settings)
     config = idempotency_config()
@@ -31,7 +31,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 
 from pipeline.adapters.aws import client
-from pipeline.settings import Settings
+from pipeline.settings import IdempotencySettings
 
 # Long enough to cover S3/EventBridge redeliveries and Lambda's async retries (up to 6 hours).
 RECORD_TTL_SECONDS = 7 * 24 * 3600
@@ -45,7 +45,7 @@ tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "DogBreedPipeline"))
 
 
-def idempotency_store(settings: Settings) -> DynamoDBPersistenceLayer:
+def idempotency_store(settings: IdempotencySettings) -> DynamoDBPersistenceLayer:
     """The stack's idempotency table: a duplicate S3/EventBridge delivery returns the first result."""
     return DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=client("dynamodb"))
 

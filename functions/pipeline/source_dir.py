@@ -28,7 +28,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.adapters.s3 import ObjectStore
+from pipeline.adapters.s3 import S3Store
 
 ENTRY_POINTS = ("hpo.py", "train_model.py", "inference.py", "features.py")
 REQUIREMENTS = "requirements.txt"  # at the source dir root, where the toolkit looks for it
@@ -157,7 +157,7 @@ def content_hash(training_code_dir: Path, variant: str = PLAIN) -> str:
     return digest.hexdigest()
 
 
-def ensure_uploaded(training_code_dir: Path, store: ObjectStore, bucket: str, variant: str = PLAIN) -> str:
+def ensure_uploaded(training_code_dir: Path, store: S3Store, bucket: str, variant: str = PLAIN) -> str:
     """S3 URI of the ``variant`` sourcedir.tar.gz of the current training code, uploaded if new."""
     key = f"{CODE_PREFIX}{content_hash(training_code_dir, variant)[:16]}/sourcedir.tar.gz"
     if not store.exists(bucket, key):

@@ -30,13 +30,13 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from posixpath import basename
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pipeline.adapters.notify import Notifier
 from pipeline.errors import PermanentError, TransientError
-
-if TYPE_CHECKING:
-    from pipeline.adapters.notify import Publisher
+from pipeline.powertools import logger
+from pipeline.settings import UrlImportSettings
 
 UPLOADS_PREFIX = "uploads/"
 ZIP_LOCAL_HEADER = b"PK\x03\x04"  # every non-empty zip starts with a local file header
@@ -326,8 +326,6 @@ def _abort(s3: Any, bucket: str, key: str, upload_id: str) -> None:
     try:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
     except Exception as error:  # the bucket's lifecycle rule removes it after a day anyway
-        from pipeline.powertools import logger
-
         logger.warning("could not abort the multipart upload", extra={"key": key, "error": str(error)})
 
 
@@ -337,7 +335,7 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
-def limits_from(settings: Any) -> ImportLimits:
+def limits_from(settings: UrlImportSettings) -> ImportLimits:
     return ImportLimits(
         max_bytes=settings.url_import_max_bytes,
         part_bytes=settings.url_import_part_bytes,
@@ -347,15 +345,13 @@ def limits_from(settings: Any) -> ImportLimits:
 
 def run_import(
     event: Any,
-    settings: Any,
+    settings: UrlImportSettings,
     s3: Any,
-    notifier: Publisher,
+    notifier: Notifier,
     remaining_s: Callable[[], float] = lambda: float("inf"),
 ) -> dict[str, Any]:
     """The function's work: import, or record a permanent rejection (notification + returned status)
     and return normally so Lambda does not retry it. Transient errors propagate (Lambda retries)."""
-    from pipeline.powertools import logger
-
     limits = limits_from(settings)
     request: ImportRequest | None = None
     try:

@@ -211,7 +211,7 @@ class DemoRun:
         )
 
         progress.stage("ingest")
-        kind, name = self.wait("the features or tuning job to start (ingest + start-tuning)", self._first_job)
+        kind, name = self.wait("the features or tuning job to start (ingest, dataset ready)", self._first_job)
         if kind == "features":
             self._features_stage(name)
             name = self.wait("the tuning job to start (features-completed)", self._tuning_job_name)

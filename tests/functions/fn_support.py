@@ -51,7 +51,6 @@ ENV = {
     "PRETRAINED_WEIGHTS": "none",
     "ACCURACY_THRESHOLD": "0.6",
     "ROLLBACK_ALARM_NAMES": "dogclf-endpoint-5xx,dogclf-endpoint-latency",
-    "INGEST_CONCURRENCY": "4",
 }
 
 

@@ -1,4 +1,4 @@
-"""Classify downscales an image over the endpoint's payload limit (issue 8, Deliver 4) and records it;
+"""Classify downscales an image over the endpoint's payload limit (rather than failing it) and records it;
 an image under the limit goes out byte for byte; one that cannot be decoded is a `failed` result."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Classify under injected endpoint faults (issue 8, "Why" 6): transient errors are retried with
-capped backoff inside the invocation, then raised for Lambda; only permanent ones write `failed`."""
+"""Classify under injected endpoint faults (throttling, 5xx, timeouts, a model error): transient errors are
+retried with capped backoff inside the invocation, then raised for Lambda; only permanent ones write
+`failed`."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ HANDLERS_DIR = REPO / "functions" / "pipeline" / "handlers"
 # The AWS services each function needs, i.e. the clients its init must create (and no others).
 CLIENTS_AT_INIT = {
     "ingest": {"s3", "sns", "dynamodb"},
-    "start_tuning": {"s3", "sagemaker", "sns", "dynamodb"},
+    "dataset_ready": {"s3", "sagemaker", "sns", "dynamodb"},
     "features_completed": {"sagemaker", "s3", "sns", "dynamodb"},
     "tuning_completed": {"sagemaker", "s3", "sns", "dynamodb"},
     "training_completed": {"sagemaker", "s3", "sns", "dynamodb"},
@@ -85,7 +85,8 @@ def test_init_creates_the_functions_clients_once(name: str, activity: AwsActivit
     assert set(activity.clients_created) == CLIENTS_AT_INIT[name]
     assert len(activity.clients_created) == len(CLIENTS_AT_INIT[name])  # one per service
     assert activity.api_calls == []  # init creates clients, it does not call AWS
-    assert module.settings.dataset_bucket == ENV["DATASET_BUCKET"]  # parsed from the env at init
+    # parsed from the env at init (each function's own model; every one has the topic)
+    assert module.settings.notification_topic_arn == ENV["NOTIFICATION_TOPIC_ARN"]
 
 
 def _ingest_event(aws: Any) -> dict[str, Any]:
@@ -102,8 +103,8 @@ def _classify_event(aws: Any) -> dict[str, Any]:
 # which clients the calls went through.
 EVENTS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "ingest": _ingest_event,
-    "start_tuning": lambda aws: s3_event(
-        "start_tuning.json", ENV["DATASET_BUCKET"], "datasets/cold-0123456789ab/manifest.json"
+    "dataset_ready": lambda aws: s3_event(
+        "dataset_ready.json", ENV["DATASET_BUCKET"], "datasets/cold-0123456789ab/manifest.json"
     ),
     "features_completed": lambda aws: load_event("features_completed.json"),
     "tuning_completed": lambda aws: load_event("tuning_completed.json"),

@@ -14,18 +14,25 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.stub import Stubber
 from fn_support import ENV, load_event
 
-from pipeline import deploy as deploy_module
+from pipeline import deploy_stage as deploy_module
 from pipeline.adapters.aws import client
+from pipeline.adapters.endpoint_state import EndpointStateStore
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
-from pipeline.deploy import (
-    endpoint_config_request,
-    model_request,
-    on_training_finished,
-    update_endpoint_request,
-)
-from pipeline.settings import get_settings
+from pipeline.deploy_stage import TrainingFinishedResult, on_training_finished
+from pipeline.endpoint_lifecycle import EndpointLifecycle
+from pipeline.endpoint_requests import endpoint_config_request, model_request, update_endpoint_request
+from pipeline.settings import Settings, get_settings
+
+
+def finish(name: str, settings: Settings, store: S3Store | None = None) -> TrainingFinishedResult:
+    """on_training_finished with the adapters the training-completed handler builds."""
+    store = store or S3Store()
+    jobs, notifier = SageMakerJobs(), Notifier(settings.notification_topic_arn)
+    state = EndpointStateStore(settings.idempotency_table, settings.endpoint_name)
+    lifecycle = EndpointLifecycle(settings, jobs, state, store, notifier)
+    return on_training_finished(name, settings, jobs, store, notifier, lifecycle)
 
 
 @pytest.fixture
@@ -191,9 +198,7 @@ def test_instance_endpoint_is_updated_blue_green_with_rollback_alarms(aws, sagem
     )
     request = update_endpoint_request(f"{JOB}-cfg", settings)
     sagemaker.add_response("update_endpoint", {"EndpointArn": ENDPOINT_ARN}, request)
-    result = on_training_finished(
-        JOB, settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
-    )
+    result = finish(JOB, settings)
     assert result["endpoint_action"] == "update requested"
     deployment = request["DeploymentConfig"]
     assert deployment["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
@@ -223,9 +228,7 @@ def test_busy_endpoint_keeps_the_model_pending_instead_of_raising(aws, sagemaker
         },
     )
     # Lambda's two retries end before an update does: the model is pending, deployed on InService.
-    result = on_training_finished(
-        JOB, settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
-    )
+    result = finish(JOB, settings)
     assert result["endpoint_action"] == "pending (endpoint Updating)"
 
 
@@ -260,22 +263,18 @@ def test_overfit_only_warns_and_builtin_issues_block(aws, sagemaker):
         ]
     )
     sagemaker.add_response("describe_training_job", description, {"TrainingJobName": JOB})
-    result = on_training_finished(
-        JOB, settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
-    )
+    result = finish(JOB, settings)
     # One reason for LossNotDecreasing (the service's verdict), Overtraining still InProgress is no verdict.
     assert result["reasons"] == ["service rule LossNotDecreasing found issues"]
     assert result["warnings"] == ["in-script rule Overfit found issues"]
     assert result["rule_verdicts"]["Overtraining"] == "NoIssuesFound"
 
 
-def run_gate(sagemaker, store: S3Store | None = None, accuracy: float = 0.82) -> dict:
+def run_gate(sagemaker, store: S3Store | None = None, accuracy: float = 0.82) -> TrainingFinishedResult:
     settings = get_settings()
     description = job_description(accuracy=accuracy)
     sagemaker.add_response("describe_training_job", description, {"TrainingJobName": JOB})
-    return on_training_finished(
-        JOB, settings, SageMakerJobs(), store or S3Store(), Notifier(settings.notification_topic_arn)
-    )
+    return finish(JOB, settings, store)
 
 
 def test_missing_output_archive_blocks_deployment(aws, sagemaker):
@@ -366,14 +365,6 @@ def test_read_timeout_while_streaming_propagates_for_a_retry(aws, sagemaker):
     assert aws.keys(ARTIFACTS, "decisions/") == []  # nothing recorded: the retry decides
 
 
-def test_other_pipelines_jobs_are_ignored_before_any_aws_call(aws, sagemaker):
-    settings = get_settings()
-    result = on_training_finished(
-        "someone-elses-job", settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
-    )
-    assert result == {"training_job_name": "someone-elses-job", "action": "ignored"}
-
-
 def test_failed_training_job_is_recorded_not_deployed(training_completed, aws, sagemaker, lambda_context):
     sagemaker.add_response("describe_training_job", job_description("Failed"), {"TrainingJobName": JOB})
     result = training_completed.handler(event("Failed"), lambda_context)
@@ -386,9 +377,7 @@ def test_tuner_trial_jobs_are_ignored(aws, sagemaker):
         TuningJobArn="arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/x"
     )
     sagemaker.add_response("describe_training_job", trial, {"TrainingJobName": JOB})
-    result = on_training_finished(
-        JOB, settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
-    )
+    result = finish(JOB, settings)
     assert result == {"training_job_name": JOB, "action": "ignored"}
     assert aws.keys(ARTIFACTS, "decisions/") == []
 
@@ -416,9 +405,7 @@ def test_unexpected_sagemaker_errors_propagate(aws, sagemaker):
         "describe_training_job", service_error_code="ThrottlingException", service_message="slow down"
     )
     with pytest.raises(ClientError):
-        on_training_finished(
-            JOB, settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
-        )
+        finish(JOB, settings)
 
 
 def test_a_retry_after_the_endpoint_outcome_keeps_it_and_offers_nothing(aws, sagemaker):
@@ -440,9 +427,7 @@ def test_a_retry_after_the_endpoint_outcome_keeps_it_and_offers_nothing(aws, sag
     aws.s3.put_object(Bucket=ARTIFACTS, Key=f"decisions/{JOB}.json", Body=json.dumps(recorded).encode())
     sagemaker.add_response("describe_training_job", description, {"TrainingJobName": JOB})
     # No create_model, create_endpoint_config or describe_endpoint: the Stubber fails on any of them.
-    result = on_training_finished(
-        JOB, settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
-    )
+    result = finish(JOB, settings)
     assert result["endpoint_outcome"] == recorded["endpoint_outcome"]
     assert decision_document(aws)["endpoint_outcome"] == recorded["endpoint_outcome"]
     assert decision_document(aws)["deploy"] is True

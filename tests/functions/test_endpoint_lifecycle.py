@@ -1,4 +1,5 @@
-"""The endpoint lifecycle, driven by the endpoint's own state-change events (issue 8, "Why" 4 and 5).
+"""The endpoint lifecycle, driven by the endpoint's own state-change events: the real outcome of a
+deploy is recorded, and two models passing close together deploy the newest, once.
 
 SageMaker is a botocore Stubber (every new request pinned as a literal dict, which the Stubber checks
 against botocore's model); S3, SNS and the DynamoDB state item are moto. The clock is injected, so the
@@ -20,12 +21,15 @@ from botocore.stub import Stubber
 from fn_support import ENV, load_event
 
 from pipeline import endpoint_lifecycle as lc
+from pipeline import lifecycle_decisions as decide
+from pipeline import lifecycle_state as lstate
 from pipeline.adapters.aws import client
 from pipeline.adapters.endpoint_state import EndpointStateStore
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
-from pipeline.deploy import on_training_finished
+from pipeline.deploy_stage import TrainingFinishedResult, on_training_finished
+from pipeline.errors import TransientError
 from pipeline.settings import get_settings
 
 ARTIFACTS = ENV["ARTIFACTS_BUCKET"]
@@ -177,7 +181,7 @@ def model_row(name: str, created: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def passes(aws, sagemaker, lifecycle, name: str) -> dict[str, Any]:
+def passes(aws, sagemaker, lifecycle, name: str) -> TrainingFinishedResult:
     settings = get_settings()
     return on_training_finished(
         name,
@@ -201,20 +205,20 @@ def subjects(aws) -> list[str]:
     return [note["subject"] for note in aws.notifications()]
 
 
-def seed_state(state: lc.LifecycleState) -> None:
+def seed_state(state: lstate.LifecycleState) -> None:
     settings = get_settings()
     store = EndpointStateStore(settings.idempotency_table, settings.endpoint_name)
     _, version = store.load()
     assert store.save(state, version)
 
 
-def load_state() -> lc.LifecycleState:
+def load_state() -> lstate.LifecycleState:
     settings = get_settings()
     return EndpointStateStore(settings.idempotency_table, settings.endpoint_name).load()[0]
 
 
-def model(job: str) -> lc.Model:
-    return lc.Model(job, f"{job}-cfg", CREATED[job].timestamp())
+def model(job: str) -> lstate.Model:
+    return lstate.Model(job, f"{job}-cfg", CREATED[job].timestamp())
 
 
 # ---------------------------------------------------------------------------------------- scenarios
@@ -239,8 +243,8 @@ def test_create_that_meets_an_existing_endpoint_is_pending_not_created(aws, sage
     # The other pass's endpoint comes up InService on A: its event deploys B, the pending model.
     expect_describe(sagemaker, "InService", f"{A}-cfg")
     sagemaker.add_response("update_endpoint", {"EndpointArn": ENDPOINT_ARN}, UPDATE_REQUEST_B)
-    result = lc.on_endpoint_state(ENDPOINT, "IN_SERVICE", lifecycle(), deadline=NOW + 200)
-    assert result["action"] == "update requested"
+    state_result = lc.on_endpoint_state(ENDPOINT, "IN_SERVICE", lifecycle(), deadline=NOW + 200)
+    assert state_result["action"] == "update requested"
 
 
 def test_two_passes_race_one_deploys_and_the_newest_wins(aws, sagemaker, lifecycle, clock):
@@ -264,8 +268,8 @@ def test_two_passes_race_one_deploys_and_the_newest_wins(aws, sagemaker, lifecyc
     clock[0] += 300
     expect_describe(sagemaker, "InService", f"{A}-cfg", modified=clock[0] - 10)
     sagemaker.add_response("update_endpoint", {"EndpointArn": ENDPOINT_ARN}, UPDATE_REQUEST_B)
-    result = lc.on_endpoint_state(*state_event("IN_SERVICE"), lifecycle(), deadline=clock[0] + 200)
-    assert result["action"] == "update requested"
+    state_result = lc.on_endpoint_state(*state_event("IN_SERVICE"), lifecycle(), deadline=clock[0] + 200)
+    assert state_result["action"] == "update requested"
     assert decision(aws, A)["endpoint_outcome"]["message"] == f"InService on {A}'s model"
     assert subjects(aws) == [f"Model InService: {A}"]
 
@@ -273,8 +277,8 @@ def test_two_passes_race_one_deploys_and_the_newest_wins(aws, sagemaker, lifecyc
     clock[0] += 300
     expect_describe(sagemaker, "InService", f"{B}-cfg", modified=clock[0] - 10)
     expect_cleanup_lists(sagemaker, [f"{B}-cfg", f"{A}-cfg"], [B, A])
-    result = lc.on_endpoint_state(*state_event("IN_SERVICE"), lifecycle(), deadline=clock[0] + 200)
-    assert result["action"] == "in service"
+    state_result = lc.on_endpoint_state(*state_event("IN_SERVICE"), lifecycle(), deadline=clock[0] + 200)
+    assert state_result["action"] == "in service"
     assert decision(aws, B)["endpoint_outcome"] == {
         "status": "in-service",
         "message": f"InService on {B}'s model",
@@ -286,7 +290,7 @@ def test_two_passes_race_one_deploys_and_the_newest_wins(aws, sagemaker, lifecyc
 
 
 def test_an_older_model_that_passes_later_is_superseded(aws, sagemaker, lifecycle):
-    seed_state(lc.LifecycleState(serving=model(B), newest_created=model(B).created))
+    seed_state(lstate.LifecycleState(serving=model(B), newest_created=model(B).created))
     expect_gate_pass(aws, sagemaker, A)
     result = passes(aws, sagemaker, lifecycle, A)  # no DescribeEndpoint, no update: B is newer
     assert result["endpoint_action"] == f"superseded by {B}"
@@ -294,12 +298,12 @@ def test_an_older_model_that_passes_later_is_superseded(aws, sagemaker, lifecycl
 
 
 def test_offers_newest_wins_by_creation_time_not_arrival():
-    newer_first = lc.offer_model(lc.LifecycleState(pending=model(B)), model(A))
+    newer_first = decide.offer_model(lstate.LifecycleState(pending=model(B)), model(A))
     assert not newer_first.accepted and newer_first.superseded_by == B
-    older_first = lc.offer_model(lc.LifecycleState(pending=model(A)), model(B))
+    older_first = decide.offer_model(lstate.LifecycleState(pending=model(A)), model(B))
     assert older_first.accepted and older_first.state.pending == model(B)
-    redelivered = lc.LifecycleState(inflight=lc.Request(model(B), "update", None, NOW))
-    assert lc.offer_model(redelivered, model(B)) == lc.Offer(False, redelivered, None)
+    redelivered = lstate.LifecycleState(inflight=lstate.Request(model(B), "update", None, NOW))
+    assert decide.offer_model(redelivered, model(B)) == lstate.Offer(False, redelivered, None)
 
 
 def test_busy_endpoint_keeps_the_model_pending_and_deploys_it_on_in_service(aws, sagemaker, lifecycle):
@@ -319,7 +323,7 @@ def test_busy_endpoint_keeps_the_model_pending_and_deploys_it_on_in_service(aws,
 
 
 def test_instance_mode_update_carries_the_rollback_alarms(aws, sagemaker, lifecycle):
-    seed_state(lc.LifecycleState(pending=model(B)))
+    seed_state(lstate.LifecycleState(pending=model(B)))
     settings = get_settings().model_copy(update={"endpoint_mode": "instance"})
     expect_describe(sagemaker, "InService", f"{OLD}-cfg")
     sagemaker.add_response(
@@ -346,8 +350,8 @@ def test_instance_mode_update_carries_the_rollback_alarms(aws, sagemaker, lifecy
 
 
 def test_update_that_rolls_back_is_reported_as_rolled_back_and_not_retried(aws, sagemaker, lifecycle, clock):
-    requested = lc.Request(model(B), "update", f"{OLD}-cfg", NOW - 600)
-    seed_state(lc.LifecycleState(inflight=requested, serving=model(OLD), newest_created=model(B).created))
+    requested = lstate.Request(model(B), "update", f"{OLD}-cfg", NOW - 600)
+    seed_state(lstate.LifecycleState(inflight=requested, serving=model(OLD), newest_created=model(B).created))
     aws.s3.put_object(Bucket=ARTIFACTS, Key=f"decisions/{B}.json", Body=json.dumps({"deploy": True}))
     reason = "Alarm dogclf-endpoint-5xx fired; rolled back to the previous configuration."
     expect_describe(sagemaker, "InService", f"{OLD}-cfg", modified=NOW - 60, reason=reason)
@@ -365,9 +369,9 @@ def test_update_that_rolls_back_is_reported_as_rolled_back_and_not_retried(aws, 
 def test_failed_endpoint_is_deleted_then_recreated_with_the_newest_passed_model(
     aws, sagemaker, lifecycle, clock
 ):
-    requested = lc.Request(model(A), "update", f"{OLD}-cfg", NOW - 600)
+    requested = lstate.Request(model(A), "update", f"{OLD}-cfg", NOW - 600)
     seed_state(
-        lc.LifecycleState(
+        lstate.LifecycleState(
             inflight=requested, pending=model(B), serving=model(OLD), newest_created=model(A).created
         )
     )
@@ -394,8 +398,8 @@ def test_failed_endpoint_is_deleted_then_recreated_with_the_newest_passed_model(
 
 
 def test_failed_create_with_no_other_model_is_not_recreated_forever(aws, sagemaker, lifecycle):
-    requested = lc.Request(model(A), "create", None, NOW - 600)
-    seed_state(lc.LifecycleState(inflight=requested, newest_created=model(A).created))
+    requested = lstate.Request(model(A), "create", None, NOW - 600)
+    seed_state(lstate.LifecycleState(inflight=requested, newest_created=model(A).created))
     expect_describe(sagemaker, "Failed", f"{A}-cfg", reason="model_fn raised")
     sagemaker.add_response("delete_endpoint", {}, {"EndpointName": "dogclf-endpoint"})
     lc.on_endpoint_state(ENDPOINT, "FAILED", lifecycle(), NOW + 200)
@@ -411,10 +415,10 @@ def test_failed_create_with_no_other_model_is_not_recreated_forever(aws, sagemak
 
 
 def test_delete_that_outlasts_the_invocation_is_retried_not_dropped(aws, sagemaker, lifecycle, clock):
-    seed_state(lc.LifecycleState(pending=model(B), recreate=True))
+    seed_state(lstate.LifecycleState(pending=model(B), recreate=True))
     for _ in range(3):
         expect_describe(sagemaker, "Deleting", f"{A}-cfg")
-    with pytest.raises(lc.TransientError, match="still Deleting"):
+    with pytest.raises(TransientError, match="still Deleting"):
         lc.on_endpoint_state(ENDPOINT, "DELETING", lifecycle(), deadline=clock[0] + 12)
     assert load_state().pending == model(B)
 
@@ -423,7 +427,9 @@ def test_cleanup_keeps_the_newest_and_never_the_serving_config(aws, sagemaker, l
     jobs = [f"dogclf-train-{n:012d}" for n in range(1, 8)]  # 1 = oldest
     created = {job: T0 + timedelta(hours=n) for n, job in enumerate(jobs)}
     serving = jobs[0]  # the oldest: newer ones were rolled back, so it still serves
-    seed_state(lc.LifecycleState(serving=lc.Model(serving, f"{serving}-cfg", created[serving].timestamp())))
+    seed_state(
+        lstate.LifecycleState(serving=lstate.Model(serving, f"{serving}-cfg", created[serving].timestamp()))
+    )
     expect_describe(sagemaker, "InService", f"{serving}-cfg")
     rows = [config_row(f"{job}-cfg", created[job]) for job in reversed(jobs)]
     # Two pages of each list; another naming scheme's config is never touched.
@@ -463,10 +469,10 @@ def test_cleanup_plan_is_pure_and_bounded():
     rows = [(f"dogclf-train-{n:012d}-cfg", float(n)) for n in range(1, 6)]
     models = [(name.removesuffix("-cfg"), t) for name, t in rows]
     protected = {"dogclf-train-000000000001-cfg", "dogclf-train-000000000002-cfg"}  # serving, pending
-    configs, model_names = lc.cleanup_plan(rows, models, 2, protected, "dogclf")
+    configs, model_names = decide.cleanup_plan(rows, models, 2, protected, "dogclf")
     assert configs == ["dogclf-train-000000000003-cfg"]
     assert model_names == ["dogclf-train-000000000003"]
-    assert lc.cleanup_plan(rows, models, 10, set(), "dogclf") == ([], [])
+    assert decide.cleanup_plan(rows, models, 10, set(), "dogclf") == ([], [])
 
 
 def test_events_of_other_endpoints_are_ignored_before_any_aws_call(aws, sagemaker, lambda_context):
@@ -483,8 +489,8 @@ def test_events_of_other_endpoints_are_ignored_before_any_aws_call(aws, sagemake
 def test_handler_reads_the_documented_event_shape(aws, sagemaker, lambda_context):
     from pipeline.handlers import endpoint_state
 
-    requested = lc.Request(model(B), "create", None, T0.timestamp())
-    seed_state(lc.LifecycleState(inflight=requested, newest_created=model(B).created))
+    requested = lstate.Request(model(B), "create", None, T0.timestamp())
+    seed_state(lstate.LifecycleState(inflight=requested, newest_created=model(B).created))
     event = load_event("endpoint_state.json")  # EndpointStatus IN_SERVICE, as AWS's example
     event = copy.deepcopy(event)
     event["detail"]["EndpointConfigName"] = f"{B}-cfg"
@@ -496,7 +502,7 @@ def test_handler_reads_the_documented_event_shape(aws, sagemaker, lambda_context
 
 
 def test_transient_errors_propagate_and_leave_the_model_pending(aws, sagemaker, lifecycle):
-    seed_state(lc.LifecycleState(pending=model(B)))
+    seed_state(lstate.LifecycleState(pending=model(B)))
     expect_describe(sagemaker, "InService", f"{OLD}-cfg")
     sagemaker.add_client_error(
         "update_endpoint",
@@ -534,14 +540,14 @@ def test_transient_errors_propagate_and_leave_the_model_pending(aws, sagemaker, 
     ],
 )
 def test_event_statuses_are_read_in_either_spelling(event_status, describe_status):
-    assert lc.normalize_status(event_status) == describe_status
+    assert lstate.normalize_status(event_status) == describe_status
 
 
 def test_every_endpoint_status_has_a_step():
     """The list docs/deploy.md gives, state by state, with nothing pending and nothing in flight."""
-    pending = lc.LifecycleState(pending=model(B))
+    pending = lstate.LifecycleState(pending=model(B))
     steps = {
-        status: lc.next_action(lc.EndpointView(status, f"{OLD}-cfg", None, NOW), pending).kind
+        status: decide.next_action(lstate.EndpointView(status, f"{OLD}-cfg", None, NOW), pending).kind
         for status in (
             "Creating",
             "Updating",
@@ -565,8 +571,10 @@ def test_every_endpoint_status_has_a_step():
         "OutOfService": "attention",
         "UpdateRollbackFailed": "attention",
     }
-    assert lc.next_action(None, pending).kind == "create"
-    assert lc.next_action(None, lc.LifecycleState(serving=model(OLD))).kind == "none"  # deleted by a person
+    assert decide.next_action(None, pending).kind == "create"
+    assert (
+        decide.next_action(None, lstate.LifecycleState(serving=model(OLD))).kind == "none"
+    )  # deleted by a person
 
 
 def test_deployment_guardrail_event_is_read_like_a_state_event(aws, sagemaker, lambda_context):
@@ -574,8 +582,8 @@ def test_deployment_guardrail_event_is_read_like_a_state_event(aws, sagemaker, l
     same EndpointName/EndpointStatus; the outcome still comes from DescribeEndpoint."""
     from pipeline.handlers import endpoint_state
 
-    requested = lc.Request(model(B), "update", f"{OLD}-cfg", NOW)
-    seed_state(lc.LifecycleState(inflight=requested, newest_created=model(B).created))
+    requested = lstate.Request(model(B), "update", f"{OLD}-cfg", NOW)
+    seed_state(lstate.LifecycleState(inflight=requested, newest_created=model(B).created))
     event = copy.deepcopy(load_event("endpoint_state.json"))
     event["detail-type"] = "SageMaker Endpoint Deployment State Change"
     event["detail"].update(

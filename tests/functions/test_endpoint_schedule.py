@@ -1,7 +1,7 @@
-"""The endpoint outcome without state-change events (issue 15, Why 3), and the EndpointMode switch
-(Why 9): the scheduled tick reconciles from DescribeEndpoint whatever is pending and does nothing
-else; a pending model for the other mode deletes and recreates the endpoint instead of an
-UpdateEndpoint that SageMaker refuses.
+"""The endpoint outcome without state-change events (AWS documents none for serverless endpoints), and
+the EndpointMode switch (UpdateEndpoint cannot change it): the scheduled tick reconciles from DescribeEndpoint
+whatever is pending and does nothing else; a pending model for the other mode deletes and recreates the
+endpoint instead of an UpdateEndpoint that SageMaker refuses.
 
 Same harness as test_endpoint_lifecycle.py: SageMaker is a botocore Stubber with no response left
 over (an unexpected call fails the test), S3, SNS and the state item are moto.
@@ -32,7 +32,7 @@ from test_endpoint_lifecycle import (
     subjects,
 )
 
-from pipeline import endpoint_lifecycle as lc
+from pipeline import lifecycle_state as lstate
 from pipeline.endpoint_schedule import needs_reconcile, on_schedule
 
 # The shared harness's fixtures (a Stubber for SageMaker, the injected clock, the lifecycle factory).
@@ -68,7 +68,7 @@ def describe_with_variant(sagemaker: Stubber, config: str, variant: dict[str, An
 
 
 def test_a_tick_with_nothing_pending_reads_the_state_and_calls_nothing_else(aws, sagemaker, lifecycle):
-    seed_state(lc.LifecycleState(serving=model(OLD), newest_created=model(OLD).created))
+    seed_state(lstate.LifecycleState(serving=model(OLD), newest_created=model(OLD).created))
     # The stubber holds no response: a DescribeEndpoint would fail the test.
     assert on_schedule(lifecycle(), deadline=T0.timestamp() + 200) == {
         "endpoint_name": ENDPOINT,
@@ -78,8 +78,8 @@ def test_a_tick_with_nothing_pending_reads_the_state_and_calls_nothing_else(aws,
 
 
 def test_a_tick_settles_a_create_whose_event_never_came(aws, sagemaker, lifecycle):
-    requested = lc.Request(model(B), "create", None, T0.timestamp())
-    seed_state(lc.LifecycleState(inflight=requested, newest_created=model(B).created))
+    requested = lstate.Request(model(B), "create", None, T0.timestamp())
+    seed_state(lstate.LifecycleState(inflight=requested, newest_created=model(B).created))
     expect_describe(sagemaker, "InService", f"{B}-cfg", modified=T0.timestamp() + 60)
     expect_cleanup_lists(sagemaker, [f"{B}-cfg"], [B])
     result = on_schedule(lifecycle(), deadline=T0.timestamp() + 200)
@@ -92,8 +92,8 @@ def test_a_tick_settles_a_create_whose_event_never_came(aws, sagemaker, lifecycl
 
 
 def test_a_tick_while_the_endpoint_is_still_creating_waits(aws, sagemaker, lifecycle):
-    requested = lc.Request(model(B), "create", None, T0.timestamp())
-    seed_state(lc.LifecycleState(inflight=requested, newest_created=model(B).created))
+    requested = lstate.Request(model(B), "create", None, T0.timestamp())
+    seed_state(lstate.LifecycleState(inflight=requested, newest_created=model(B).created))
     expect_describe(sagemaker, "Creating", f"{B}-cfg", modified=T0.timestamp() + 1)
     assert on_schedule(lifecycle(), deadline=T0.timestamp() + 200)["steps"] == ["wait"]
     assert load_state().inflight == requested  # still owed an outcome: the next tick looks again
@@ -102,7 +102,7 @@ def test_a_tick_while_the_endpoint_is_still_creating_waits(aws, sagemaker, lifec
 def test_a_mode_switch_deletes_and_recreates_instead_of_updating(aws, sagemaker, lifecycle):
     """The stack now says serverless (ENV), the endpoint runs instances: no UpdateEndpoint."""
     assert ENV["ENDPOINT_MODE"] == "serverless"
-    seed_state(lc.LifecycleState(pending=model(B), serving=model(OLD), newest_created=model(OLD).created))
+    seed_state(lstate.LifecycleState(pending=model(B), serving=model(OLD), newest_created=model(OLD).created))
     describe_with_variant(sagemaker, f"{OLD}-cfg", {"CurrentInstanceCount": 1, "DesiredInstanceCount": 1})
     sagemaker.add_response("delete_endpoint", {}, {"EndpointName": ENDPOINT})
     first = on_schedule(lifecycle(), deadline=T0.timestamp() + 200)
@@ -116,7 +116,7 @@ def test_a_mode_switch_deletes_and_recreates_instead_of_updating(aws, sagemaker,
 
 
 def test_the_same_mode_still_updates(aws, sagemaker, lifecycle):
-    seed_state(lc.LifecycleState(pending=model(B), serving=model(OLD), newest_created=model(OLD).created))
+    seed_state(lstate.LifecycleState(pending=model(B), serving=model(OLD), newest_created=model(OLD).created))
     serverless = {"CurrentServerlessConfig": {"MemorySizeInMB": 3072, "MaxConcurrency": 5}}
     describe_with_variant(sagemaker, f"{OLD}-cfg", serverless)
     sagemaker.add_response(
@@ -128,12 +128,12 @@ def test_the_same_mode_still_updates(aws, sagemaker, lifecycle):
 
 
 def test_needs_reconcile_is_pending_inflight_or_recreate():
-    assert not needs_reconcile(lc.LifecycleState(serving=model(OLD)))
-    assert needs_reconcile(lc.LifecycleState(pending=model(B)))
-    assert needs_reconcile(lc.LifecycleState(inflight=lc.Request(model(B), "update", None, 0.0)))
-    assert needs_reconcile(lc.LifecycleState(recreate=True, serving=model(OLD)))
+    assert not needs_reconcile(lstate.LifecycleState(serving=model(OLD)))
+    assert needs_reconcile(lstate.LifecycleState(pending=model(B)))
+    assert needs_reconcile(lstate.LifecycleState(inflight=lstate.Request(model(B), "update", None, 0.0)))
+    assert needs_reconcile(lstate.LifecycleState(recreate=True, serving=model(OLD)))
     # Found by the soak: the only model failed, its endpoint was deleted, nothing is left to create.
-    assert not needs_reconcile(lc.LifecycleState(recreate=True))
+    assert not needs_reconcile(lstate.LifecycleState(recreate=True))
 
 
 def test_the_handler_routes_a_scheduled_event_to_the_tick(aws, sagemaker, lambda_context):

@@ -1,5 +1,6 @@
-"""The idempotency in-progress window (issue 8, "Why" 3): a record left by a killed invocation expires
-at that invocation's deadline, so Lambda's next attempt runs; one still running blocks it."""
+"""The idempotency in-progress window, so a killed invocation cannot block its retries: a record left by a
+killed invocation expires at that invocation's deadline, so Lambda's next attempt runs; one still running
+blocks it."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def test_unknown_region_or_version_is_a_clear_error() -> None:
         pytorch_image_uri("1.0", "us-east-1", "training", "ml.m5.large")
 
 
-# Issue 15, Why 8: the image is chosen from an allow-list, and a type no PyTorch image here runs on
+# The image is chosen from an allow-list, and a type no PyTorch image here runs on
 # is refused with its reason rather than handed an image that fails on it.
 @pytest.mark.parametrize(
     ("instance_type", "reason"),

@@ -1,5 +1,5 @@
-"""Ingest under injected faults (issue 8, "Why" 1 and 2): AWS/network errors propagate so Lambda
-retries, they never become a decision; only the last document written marks the work done."""
+"""Ingest under injected faults (S3 errors, stalls and timeouts mid-archive): AWS/network errors propagate so
+Lambda retries, they never become a decision; only the last document written marks the work done."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bounded memory at ingest (issue 8, "Why" 7): the member count is checked from the
+"""Bounded memory at ingest, whatever the archive claims: the member count is checked from the
 end-of-central-directory record before zipfile parses the central directory, and an image whose
 header declares more pixels than training and serving accept is rejected as a bad image."""
 

@@ -271,7 +271,8 @@ def stored_zip(archive: dict[str, bytes]) -> bytes:
 
 
 def test_the_content_id_is_the_images_not_the_upload(aws) -> None:
-    """Issue 15, Why 6: the features cache is keyed on what the shards hold. Two uploads of the same
+    """The features cache is keyed on what the shards hold, so reusing features never depends on the
+    upload's bytes: two uploads of the same
     images (another key, another order, another compression) are two datasets with one content id;
     one changed image changes it."""
     archive = members()

@@ -1,4 +1,4 @@
-"""Start-tuning handler with AugmentTrials on (tuning starts on the manifest event, trials read the
+"""Dataset-ready handler with AugmentTrials on (tuning starts on the manifest event, trials read the
 images) against moto: request shape, SDK-style hyperparameters, code upload, duplicates. The default
 path (the features stage first) is in test_features.py."""
 
@@ -13,16 +13,16 @@ import pytest
 from fn_support import ENV, REGION, TRAINING_DIR, s3_event
 
 from pipeline.source_dir import pack
-from pipeline.tuning import tuning_job_name
+from pipeline.tuning_stage import tuning_job_name
 
 
 @pytest.fixture
-def start_tuning(aws, monkeypatch):
+def dataset_ready(aws, monkeypatch):
     """The handler module, imported once the test environment is set (it reads settings on import)."""
     monkeypatch.setenv("AUGMENT_TRIALS", "true")
-    from pipeline.handlers import start_tuning
+    from pipeline.handlers import dataset_ready
 
-    return start_tuning
+    return dataset_ready
 
 
 BUCKET = ENV["DATASET_BUCKET"]
@@ -44,9 +44,9 @@ def put_manifest(aws) -> None:
     aws.s3.put_object(Bucket=BUCKET, Key=MANIFEST_KEY, Body=json.dumps(manifest).encode())
 
 
-def test_manifest_starts_one_tuning_job(start_tuning, aws, lambda_context) -> None:
+def test_manifest_starts_one_tuning_job(dataset_ready, aws, lambda_context) -> None:
     put_manifest(aws)
-    [result] = start_tuning.handler(s3_event("start_tuning.json", BUCKET, MANIFEST_KEY), lambda_context)
+    [result] = dataset_ready.handler(s3_event("dataset_ready.json", BUCKET, MANIFEST_KEY), lambda_context)
     name = tuning_job_name("dogclf", DATASET)
     assert result == {
         "action": "tuning-from-images",
@@ -111,23 +111,23 @@ def test_manifest_starts_one_tuning_job(start_tuning, aws, lambda_context) -> No
     assert note["subject"] == f"Tuning started: {name}"
 
 
-def test_duplicate_manifest_event_starts_nothing_twice(start_tuning, aws, lambda_context) -> None:
+def test_duplicate_manifest_event_starts_nothing_twice(dataset_ready, aws, lambda_context) -> None:
     put_manifest(aws)
-    event = s3_event("start_tuning.json", BUCKET, MANIFEST_KEY)
-    first = start_tuning.handler(event, lambda_context)
-    second = start_tuning.handler(event, lambda_context)
+    event = s3_event("dataset_ready.json", BUCKET, MANIFEST_KEY)
+    first = dataset_ready.handler(event, lambda_context)
+    second = dataset_ready.handler(event, lambda_context)
     assert first == second
     assert len(aws.notifications()) == 1
     jobs = boto3.client("sagemaker", region_name=REGION).list_hyper_parameter_tuning_jobs()
     assert len(jobs["HyperParameterTuningJobSummaries"]) == 1
 
 
-def test_existing_tuning_job_is_not_an_error(start_tuning, aws, lambda_context) -> None:
+def test_existing_tuning_job_is_not_an_error(dataset_ready, aws, lambda_context) -> None:
     put_manifest(aws)
-    start_tuning.handler(s3_event("start_tuning.json", BUCKET, MANIFEST_KEY, etag="a"), lambda_context)
+    dataset_ready.handler(s3_event("dataset_ready.json", BUCKET, MANIFEST_KEY, etag="a"), lambda_context)
     # A new delivery (other ETag: the idempotency key differs) for the same dataset.
-    [result] = start_tuning.handler(
-        s3_event("start_tuning.json", BUCKET, MANIFEST_KEY, etag="b"), lambda_context
+    [result] = dataset_ready.handler(
+        s3_event("dataset_ready.json", BUCKET, MANIFEST_KEY, etag="b"), lambda_context
     )
     assert result["created"] is False
 

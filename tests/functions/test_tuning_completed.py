@@ -26,7 +26,7 @@ from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.settings import Settings, get_settings
-from pipeline.training import build_training_request, on_tuning_finished
+from pipeline.training_stage import TuningFinishedResult, build_training_request, on_tuning_finished
 
 
 @pytest.fixture
@@ -265,7 +265,7 @@ def as_started(pinned: dict[str, Any]) -> dict[str, Any]:
     return request
 
 
-def profiled_source_dir(aws, result: dict[str, Any]) -> dict[str, bytes]:
+def profiled_source_dir(aws, result: TuningFinishedResult) -> dict[str, bytes]:
     """The source dir the started job runs: uploaded, not the trials', with its wheels."""
     uri = result["source_dir"]
     assert PROFILED_SOURCE_DIR.fullmatch(uri) and uri != json.loads(
@@ -385,7 +385,7 @@ def test_duplicate_tuning_event_starts_nothing_twice(tuning_completed, aws, sage
     assert first == second
 
 
-def start(aws, settings=None) -> dict:
+def start(aws, settings=None) -> TuningFinishedResult:
     settings = settings or get_settings()
     return on_tuning_finished(
         TUNING, "Completed", settings, SageMakerJobs(), S3Store(), Notifier(settings.notification_topic_arn)
@@ -416,10 +416,10 @@ def test_bad_manifest_is_a_recorded_permanent_error(aws, sagemaker, manifest, re
 
 
 def test_oversized_manifest_is_refused_not_loaded(aws, sagemaker, monkeypatch) -> None:
-    from pipeline import training
+    from pipeline import training_stage
 
     put_manifest(aws)
-    monkeypatch.setattr(training, "MAX_MANIFEST_BYTES", 50)
+    monkeypatch.setattr(training_stage, "MAX_MANIFEST_BYTES", 50)
     sagemaker.add_response(
         "describe_hyper_parameter_tuning_job", tuning_description(), {"HyperParameterTuningJobName": TUNING}
     )
@@ -462,20 +462,6 @@ def test_unparseable_batch_size_is_a_recorded_permanent_error(aws, sagemaker) ->
         result["reason"]
         == "profiled training not started: hyperparameter batch_size='\"sixty-four\"' is not an integer"
     )
-
-
-def test_another_pipelines_tuning_job_is_ignored_before_any_aws_call(aws, sagemaker) -> None:
-    settings = get_settings()
-    result = on_tuning_finished(
-        "other-hpo-3f1c2a9b7d4e",
-        "Completed",
-        settings,
-        SageMakerJobs(),
-        S3Store(),
-        Notifier(settings.notification_topic_arn),
-    )
-    assert result["action"] == "ignored"
-    assert aws.notifications() == []
 
 
 @pytest.mark.parametrize("status", ["Failed", "Stopped"])

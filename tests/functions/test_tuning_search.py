@@ -13,7 +13,7 @@ from fn_support import TRAINING_DIR
 
 from pipeline.adapters.training_layer import metric_definitions
 from pipeline.settings import Settings
-from pipeline.tuning import TuningData, build_tuning_request
+from pipeline.tuning_stage import TuningData, build_tuning_request
 
 BASE = {
     "DATASET_BUCKET": "d",

@@ -1,4 +1,5 @@
-"""Events about jobs this pipeline did not start (issue 8, "Why" 8) are ignored before any AWS call.
+"""Events about jobs this pipeline did not start (another stack's, AWS's samples) are ignored before any
+AWS call: no Describe on a job we may not read, no idempotency record, no error.
 
 The events have the shape of AWS's documented samples ("Events that Amazon SageMaker AI sends to
 Amazon EventBridge"): the job names there are UUIDs, without our <prefix>-hpo- / <prefix>-train- /
@@ -113,6 +114,7 @@ def test_tuning_sample_event_is_ignored_without_an_aws_call(no_aws_calls, lambda
             "TrainingJobName",
             "dogclf-hpo-3f1c2a9b7d4e-001-ab12cd34",
         ),
+        ("training_completed", "training_completed.json", "TrainingJobName", "otherpipe-train-5b2e8f0c1a3d"),
         # Our features job is not the profiled job, and our profiled job is not a features job.
         ("training_completed", "training_completed.json", "TrainingJobName", "dogclf-feat-87b6daf086c2"),
         ("features_completed", "features_completed.json", "TrainingJobName", "dogclf-train-5b2e8f0c1a3d"),

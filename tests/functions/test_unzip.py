@@ -1,10 +1,9 @@
-"""The guarded streaming unzip against valid and hostile archives (no AWS: an in-memory writer)."""
+"""The guarded streaming unzip against valid and hostile archives (no AWS: an in-memory MemberSink)."""
 
 from __future__ import annotations
 
 import io
 import stat
-import threading
 import zipfile
 from pathlib import Path
 
@@ -15,26 +14,25 @@ from pipeline.adapters.training_layer import layout_module
 from pipeline.ingest.seekable import S3RangeReader
 from pipeline.ingest.unzip import ArchiveRejectedError, Limits, extract, open_archive
 
-PREFIX = "datasets/abc/"
 layout = layout_module(TRAINING_DIR)
 
 
-class MemoryWriter:
+class MemorySink:
+    """A MemberSink that keeps each member by the relative path it was given."""
+
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
-        self.lock = threading.Lock()
 
-    def put(self, key: str, data: bytes, content_type: str) -> None:
-        with self.lock:
-            assert key not in self.objects, f"{key} written twice"
-            self.objects[key] = data
+    def add(self, relative: str, data: bytes, info: zipfile.ZipInfo) -> None:
+        assert relative not in self.objects, f"{relative} written twice"
+        self.objects[relative] = data
 
 
 def run(archive_bytes: bytes, limits: Limits | None = None, block_size: int = 4096):
     reader = S3RangeReader(lambda start, end: archive_bytes[start : end + 1], len(archive_bytes), block_size)
-    writer = MemoryWriter()
+    writer = MemorySink()
     with open_archive(reader) as archive:
-        report, summary = extract(archive, writer, PREFIX, layout, limits or Limits(concurrency=4))
+        report, summary = extract(archive, writer, layout, limits or Limits())
     return report, summary, writer, reader
 
 
@@ -47,7 +45,7 @@ def test_sample_dataset_is_extracted_completely_under_the_prefix(tmp_path: Path)
             for info in archive.infolist()
             if layout.locate(info.filename)
         }
-    assert {key.removeprefix(PREFIX): value for key, value in writer.objects.items()} == images
+    assert writer.objects == images
     assert report.written == len(images)
     assert sum(report.skipped.values()) == 0
     assert summary.to_dict()["images"] == {"train": 12, "valid": 6, "test": 6}
@@ -56,7 +54,7 @@ def test_sample_dataset_is_extracted_completely_under_the_prefix(tmp_path: Path)
     assert reader.bytes_fetched <= 2 * len(data)
 
 
-def test_hostile_members_are_skipped_and_never_written_outside_the_prefix() -> None:
+def test_hostile_members_are_skipped_and_never_reach_the_sink_outside_the_layout() -> None:
     members = layout_members()
     good = tiny_jpeg(99)
     symlink = zipfile.ZipInfo("dogImages/train/001.Breed_1/link.jpg")
@@ -75,7 +73,7 @@ def test_hostile_members_are_skipped_and_never_written_outside_the_prefix() -> N
         (zipfile.ZipInfo("__MACOSX/dogImages/train/._x.jpg"), b"junk"),
     ]
     report, _, writer, _ = run(build_zip(members, extra))
-    assert all(key.startswith(PREFIX) and ".." not in key.split("/") for key in writer.objects)
+    assert all(key.split("/")[0] in layout.SPLITS and ".." not in key.split("/") for key in writer.objects)
     assert len(writer.objects) == len(members)
     assert report.skipped == {
         "unsafe path (parent traversal)": 2,
@@ -100,14 +98,14 @@ def test_duplicate_and_encrypted_members_are_skipped() -> None:
         archive.writestr("dogImages/valid/001.Breed_1/secret.jpg", tiny_jpeg(43))
     data = buffer.getvalue()
     reader = S3RangeReader(lambda start, end: data[start : end + 1], len(data))
-    writer = MemoryWriter()
+    writer = MemorySink()
     with open_archive(reader) as archive:
         # zipfile cannot write encrypted members: flag one as such, the way a real one is flagged.
         archive.getinfo("dogImages/valid/001.Breed_1/secret.jpg").flag_bits |= 0x1
-        report, _, _ = (*extract(archive, writer, PREFIX, layout, Limits()), None)
+        report, _ = extract(archive, writer, layout, Limits())
     assert report.skipped == {"duplicate name": 1, "encrypted": 1}
     # The first copy wins; the second never overwrites it.
-    assert writer.objects[PREFIX + first_name.split("/", 1)[1]] == members[first_name]
+    assert writer.objects[first_name.split("/", 1)[1]] == members[first_name]
 
 
 def test_corrupt_member_data_is_skipped_by_crc() -> None:
@@ -122,7 +120,7 @@ def test_corrupt_member_data_is_skipped_by_crc() -> None:
     report, _, writer, _ = run(bytes(data))
     assert sum(report.skipped.values()) == 1
     assert next(iter(report.skipped)).startswith("corrupt")
-    assert PREFIX + victim.split("/", 1)[1] not in writer.objects
+    assert victim.split("/", 1)[1] not in writer.objects
 
 
 def test_invalid_layout_rejects_the_archive_before_writing() -> None:

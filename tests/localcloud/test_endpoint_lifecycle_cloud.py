@@ -27,6 +27,7 @@ for path in (REPO / "functions", REPO / "training"):
         sys.path.insert(0, str(path))
 
 from pipeline import endpoint_lifecycle as lc  # noqa: E402
+from pipeline import lifecycle_state as lstate  # noqa: E402
 from pipeline.adapters.endpoint_state import EndpointStateStore  # noqa: E402
 from pipeline.adapters.notify import Notifier  # noqa: E402
 from pipeline.adapters.s3 import S3Store  # noqa: E402
@@ -136,7 +137,7 @@ def test_failed_create_is_reported_deleted_and_not_recreated_with_the_failed_mod
     assert [row["ModelName"] for row in sm.list_models(NameContains="dogclf-train-")["Models"]] == [JOB]
 
     created = time.time()
-    assert lifecycle(cloud).offer(lc.Model(JOB, f"{JOB}-cfg", created)) == "create requested"
+    assert lifecycle(cloud).offer(lstate.Model(JOB, f"{JOB}-cfg", created)) == "create requested"
     creating, failed = endpoint_events(cloud, 2)[:2]
     # AWS's documented shape: status in capitals, epoch-millisecond times, tags as a map.
     assert creating["detail"]["EndpointStatus"] == "CREATING"
@@ -176,6 +177,6 @@ def test_failed_create_is_reported_deleted_and_not_recreated_with_the_failed_mod
             }
         ],
     )
-    newer = lc.Model("dogclf-train-bbbbbbbbbbbb", "dogclf-train-bbbbbbbbbbbb-cfg", created + 60)
+    newer = lstate.Model("dogclf-train-bbbbbbbbbbbb", "dogclf-train-bbbbbbbbbbbb-cfg", created + 60)
     assert lifecycle(cloud).offer(newer) == "create requested"
     assert endpoint_events(cloud, 4)[3]["detail"]["EndpointStatus"] == "CREATING"

@@ -19,7 +19,7 @@ def cloud(tmp_path_factory):
     config = LocalCloudConfig(
         template=REPO_ROOT / "template.yaml",
         state_dir=tmp_path_factory.mktemp("redrive"),
-        start_sagemaker=False,  # the replay stops at ingest; start-tuning's outcome does not matter here
+        start_sagemaker=False,  # the replay stops at ingest; dataset-ready's outcome does not matter here
         retry_delays_s=(0.05,),
         parameter_overrides={"LogLevel": "WARNING"},
     )

@@ -159,7 +159,7 @@ def project():
 
 FUNCTIONS = [
     "Ingest",
-    "StartTuning",
+    "DatasetReady",
     "FeaturesCompleted",
     "TuningCompleted",
     "TrainingCompleted",
@@ -208,7 +208,7 @@ def test_the_project_s3_events_come_from_the_generated_bucket_notifications(proj
             (("prefix", "uploads/"), ("suffix", ".ZIP")),
         ),
         (
-            "local-starttuningfunction",
+            "local-datasetreadyfunction",
             datasets,
             ("s3:ObjectCreated:*",),
             (("prefix", "datasets/"), ("suffix", "/manifest.json")),

@@ -52,7 +52,7 @@ def cloud(tmp_path_factory):
     config = LocalCloudConfig(
         template=REPO_ROOT / "template.yaml",
         state_dir=tmp_path_factory.mktemp("urlcloud"),
-        start_sagemaker=False,  # the test stops at ingest; start-tuning's failures do not matter here
+        start_sagemaker=False,  # the test stops at ingest; dataset-ready's failures do not matter here
         retry_delays_s=(0.05,),
         parameter_overrides={"UrlImportAllowLoopbackHttp": "true", "LogLevel": "WARNING"},
     )

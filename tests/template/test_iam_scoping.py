@@ -103,7 +103,7 @@ def test_tuning_completed_may_create_only_the_profiled_job(template):
 def test_no_function_may_scan_or_batch_write_the_table_and_only_idempotent_ones_delete(template):
     idempotent = {
         "IngestFunction",
-        "StartTuningFunction",
+        "DatasetReadyFunction",
         "FeaturesCompletedFunction",
         "TuningCompletedFunction",
         "TrainingCompletedFunction",

@@ -10,8 +10,8 @@ from template_loader import REPO
 from dogclf import contract
 from pipeline import classify
 from pipeline.settings import Settings
-from pipeline.training import training_job_name
-from pipeline.tuning import tuning_job_name
+from pipeline.training_stage import training_job_name
+from pipeline.tuning_stage import tuning_job_name
 
 # Actions without resource-level permissions (the service authorization reference lists no resource type).
 ALLOWED_WILDCARD_RESOURCE_ACTIONS = {
@@ -100,7 +100,7 @@ def test_no_wildcard_permissions(template):
 def test_pass_role_only_for_the_sagemaker_role_to_sagemaker(template):
     passes = [(owner, s) for owner, s in statements(template) if "iam:PassRole" in as_list(s["Action"])]
     assert {owner for owner, _ in passes} == {
-        "StartTuningFunction",
+        "DatasetReadyFunction",
         "FeaturesCompletedFunction",
         "TuningCompletedFunction",
         "TrainingCompletedFunction",
@@ -169,7 +169,7 @@ def test_s3_triggers_match_the_code(template):
         {"prefix": "uploads/", "suffix": ".ZIP"},
     ]
     # The ingest writes datasets/<id>/manifest.json last; that object starts tuning.
-    assert s3_filters(fns["StartTuningFunction"]) == [{"prefix": "datasets/", "suffix": "/manifest.json"}]
+    assert s3_filters(fns["DatasetReadyFunction"]) == [{"prefix": "datasets/", "suffix": "/manifest.json"}]
     # Prefix only: S3 suffix rules are case-sensitive; the handler checks suffixes in any case.
     assert s3_filters(fns["ClassifyFunction"]) == [{"prefix": classify.INPUT_PREFIX}]
     assert classify.is_image_key("input/A.JPG") and not classify.is_image_key("input/a.txt")
@@ -237,7 +237,7 @@ ARTIFACTS = "arn:${AWS::Partition}:s3:::${AWS::StackName}-artifacts-${AWS::Accou
 
 
 def test_the_features_stage_has_exactly_the_permissions_it_uses(template):
-    start = allowed(template, "StartTuningFunction")
+    start = allowed(template, "DatasetReadyFunction")
     features_jobs = f"{ARN}:training-job/${{JobNamePrefix}}-feat-*"
     for action in ("sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob"):
         assert [sub(r) for r in start[action]] == [features_jobs], action
@@ -296,7 +296,7 @@ def test_reliability_wiring(template):
         assert len(alarms) == 1, name
     for name in (
         "IngestFunction",
-        "StartTuningFunction",
+        "DatasetReadyFunction",
         "FeaturesCompletedFunction",
         "TuningCompletedFunction",
         "TrainingCompletedFunction",

@@ -30,7 +30,8 @@ def client(service: str) -> Any:
             from botocore.config import Config
 
             # Standard retry mode with a few attempts: throttling on SageMaker control-plane calls is
-            # common. 64 connections: the ingest uploads run up to INGEST_CONCURRENCY (<= 64) at once.
+            # common. More connections than botocore's 10: threads share one client (ingest's part
+            # uploads and read-ahead), and a call must never wait for a free connection.
             read_timeout = float(os.environ.get(READ_TIMEOUT_ENV) or 60)
             config = Config(
                 retries={"max_attempts": 5, "mode": "standard"},

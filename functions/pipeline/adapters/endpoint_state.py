@@ -3,38 +3,21 @@
 Item ``{"id": "endpoint-lifecycle#<endpoint>", "version": N, "state": "<json>"}``, no ``expiration``
 (the table's TTL attribute), so it never expires. Every save is conditional on the version read, so
 two invocations that read the same state cannot both write their decision (the loser re-reads).
-The lifecycle talks to the ``LifecycleStateStore`` Protocol; ``EndpointStateStore`` (DynamoDB) is the
-one implementation.
+Store errors (throttling, 5xx: transient) propagate; a lost race is a value (``save`` returns False),
+never an error. The state's JSON form is pipeline.lifecycle_state's ``to_item``/``from_item``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from pipeline.adapters.aws import client, error_code
-
-if TYPE_CHECKING:
-    from pipeline.endpoint_lifecycle import LifecycleState
-
-
-class LifecycleStateStore(Protocol):
-    """One endpoint's lifecycle state with a version for compare-and-swap. Store errors (throttling,
-    5xx: transient) propagate; a lost race is a value (save returns False), never an error."""
-
-    def load(self) -> tuple[LifecycleState, int]:
-        """(state, version); (an empty LifecycleState, 0) when nothing was saved yet. Reads are
-        consistent: a save that returned True is seen."""
-        ...
-
-    def save(self, state: LifecycleState, version: int) -> bool:
-        """Write ``state`` if the stored version is still ``version``; False when someone else wrote
-        first (the caller re-reads and decides again)."""
-        ...
+from pipeline.lifecycle_state import LifecycleState
 
 
 class EndpointStateStore:
-    """The lifecycle state as one DynamoDB item, behind LifecycleStateStore."""
+    """The lifecycle state as one DynamoDB item."""
 
     def __init__(self, table: str, endpoint_name: str, dynamodb_client: Any | None = None) -> None:
         self.table = table
@@ -42,8 +25,8 @@ class EndpointStateStore:
         self.client = dynamodb_client or client("dynamodb")
 
     def load(self) -> tuple[LifecycleState, int]:
-        from pipeline.endpoint_lifecycle import LifecycleState
-
+        """(state, version); (an empty LifecycleState, 0) when nothing was saved yet. Consistent
+        read: a save that returned True is seen."""
         item = self.client.get_item(TableName=self.table, Key=self.key, ConsistentRead=True).get("Item")
         if not item:
             return LifecycleState(), 0

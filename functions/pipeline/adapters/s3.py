@@ -1,14 +1,10 @@
-"""S3 access the pipeline needs: JSON documents, existence checks, uploads and ranged reads.
-
-The pipeline's logic talks to ``ObjectStore`` (``ObjectStoreWithClient`` where ingest also streams
-multipart uploads through the raw client); ``S3Store`` is the one implementation.
-"""
+"""S3 access the pipeline needs: JSON documents, existence checks, uploads and ranged reads."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlparse
 
 from botocore.exceptions import ClientError
@@ -33,60 +29,17 @@ class S3Location:
         return cls(parsed.netloc, parsed.path.lstrip("/"))
 
 
-class ObjectStore(Protocol):
-    """Objects by bucket and key. Missing objects are an outcome only where a method says so; every
-    other client error (throttling, 5xx, timeouts: transient in pipeline.errors) propagates unchanged."""
-
-    def exists(self, bucket: str, key: str) -> bool:
-        """False when the object is missing (404); any other error propagates."""
-        ...
-
-    def size_and_etag(self, bucket: str, key: str, version_id: str | None = None) -> tuple[int, str]:
-        """(ContentLength, ETag without quotes) of the object (version); a missing one raises."""
-        ...
-
-    def get_bytes(self, bucket: str, key: str, max_bytes: int | None = None) -> bytes:
-        """Whole object; ObjectTooLargeError (a ValueError: permanent) when over max_bytes."""
-        ...
-
-    def open_stream(self, bucket: str, key: str) -> tuple[int, Any] | None:
-        """(ContentLength, body to read in chunks and close), or None when the object is missing;
-        read errors raise from body.read() and are transient."""
-        ...
-
-    def get_range(
-        self, bucket: str, key: str, start: int, end_inclusive: int, version_id: str | None
-    ) -> bytes:
-        """Bytes start..end_inclusive of the object (version); may be short, the caller checks."""
-        ...
-
-    def get_json(self, bucket: str, key: str) -> Any:
-        """The object parsed as JSON; a missing object raises, bad JSON raises ValueError."""
-        ...
-
-    def put_bytes(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
-        """Write (overwrite) the object."""
-        ...
-
-    def put_json(self, bucket: str, key: str, document: Any) -> None:
-        """Write the document as indented, key-sorted JSON."""
-        ...
-
-
-class ObjectStoreWithClient(ObjectStore, Protocol):
-    """An ObjectStore that also lends its boto3 S3 client: ingest's shard sink drives multipart
-    uploads (create/upload_part/complete/abort) through it, which the store does not wrap."""
-
-    client: Any
-
-
 class S3Store:
-    """Thin wrapper over the S3 client (one instance per process is enough); the ObjectStore."""
+    """Objects by bucket and key over one S3 client (one per process is enough). Missing objects are
+    an outcome only where a method says so; every other client error (throttling, 5xx, timeouts:
+    transient in pipeline.errors) propagates unchanged. ``client`` is lent to ingest's shard sink,
+    which drives multipart uploads (create/upload_part/complete/abort) through it."""
 
     def __init__(self, s3_client: Any | None = None) -> None:
         self.client = s3_client or client("s3")
 
     def exists(self, bucket: str, key: str) -> bool:
+        """False when the object is missing (404); any other error propagates."""
         try:
             self.client.head_object(Bucket=bucket, Key=key)
         except ClientError as error:
@@ -96,6 +49,7 @@ class S3Store:
         return True
 
     def size_and_etag(self, bucket: str, key: str, version_id: str | None = None) -> tuple[int, str]:
+        """(ContentLength, ETag without quotes) of the object (version); a missing one raises."""
         extra = {"VersionId": version_id} if version_id else {}
         head = self.client.head_object(Bucket=bucket, Key=key, **extra)
         return int(head["ContentLength"]), str(head["ETag"]).strip('"')
@@ -123,6 +77,7 @@ class S3Store:
     def get_range(
         self, bucket: str, key: str, start: int, end_inclusive: int, version_id: str | None
     ) -> bytes:
+        """Bytes start..end_inclusive of the object (version); may be short, the caller checks."""
         extra = {"VersionId": version_id} if version_id else {}
         response = self.client.get_object(
             Bucket=bucket, Key=key, Range=f"bytes={start}-{end_inclusive}", **extra
@@ -130,12 +85,15 @@ class S3Store:
         return response["Body"].read()
 
     def get_json(self, bucket: str, key: str) -> Any:
+        """The object parsed as JSON; a missing object raises, bad JSON raises ValueError."""
         return json.loads(self.get_bytes(bucket, key))
 
     def put_bytes(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        """Write (overwrite) the object."""
         self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
     def put_json(self, bucket: str, key: str, document: Any) -> None:
+        """Write the document as indented, key-sorted JSON."""
         body = json.dumps(document, indent=2, sort_keys=True, default=str).encode()
         self.put_bytes(bucket, key, body, "application/json")
 

@@ -1,13 +1,12 @@
 """SageMaker control-plane calls, with "already exists" turned into a normal outcome.
 
 Job, model and config names are deterministic, so a second attempt to create the same thing is a
-duplicate delivery: it returns created=False instead of failing. The pipeline's logic talks to the
-``JobService`` Protocol; ``SageMakerJobs`` is the one implementation.
+duplicate delivery: it returns created=False instead of failing.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -35,75 +34,11 @@ def _in_progress(error: ClientError) -> bool:
     return error_code(error) == "ValidationException" and any(busy)
 
 
-class JobService(Protocol):
+class SageMakerJobs:
     """The SageMaker control plane the pipeline drives: tuning and training jobs, models, endpoint
     configs and the endpoint. Requests and descriptions are the API's own dicts. "Already exists",
     "not found" and "change in progress" come back as values where a method says so (duplicate
     deliveries and races); every other client error (throttling, 5xx: transient) propagates."""
-
-    def create_tuning_job(self, request: dict[str, Any]) -> bool:
-        """CreateHyperParameterTuningJob; False when it already exists."""
-        ...
-
-    def describe_tuning_job(self, name: str) -> dict[str, Any]:
-        """DescribeHyperParameterTuningJob; a missing job raises."""
-        ...
-
-    def create_training_job(self, request: dict[str, Any]) -> bool:
-        """CreateTrainingJob; False when it already exists."""
-        ...
-
-    def describe_training_job(self, name: str) -> dict[str, Any]:
-        """DescribeTrainingJob; a missing job raises."""
-        ...
-
-    def create_model(self, request: dict[str, Any]) -> bool:
-        """CreateModel; False when it already exists."""
-        ...
-
-    def create_endpoint_config(self, request: dict[str, Any]) -> bool:
-        """CreateEndpointConfig; False when it already exists."""
-        ...
-
-    def describe_endpoint(self, name: str) -> dict[str, Any] | None:
-        """DescribeEndpoint; None when there is no endpoint."""
-        ...
-
-    def create_endpoint(self, name: str, config_name: str) -> bool:
-        """CreateEndpoint; False when it already exists."""
-        ...
-
-    def update_endpoint(self, request: dict[str, Any]) -> None:
-        """UpdateEndpoint; every refusal raises."""
-        ...
-
-    def update_endpoint_if_idle(self, request: dict[str, Any]) -> bool:
-        """UpdateEndpoint; False when refused because a change is already in progress."""
-        ...
-
-    def delete_endpoint(self, name: str) -> bool:
-        """DeleteEndpoint; False when already gone or already being deleted."""
-        ...
-
-    def list_endpoint_configs(self, name_contains: str) -> list[tuple[str, float]]:
-        """(name, CreationTime as epoch seconds) of every matching endpoint config, all pages."""
-        ...
-
-    def list_models(self, name_contains: str) -> list[tuple[str, float]]:
-        """(name, CreationTime as epoch seconds) of every matching model, all pages."""
-        ...
-
-    def delete_endpoint_config(self, name: str) -> None:
-        """DeleteEndpointConfig; already gone is not an error."""
-        ...
-
-    def delete_model(self, name: str) -> None:
-        """DeleteModel; already gone is not an error."""
-        ...
-
-
-class SageMakerJobs:
-    """boto3's SageMaker client behind JobService."""
 
     def __init__(self, sagemaker_client: Any | None = None) -> None:
         self.client = sagemaker_client or client("sagemaker")
@@ -118,24 +53,31 @@ class SageMakerJobs:
         return True
 
     def create_tuning_job(self, request: dict[str, Any]) -> bool:
+        """CreateHyperParameterTuningJob; False when it already exists."""
         return self._create("create_hyper_parameter_tuning_job", request)
 
     def describe_tuning_job(self, name: str) -> dict[str, Any]:
+        """DescribeHyperParameterTuningJob; a missing job raises."""
         return self.client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
 
     def create_training_job(self, request: dict[str, Any]) -> bool:
+        """CreateTrainingJob; False when it already exists."""
         return self._create("create_training_job", request)
 
     def describe_training_job(self, name: str) -> dict[str, Any]:
+        """DescribeTrainingJob; a missing job raises."""
         return self.client.describe_training_job(TrainingJobName=name)
 
     def create_model(self, request: dict[str, Any]) -> bool:
+        """CreateModel; False when it already exists."""
         return self._create("create_model", request)
 
     def create_endpoint_config(self, request: dict[str, Any]) -> bool:
+        """CreateEndpointConfig; False when it already exists."""
         return self._create("create_endpoint_config", request)
 
     def describe_endpoint(self, name: str) -> dict[str, Any] | None:
+        """DescribeEndpoint; None when there is no endpoint."""
         try:
             return self.client.describe_endpoint(EndpointName=name)
         except ClientError as error:
@@ -144,10 +86,8 @@ class SageMakerJobs:
             raise
 
     def create_endpoint(self, name: str, config_name: str) -> bool:
+        """CreateEndpoint; False when it already exists."""
         return self._create("create_endpoint", {"EndpointName": name, "EndpointConfigName": config_name})
-
-    def update_endpoint(self, request: dict[str, Any]) -> None:
-        self.client.update_endpoint(**request)
 
     def update_endpoint_if_idle(self, request: dict[str, Any]) -> bool:
         """UpdateEndpoint; False when SageMaker refuses it because a change is already in progress."""
@@ -179,6 +119,7 @@ class SageMakerJobs:
         ]
 
     def list_models(self, name_contains: str) -> list[tuple[str, float]]:
+        """(name, CreationTime as epoch seconds) of every matching model, all pages."""
         pages = self.client.get_paginator("list_models").paginate(NameContains=name_contains)
         return [
             (row["ModelName"], row["CreationTime"].timestamp())
@@ -187,6 +128,7 @@ class SageMakerJobs:
         ]
 
     def delete_endpoint_config(self, name: str) -> None:
+        """DeleteEndpointConfig; already gone is not an error."""
         try:
             self.client.delete_endpoint_config(EndpointConfigName=name)
         except ClientError as error:
@@ -194,6 +136,7 @@ class SageMakerJobs:
                 raise
 
     def delete_model(self, name: str) -> None:
+        """DeleteModel; already gone is not an error."""
         try:
             self.client.delete_model(ModelName=name)
         except ClientError as error:

@@ -14,9 +14,9 @@ from pipeline.adapters.s3 import S3Store
 from pipeline.classify import Classifier, ClassifyError, is_image_key
 from pipeline.events import s3_objects
 from pipeline.powertools import logger, metrics, tracer
-from pipeline.settings import Settings
+from pipeline.settings import ClassifySettings
 
-settings = Settings.from_env()
+settings = ClassifySettings.from_env()
 store = S3Store()
 endpoint = SageMakerEndpoint(settings.endpoint_name)
 

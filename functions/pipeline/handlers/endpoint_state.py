@@ -22,9 +22,9 @@ from pipeline.endpoint_lifecycle import EndpointLifecycle, on_endpoint_state
 from pipeline.endpoint_schedule import SCHEDULED_EVENT, on_schedule
 from pipeline.events import EndpointStateChange
 from pipeline.powertools import logger, metrics, tracer
-from pipeline.settings import Settings
+from pipeline.settings import EndpointStateFunctionSettings
 
-settings = Settings.from_env()
+settings = EndpointStateFunctionSettings.from_env()
 jobs = SageMakerJobs()
 state_store = EndpointStateStore(settings.idempotency_table, settings.endpoint_name)
 store = S3Store()

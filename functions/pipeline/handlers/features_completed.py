@@ -1,8 +1,6 @@
-"""EventBridge features job state change -> start the tuning job on its features (pipeline.features)."""
+"""EventBridge features job state change -> start the tuning job on its features (pipeline.features_stage)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
@@ -13,12 +11,12 @@ from dogclf import contract
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
-from pipeline.events import TrainingJobStateChange
-from pipeline.features import on_features_finished
+from pipeline.events import Ignored, TrainingJobStateChange
+from pipeline.features_stage import FeaturesFinishedResult, on_features_finished
 from pipeline.powertools import idempotency_config, idempotency_store, logger, metrics, tracer
-from pipeline.settings import Settings
+from pipeline.settings import FeaturesStageFunctionSettings
 
-settings = Settings.from_env()
+settings = FeaturesStageFunctionSettings.from_env()
 jobs = SageMakerJobs()
 store = S3Store()  # the training code upload (sourcedir.tar.gz) of the tuning job
 notifier = Notifier(settings.notification_topic_arn)
@@ -28,7 +26,7 @@ config = idempotency_config()
 @idempotent_function(
     data_keyword_argument="job", persistence_store=idempotency_store(settings), config=config
 )
-def handle_once(job: dict[str, str]) -> dict[str, Any]:
+def handle_once(job: dict[str, str]) -> FeaturesFinishedResult:
     result = on_features_finished(job["name"], job["status"], settings, store, jobs, notifier)
     if result.get("created"):
         metrics.add_metric(name="TuningJobsStarted", unit=MetricUnit.Count, value=1)
@@ -39,7 +37,7 @@ def handle_once(job: dict[str, str]) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 @event_parser(model=TrainingJobStateChange, envelope=envelopes.EventBridgeEnvelope)
-def handler(event: TrainingJobStateChange, context: LambdaContext) -> dict[str, Any]:
+def handler(event: TrainingJobStateChange, context: LambdaContext) -> FeaturesFinishedResult | Ignored:
     name = event.TrainingJobName
     if not contract.is_pipeline_features_job(name, settings.job_name_prefix):
         # Another pipeline's job, a trial or the profiled job: not ours, so no Describe, no record.

@@ -18,10 +18,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pipeline.adapters.aws import client
 from pipeline.adapters.notify import Notifier
 from pipeline.powertools import logger, metrics, tracer
-from pipeline.settings import Settings
+from pipeline.settings import UrlImportSettings
 from pipeline.url_import import run_import
 
-settings = Settings.from_env()
+settings = UrlImportSettings.from_env()
 s3_client = client("s3")
 notifier = Notifier(settings.notification_topic_arn)
 

@@ -14,9 +14,9 @@ from pipeline.adapters.s3 import S3Store
 from pipeline.events import s3_objects
 from pipeline.ingest.service import Upload, ingest_upload
 from pipeline.powertools import idempotency_config, idempotency_store, logger, metrics, tracer
-from pipeline.settings import Settings
+from pipeline.settings import IngestFunctionSettings
 
-settings = Settings.from_env()
+settings = IngestFunctionSettings.from_env()
 store = S3Store()
 notifier = Notifier(settings.notification_topic_arn)
 config = idempotency_config()

@@ -21,18 +21,16 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pipeline.adapters.notify import Publisher
-from pipeline.adapters.s3 import ObjectStore, ObjectStoreWithClient
+from pipeline.adapters.notify import Notifier
+from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.training_layer import contract_module, layout_module
 from pipeline.ingest.seekable import S3RangeReader
 from pipeline.ingest.shards import Shard, ShardLimits, TarShardSink
 from pipeline.ingest.unzip import ArchiveRejectedError, Limits, extract, open_archive
 from pipeline.powertools import logger
-
-if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
-    from pipeline.settings import Settings
+from pipeline.settings import IngestSettings
 
 DATASETS_PREFIX = "datasets/"
 DATA_FORMAT = "tar-shards"  # manifest["format"]: what the channels hold (dogclf.data reads both shapes)
@@ -52,7 +50,7 @@ class Upload:
 def dataset_id(upload: Upload) -> str:
     """Deterministic id of an upload: readable stem + hash of bucket, key and ETag (version). Each
     upload is its own dataset (and pipeline run); the features it shares with an earlier upload of
-    the same images are found by the manifest's ``content_id`` instead (pipeline.features)."""
+    the same images are found by the manifest's ``content_id`` instead (pipeline.features_stage)."""
     stem = re.sub(r"[^a-z0-9]+", "-", PurePosixPath(upload.key).stem.lower()).strip("-")[:40] or "dataset"
     digest = hashlib.sha256(
         f"{upload.bucket}/{upload.key}/{upload.etag}/{upload.version_id or ''}".encode()
@@ -60,7 +58,7 @@ def dataset_id(upload: Upload) -> str:
     return f"{stem}-{digest}"
 
 
-def finished_report(store: ObjectStore, bucket: str, prefix: str) -> dict[str, Any] | None:
+def finished_report(store: S3Store, bucket: str, prefix: str) -> dict[str, Any] | None:
     """The report of a finished ingest of this dataset, or None when it has to be (re)done.
 
     Finished means its last document exists: the manifest (accepted) or a rejected report.
@@ -77,9 +75,9 @@ def finished_report(store: ObjectStore, bucket: str, prefix: str) -> dict[str, A
 
 def ingest_upload(
     upload: Upload,
-    settings: Settings,
-    store: ObjectStoreWithClient,
-    notifier: Publisher,
+    settings: IngestSettings,
+    store: S3Store,
+    notifier: Notifier,
     shard_limits: ShardLimits | None = None,
 ) -> dict[str, Any]:
     """Extract and validate one upload; returns the report (status accepted or rejected)."""
@@ -109,14 +107,13 @@ def ingest_upload(
         max_total_bytes=settings.ingest_max_total_bytes,
         max_member_bytes=settings.ingest_max_member_bytes,
         max_ratio=settings.ingest_max_ratio,
-        concurrency=settings.ingest_concurrency,
         max_image_pixels=contract_module(settings.training_code_dir).MAX_IMAGE_PIXELS,
     )
     layout = layout_module(settings.training_code_dir)
     sink = TarShardSink(store.client, bucket, prefix, tuple(layout.SPLITS), shard_limits or ShardLimits())
     try:
         with open_archive(reader, limits) as archive:
-            extraction, summary = extract(archive, sink, prefix, layout, limits)
+            extraction, summary = extract(archive, sink, layout, limits)
         shards = sink.close()
     except ArchiveRejectedError as error:
         sink.abort()
@@ -146,7 +143,7 @@ def ingest_upload(
     report["seconds"] = round(time.perf_counter() - started, 3)
     manifest = {
         "dataset_id": identifier,
-        # What the features cache is keyed on (pipeline.features): the images, not the upload.
+        # What the features cache is keyed on (pipeline.features_stage): the images, not the upload.
         "content_id": sink.content_id(),
         "source": report["source"],
         "bucket": bucket,

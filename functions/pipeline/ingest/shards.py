@@ -28,6 +28,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.powertools import logger
+
 MAX_SHARD_BYTES = 256 * 1024**2  # a shard's tar size, end-of-archive blocks included
 PART_BYTES = 8 * 1024**2  # each part but a shard's last is at least this
 PARTS_IN_FLIGHT = 4  # part uploads running or queued, across all splits
@@ -278,6 +280,4 @@ def _abort(s3: Any, bucket: str, key: str, upload_id: str) -> None:
     try:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
     except Exception as error:  # already failing; the lifecycle rule removes the parts after a day
-        from pipeline.powertools import logger
-
         logger.warning("could not abort the multipart upload", extra={"key": key, "error": str(error)})

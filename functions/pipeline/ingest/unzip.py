@@ -1,10 +1,9 @@
-"""Guarded, streaming extraction of a dataset zip into object storage.
+"""Guarded, streaming extraction of a dataset zip into a MemberSink.
 
 Members are read front to back in archive order through one seekable reader (see seekable.py) and
-handed to a MemberSink (the tar shards the pipeline writes, shards.py) or uploaded one object per
-image by a bounded thread pool; the bytes in flight are capped by a budget, so memory stays flat
-whatever the archive size. Nothing is written outside ``prefix``: object keys are rebuilt from the
-layout parts (split/class/file), never from the raw member name.
+handed, one at a time on this thread, to a MemberSink (the tar shards the pipeline writes,
+shards.py), so memory holds one member whatever the archive size. The sink gets paths rebuilt from
+the layout parts (split/class/file), never the raw member name.
 
 What happens to bad input:
 - the archive itself (not a zip, too many members, too large in total, layout invalid) -> rejected
@@ -20,18 +19,16 @@ import io
 import re
 import stat
 import struct
-import threading
 import time
 import zipfile
 import zlib
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol, cast, runtime_checkable
+from typing import IO, Any, Protocol, cast
 
 from pipeline.errors import reraise_if_transient
-from pipeline.ingest.image_headers import image_problem, sniff_content_type
+from pipeline.ingest.image_headers import image_problem
 
 MAX_EXAMPLES = 50
 
@@ -40,16 +37,11 @@ class ArchiveRejectedError(ValueError):
     """The archive as a whole is unusable; nothing was extracted."""
 
 
-class ObjectWriter(Protocol):
-    """One object per image (``put`` runs on the upload pool's threads)."""
-
-    def put(self, key: str, data: bytes, content_type: str) -> None: ...
-
-
-@runtime_checkable
 class MemberSink(Protocol):
     """Takes each valid member (``<split>/<class_dir>/<image>``) in archive order, on the extracting
-    thread, so what it writes is deterministic (tar shards, pipeline.ingest.shards)."""
+    thread, so what it writes is deterministic. ``TarShardSink`` (pipeline.ingest.shards) is the
+    pipeline's; the unzip tests collect members in memory and bench_shards uploads one object each.
+    Its errors (S3, transient) propagate out of ``extract``."""
 
     def add(self, relative: str, data: bytes, info: zipfile.ZipInfo) -> None: ...
 
@@ -60,9 +52,6 @@ class Limits:
     max_total_bytes: int = 20 * 1024**3
     max_member_bytes: int = 50 * 1024**2
     max_ratio: float = 100.0
-    concurrency: int = 16
-    # Uncompressed bytes read but not yet uploaded, across all threads.
-    in_flight_bytes: int = 64 * 1024**2
     # Width x height from the image header; None: no limit. Ingest passes dogclf.contract's
     # MAX_IMAGE_PIXELS, the value training and serving use, so an image they refuse never gets in.
     max_image_pixels: int | None = None
@@ -101,27 +90,6 @@ class ExtractionReport:
             "skipped_examples": self.skipped_examples,
             "seconds": round(self.seconds, 3),
         }
-
-
-class _ByteBudget:
-    """Blocks the reader while too many uncompressed bytes wait for upload."""
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._used = 0
-        self._condition = threading.Condition()
-
-    def acquire(self, amount: int) -> None:
-        amount = min(amount, self._capacity)  # one oversized member may still pass alone
-        with self._condition:
-            self._condition.wait_for(lambda: self._used + amount <= self._capacity)
-            self._used += amount
-
-    def release(self, amount: int) -> None:
-        amount = min(amount, self._capacity)
-        with self._condition:
-            self._used -= amount
-            self._condition.notify_all()
 
 
 # A regex, not a per-character loop: this runs for every member of archives with 100k members.
@@ -228,16 +196,14 @@ def open_archive(fileobj: IO[bytes] | io.RawIOBase, limits: Limits | None = None
 
 def extract(
     archive: zipfile.ZipFile,
-    writer: ObjectWriter | MemberSink,
-    prefix: str,
+    sink: MemberSink,
     layout: Any,
     limits: Limits,
     on_progress: Callable[[int], None] | None = None,
 ) -> tuple[ExtractionReport, Any]:
-    """Extract the images of ``archive`` under ``prefix``; returns the report and layout summary.
+    """Hand the valid images of ``archive`` to ``sink``; returns the report and layout summary.
 
-    ``layout`` is the dogclf.layout module (locate, summarize, DatasetLayoutError). A MemberSink
-    ``writer`` receives the members (``prefix`` unused); an ObjectWriter gets one object per image.
+    ``layout`` is the dogclf.layout module (locate, summarize, DatasetLayoutError).
     """
     started = time.perf_counter()
     report = ExtractionReport()
@@ -281,7 +247,7 @@ def extract(
         planned.append((info, relative))
 
     planned.sort(key=lambda item: item[0].header_offset)  # one forward pass over the archive
-    _extract_planned(archive, planned, writer, prefix, limits, report, on_progress)
+    _extract_planned(archive, planned, sink, limits, report, on_progress)
 
     try:
         summary = layout.summarize(report.written_paths)
@@ -295,56 +261,29 @@ def extract(
 def _extract_planned(
     archive: zipfile.ZipFile,
     planned: Iterable[tuple[zipfile.ZipInfo, str]],
-    writer: ObjectWriter | MemberSink,
-    prefix: str,
+    sink: MemberSink,
     limits: Limits,
     report: ExtractionReport,
     on_progress: Callable[[int], None] | None,
 ) -> None:
-    budget = _ByteBudget(max(limits.in_flight_bytes, limits.max_member_bytes))
-    lock = threading.Lock()
-    # Uploads in submission order; the oldest is collected first (errors surface in order) and at
-    # most 4 x concurrency wait, on top of the byte budget. O(1) per member, whatever the archive.
-    pending: deque[Future[None]] = deque()
-
-    def upload(target: ObjectWriter, relative: str, data: bytes, content_type: str) -> None:
+    for index, (info, relative) in enumerate(planned):
         try:
-            target.put(prefix + relative, data, content_type)
-            with lock:
-                report.written += 1
-                report.bytes_written += len(data)
-                report.written_paths.append(relative)
-        finally:
-            budget.release(len(data))
-
-    with ThreadPoolExecutor(max_workers=limits.concurrency, thread_name_prefix="ingest-upload") as pool:
-        for index, (info, relative) in enumerate(planned):
-            try:
-                with archive.open(info) as member_file:
-                    data = member_file.read(limits.max_member_bytes + 1)
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as error:
-                reraise_if_transient(error)  # a read timeout does not make the member corrupt
-                report.skip(info.filename, f"corrupt ({type(error).__name__}: {error})"[:200])
-                continue
-            if len(data) > limits.max_member_bytes:
-                report.skip(info.filename, "too large")
-                continue
-            problem = image_problem(data, max_pixels=limits.max_image_pixels)
-            if problem:
-                report.skip(info.filename, f"not an image: {problem}")
-                continue
-            if isinstance(writer, MemberSink):
-                writer.add(relative, data, info)  # errors (S3, transient) propagate
-                report.written += 1
-                report.bytes_written += len(data)
-                report.written_paths.append(relative)
-            else:
-                budget.acquire(len(data))
-                content_type = sniff_content_type(data) or "application/octet-stream"
-                pending.append(pool.submit(upload, writer, relative, data, content_type))
-            while pending and (len(pending) > 4 * limits.concurrency or pending[0].done()):
-                pending.popleft().result()  # re-raises the upload's error
-            if on_progress and index % 500 == 0:
-                on_progress(index)
-        while pending:
-            pending.popleft().result()
+            with archive.open(info) as member_file:
+                data = member_file.read(limits.max_member_bytes + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as error:
+            reraise_if_transient(error)  # a read timeout does not make the member corrupt
+            report.skip(info.filename, f"corrupt ({type(error).__name__}: {error})"[:200])
+            continue
+        if len(data) > limits.max_member_bytes:
+            report.skip(info.filename, "too large")
+            continue
+        problem = image_problem(data, max_pixels=limits.max_image_pixels)
+        if problem:
+            report.skip(info.filename, f"not an image: {problem}")
+            continue
+        sink.add(relative, data, info)  # errors (S3, transient) propagate
+        report.written += 1
+        report.bytes_written += len(data)
+        report.written_paths.append(relative)
+        if on_progress and index % 500 == 0:
+            on_progress(index)

@@ -102,7 +102,7 @@ def put_manifest(aws) -> None:
 
 
 def manifest_event(etag: str = "etag-1") -> dict[str, Any]:
-    return s3_event("start_tuning.json", DATASETS, MANIFEST_KEY, etag=etag)
+    return s3_event("dataset_ready.json", DATASETS, MANIFEST_KEY, etag=etag)
 
 
 def features_event(status: str = "Completed", name: str = FEATURES_JOB) -> dict[str, Any]:
@@ -135,11 +135,11 @@ def features_description(status: str = "InProgress") -> dict[str, Any]:
 
 
 @pytest.fixture
-def start_tuning(aws):
+def dataset_ready(aws):
     """The manifest handler, imported once the test environment is set (it reads settings on import)."""
-    from pipeline.handlers import start_tuning
+    from pipeline.handlers import dataset_ready
 
-    return start_tuning
+    return dataset_ready
 
 
 @pytest.fixture
@@ -163,21 +163,21 @@ def test_pinned_features_request_is_valid_create_training_job_input() -> None:
 
 
 def test_the_features_request_is_the_pinned_one() -> None:
-    from pipeline.features import build_features_request
+    from pipeline.features_stage import build_features_request
 
     settings = get_settings()
     assert contract.features_key(DATASET, "none", 224, "2.6.0") == KEY
     assert build_features_request(MANIFEST, settings, SUBMIT_DIRECTORY, KEY) == PINNED_FEATURES_REQUEST
 
 
-def test_manifest_starts_the_pinned_features_job_and_no_tuning(start_tuning, aws, sagemaker, lambda_context):
+def test_manifest_starts_the_pinned_features_job_and_no_tuning(dataset_ready, aws, sagemaker, lambda_context):
     put_manifest(aws)
     expected = copy.deepcopy(PINNED_FEATURES_REQUEST)
     expected["HyperParameters"]["sagemaker_submit_directory"] = ANY  # the code's content hash
     sagemaker.add_response(
         "create_training_job", {"TrainingJobArn": f"{ARN_PREFIX}:training-job/{FEATURES_JOB}"}, expected
     )
-    [result] = start_tuning.handler(manifest_event(), lambda_context)  # nothing else queued: no tuning
+    [result] = dataset_ready.handler(manifest_event(), lambda_context)  # nothing else queued: no tuning
     assert result["action"] == "features-started"
     assert result["features_job_name"] == FEATURES_JOB and result["features_key"] == KEY
     [note] = aws.notifications()
@@ -186,11 +186,11 @@ def test_manifest_starts_the_pinned_features_job_and_no_tuning(start_tuning, aws
     assert aws.keys(ARTIFACTS, "code/") and note["message"]["source_dir"].endswith("/sourcedir.tar.gz")
 
 
-def test_duplicate_manifest_delivery_starts_one_features_job(start_tuning, aws, sagemaker, lambda_context):
+def test_duplicate_manifest_delivery_starts_one_features_job(dataset_ready, aws, sagemaker, lambda_context):
     put_manifest(aws)
     sagemaker.add_response("create_training_job", {"TrainingJobArn": f"{ARN_PREFIX}:training-job/x"}, None)
-    first = start_tuning.handler(manifest_event(), lambda_context)
-    second = start_tuning.handler(manifest_event(), lambda_context)  # the same record: Stubber has no 2nd
+    first = dataset_ready.handler(manifest_event(), lambda_context)
+    second = dataset_ready.handler(manifest_event(), lambda_context)  # the same record: Stubber has no 2nd
     assert first == second
     # A new delivery (another ETag, so another idempotency key): SageMaker refuses the name.
     sagemaker.add_client_error(
@@ -202,14 +202,14 @@ def test_duplicate_manifest_delivery_starts_one_features_job(start_tuning, aws, 
     sagemaker.add_response(
         "describe_training_job", features_description("InProgress"), {"TrainingJobName": FEATURES_JOB}
     )
-    [third] = start_tuning.handler(manifest_event(etag="etag-2"), lambda_context)
+    [third] = dataset_ready.handler(manifest_event(etag="etag-2"), lambda_context)
     assert third["action"] == "features-already-started" and third["status"] == "InProgress"
     assert [n["subject"] for n in aws.notifications()] == [f"Features started: {FEATURES_JOB}"]
 
 
 @pytest.mark.parametrize("status", ["Failed", "Stopped"])
 def test_an_earlier_failed_features_job_is_recorded_and_notified(
-    start_tuning, aws, sagemaker, lambda_context, status
+    dataset_ready, aws, sagemaker, lambda_context, status
 ):
     put_manifest(aws)
     sagemaker.add_client_error(
@@ -220,21 +220,21 @@ def test_an_earlier_failed_features_job_is_recorded_and_notified(
     sagemaker.add_response(
         "describe_training_job", features_description(status), {"TrainingJobName": FEATURES_JOB}
     )
-    [result] = start_tuning.handler(manifest_event(), lambda_context)
+    [result] = dataset_ready.handler(manifest_event(), lambda_context)
     assert result["action"] == "none" and result["status"] == status
     [note] = aws.notifications()
     assert note["subject"] == f"Features {status}: {FEATURES_JOB}"
     assert note["message"]["reason"] == result["reason"]
     # The same delivery again is answered from the record: no crash loop, no second notification.
-    assert start_tuning.handler(manifest_event(), lambda_context) == [result]
+    assert dataset_ready.handler(manifest_event(), lambda_context) == [result]
     assert aws.notifications() == []
 
 
-def test_existing_features_are_reused_without_a_features_job(start_tuning, aws, lambda_context):
+def test_existing_features_are_reused_without_a_features_job(dataset_ready, aws, lambda_context):
     """moto SageMaker: the tuning job starts at once, on the one features object; no training job."""
     put_manifest(aws)
     aws.s3.put_object(Bucket=ARTIFACTS, Key=MODEL_KEY, Body=b"features of an earlier run")
-    [result] = start_tuning.handler(manifest_event(), lambda_context)
+    [result] = dataset_ready.handler(manifest_event(), lambda_context)
     assert result["action"] == "tuning-from-cached-features" and result["tuning_job_name"] == TUNING_JOB
     sm = boto3.client("sagemaker", region_name=REGION)
     assert sm.list_training_jobs()["TrainingJobSummaries"] == []
@@ -262,11 +262,11 @@ def test_existing_features_are_reused_without_a_features_job(start_tuning, aws, 
 
 def test_augment_trials_tune_on_the_images_at_once(aws, lambda_context, monkeypatch) -> None:
     monkeypatch.setenv("AUGMENT_TRIALS", "true")
-    from pipeline.handlers import start_tuning
+    from pipeline.handlers import dataset_ready
 
     put_manifest(aws)
     aws.s3.put_object(Bucket=ARTIFACTS, Key=MODEL_KEY, Body=b"features are not what augmented trials read")
-    [result] = start_tuning.handler(manifest_event(), lambda_context)
+    [result] = dataset_ready.handler(manifest_event(), lambda_context)
     assert result["action"] == "tuning-from-images" and result["channels"] == ["train", "valid", "test"]
     sm = boto3.client("sagemaker", region_name=REGION)
     assert sm.list_training_jobs()["TrainingJobSummaries"] == []
@@ -349,9 +349,10 @@ def test_jobs_that_are_not_our_features_jobs_are_ignored_before_any_aws_call(
     assert aws.notifications() == []
 
 
-def test_a_second_upload_of_the_same_images_reuses_their_features(start_tuning, aws, lambda_context):
-    """Issue 15, Why 6: another upload is another dataset (its own id and tuning job), but the features
-    are keyed on the images' content id, so it starts no features job."""
+def test_a_second_upload_of_the_same_images_reuses_their_features(dataset_ready, aws, lambda_context):
+    """Features are computed once per set of images, not per upload: another upload is another dataset (its
+    own id and tuning job), but the features are keyed on the images' content id, so it starts no features
+    job."""
     content = "sha256:" + "ab" * 32
     key = contract.features_key(content, "none", 224, "2.6.0")
     job = contract.features_job_name("dogclf", key)
@@ -364,14 +365,14 @@ def test_a_second_upload_of_the_same_images_reuses_their_features(start_tuning, 
     manifest = {**MANIFEST, "dataset_id": second, "content_id": content, "prefix": f"datasets/{second}/"}
     manifest_key = f"datasets/{second}/manifest.json"
     aws.s3.put_object(Bucket=DATASETS, Key=manifest_key, Body=json.dumps(manifest).encode())
-    [result] = start_tuning.handler(s3_event("start_tuning.json", DATASETS, manifest_key), lambda_context)
+    [result] = dataset_ready.handler(s3_event("dataset_ready.json", DATASETS, manifest_key), lambda_context)
     assert result["action"] == "tuning-from-cached-features" and result["features_job_name"] == job
     assert result["tuning_job_name"] == contract.tuning_job_name("dogclf", second)
     assert boto3.client("sagemaker", region_name=REGION).list_training_jobs()["TrainingJobSummaries"] == []
 
 
 def test_the_features_job_carries_the_content_id_its_key_comes_from() -> None:
-    from pipeline.features import build_features_request
+    from pipeline.features_stage import build_features_request
 
     content = "sha256:" + "cd" * 32
     key = contract.features_key(content, "none", 224, "2.6.0")

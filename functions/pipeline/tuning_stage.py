@@ -1,34 +1,47 @@
 """Build and start the hyperparameter tuning job (hpo.py) for an ingested dataset.
 
 Trials train from one of two inputs (``TuningData``): the ``features`` channel, the single
-model.tar.gz of the dataset's features job (pipeline.features; the default), or the image channels
+model.tar.gz of the dataset's features job (pipeline.features_stage; the default), or the image channels
 train/valid/test when AugmentTrials is on (random crops need the images). Either way the static
 hyperparameter ``dataset_manifest`` names the dataset's manifest.json, which is how the profiled job
-(pipeline.training) finds the dataset again.
+(pipeline.training_stage) finds the dataset again.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypedDict
 
 from dogclf import contract
 from dogclf.contract import tuning_job_name  # <prefix>-hpo-<hash>, within SageMaker's 32 characters
-from pipeline.adapters.notify import Publisher
-from pipeline.adapters.s3 import ObjectStore
-from pipeline.adapters.sagemaker import JobService
+from pipeline.adapters.notify import Notifier
+from pipeline.adapters.s3 import S3Store
+from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.adapters.training_layer import metric_definitions
-from pipeline.image_uris import pytorch_image_uri
+from pipeline.job_requests import (
+    CHANNELS,
+    DATASET_MANIFEST_HYPERPARAMETER,
+    resource_config,
+    s3_channel,
+    script_mode_hyperparameters,
+    stopping_condition,
+    training_image,
+)
 from pipeline.powertools import logger
+from pipeline.settings import TuningSettings
 from pipeline.source_dir import ensure_uploaded
 
-if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
-    from pipeline.settings import Settings
-
-CHANNELS = ("train", "valid", "test")
 SPOT_WAIT_FACTOR = 2  # MaxWaitTimeInSeconds = this x MaxRuntimeInSeconds: time to wait for spot capacity
-DATASET_MANIFEST_HYPERPARAMETER = "dataset_manifest"  # hpo.py --dataset_manifest; read by pipeline.training
+
+
+class TuningStarted(TypedDict):
+    """What ``start_tuning`` did; part of the features stage's results."""
+
+    tuning_job_name: str
+    created: bool  # False: an earlier delivery started it
+    dataset_id: str
+    channels: list[str]
 
 
 @dataclass(frozen=True)
@@ -52,44 +65,7 @@ class TuningData:
         return cls(dataset_id, manifest_uri, {contract.FEATURES_CHANNEL: features_model_uri})
 
 
-def sdk_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
-    """JSON-encode every value, as the SageMaker SDK's framework estimators do ("hpo.py" -> '"hpo.py"')."""
-    return {key: json.dumps(value) for key, value in values.items()}
-
-
-def s3_channel(name: str, uri: str) -> dict[str, Any]:
-    """One File-mode input channel: everything under the S3 prefix ``uri``, copied to every instance."""
-    return {
-        "ChannelName": name,
-        "DataSource": {
-            "S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": uri,
-                "S3DataDistributionType": "FullyReplicated",
-            }
-        },
-    }
-
-
-def script_mode_hyperparameters(
-    program: str, submit_directory: str, job_name: str, region: str, extra: dict[str, Any]
-) -> dict[str, str]:
-    """Static hyperparameters of a script-mode PyTorch job (what the SDK's PyTorch estimator sets)."""
-    return sdk_hyperparameters(
-        {
-            **extra,
-            "sagemaker_program": program,
-            "sagemaker_submit_directory": submit_directory,
-            "sagemaker_container_log_level": 20,
-            "sagemaker_job_name": job_name,
-            "sagemaker_region": region,
-            "sagemaker_estimator_class_name": "PyTorch",
-            "sagemaker_estimator_module": "sagemaker.pytorch.estimator",
-        }
-    )
-
-
-def trial_stopping_and_spot(settings: Settings, tuning_job: str) -> dict[str, Any]:
+def trial_stopping_and_spot(settings: TuningSettings, tuning_job: str) -> dict[str, Any]:
     """StoppingCondition of the trials, plus managed spot training when UseSpotTraining is on.
 
     Spot needs MaxWaitTimeInSeconds >= MaxRuntimeInSeconds (the wait includes the run). No
@@ -102,10 +78,10 @@ def trial_stopping_and_spot(settings: Settings, tuning_job: str) -> dict[str, An
     """
     runtime = settings.training_max_runtime_seconds
     if not settings.use_spot_training:
-        return {"StoppingCondition": {"MaxRuntimeInSeconds": runtime}}
+        return {"StoppingCondition": stopping_condition(runtime)}
     return {
         "StoppingCondition": {
-            "MaxRuntimeInSeconds": runtime,
+            **stopping_condition(runtime),
             "MaxWaitTimeInSeconds": SPOT_WAIT_FACTOR * runtime,
         },
         "EnableManagedSpotTraining": True,
@@ -113,7 +89,7 @@ def trial_stopping_and_spot(settings: Settings, tuning_job: str) -> dict[str, An
 
 
 def build_tuning_request(
-    data: TuningData, settings: Settings, submit_directory: str, metrics: dict[str, Any]
+    data: TuningData, settings: TuningSettings, submit_directory: str, metrics: dict[str, Any]
 ) -> dict[str, Any]:
     name = tuning_job_name(settings.job_name_prefix, data.dataset_id)
     extra: dict[str, Any] = {
@@ -169,8 +145,8 @@ def build_tuning_request(
             # Trials use no Debugger hook: spare each one the toolkit's smdebug import (seconds of CPU).
             "Environment": dict(contract.NO_SMDEBUG_ENVIRONMENT),
             "AlgorithmSpecification": {
-                "TrainingImage": pytorch_image_uri(
-                    settings.framework_version, settings.aws_region, "training", settings.tuning_instance_type
+                "TrainingImage": training_image(
+                    settings.framework_version, settings.aws_region, settings.tuning_instance_type
                 ),
                 "TrainingInputMode": "File",
                 "MetricDefinitions": metrics["MetricDefinitions"],
@@ -178,11 +154,7 @@ def build_tuning_request(
             "RoleArn": settings.sagemaker_role_arn,
             "InputDataConfig": [s3_channel(channel, uri) for channel, uri in data.channels.items()],
             "OutputDataConfig": {"S3OutputPath": f"s3://{settings.artifacts_bucket}/tuning/{name}/"},
-            "ResourceConfig": {
-                "InstanceType": settings.tuning_instance_type,
-                "InstanceCount": 1,
-                "VolumeSizeInGB": 30,
-            },
+            "ResourceConfig": resource_config(settings.tuning_instance_type),
             **trial_stopping_and_spot(settings, name),
         },
         "Tags": [{"Key": "dataset-id", "Value": data.dataset_id[:256]}],
@@ -190,20 +162,17 @@ def build_tuning_request(
 
 
 def start_tuning(
-    data: TuningData, settings: Settings, store: ObjectStore, jobs: JobService, notifier: Publisher
-) -> dict[str, Any]:
+    data: TuningData, settings: TuningSettings, store: S3Store, jobs: SageMakerJobs, notifier: Notifier
+) -> TuningStarted:
     """Start the tuning job for ``data``; created=False when an earlier delivery already started it."""
     metrics = metric_definitions(settings.training_code_dir)
     submit_directory = ensure_uploaded(settings.training_code_dir, store, settings.artifacts_bucket)
     request = build_tuning_request(data, settings, submit_directory, metrics)
     name = request["HyperParameterTuningJobName"]
     created = jobs.create_tuning_job(request)
-    result = {
-        "tuning_job_name": name,
-        "created": created,
-        "dataset_id": data.dataset_id,
-        "channels": list(data.channels),
-    }
+    result = TuningStarted(
+        tuning_job_name=name, created=created, dataset_id=data.dataset_id, channels=list(data.channels)
+    )
     if created:
         notifier.publish(f"Tuning started: {name}", {**result, "source_dir": submit_directory})
     else:

@@ -1,6 +1,6 @@
 """On a finished tuning job: start the profiled training job (train_model.py) with the best trial.
 
-When the trials trained the head from the features channel (pipeline.features), the profiled job gets
+When the trials trained the head from the features channel (pipeline.features_stage), the profiled job gets
 that channel too, next to the image channels the dataset's manifest.json gives (found from the trials'
 train channel, else their static hyperparameter dataset_manifest): it trains the head from the
 features and runs the full model on the images only where the Debugger hook needs activations.
@@ -25,7 +25,7 @@ Errors: a missing or invalid manifest, or hyperparameters the hook config cannot
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, Required, TypedDict
 
 from botocore.exceptions import ClientError
 
@@ -33,16 +33,21 @@ from dogclf import contract
 from dogclf.contract import training_job_name
 from dogclf.debugger.hook_config import debug_hook_config
 from pipeline.adapters.aws import error_code
-from pipeline.adapters.notify import Publisher
-from pipeline.adapters.s3 import ObjectStore, ObjectTooLargeError, S3Location
-from pipeline.adapters.sagemaker import JobService
-from pipeline.image_uris import debugger_rule_image_uri, pytorch_image_uri
+from pipeline.adapters.notify import Notifier
+from pipeline.adapters.s3 import ObjectTooLargeError, S3Location, S3Store
+from pipeline.adapters.sagemaker import SageMakerJobs
+from pipeline.image_uris import debugger_rule_image_uri
+from pipeline.job_requests import (
+    CHANNELS,
+    DATASET_MANIFEST_HYPERPARAMETER,
+    resource_config,
+    s3_channel,
+    stopping_condition,
+    training_image,
+)
 from pipeline.powertools import logger
+from pipeline.settings import ProfiledJobSettings
 from pipeline.source_dir import PROFILED, ensure_uploaded
-from pipeline.tuning import CHANNELS, DATASET_MANIFEST_HYPERPARAMETER, s3_channel
-
-if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
-    from pipeline.settings import Settings
 
 MANIFEST_FILE = "manifest.json"  # written by ingest next to the dataset's split folders
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # a manifest lists class names: a few kB even for 133 classes
@@ -93,7 +98,7 @@ def manifest_location(tuning: dict[str, Any]) -> S3Location:
         raise TrainingRequestError(f"{DATASET_MANIFEST_HYPERPARAMETER}={raw!r}: {error}") from error
 
 
-def read_manifest(store: ObjectStore, location: S3Location) -> bytes:
+def read_manifest(store: S3Store, location: S3Location) -> bytes:
     """The manifest's bytes. TrainingRequestError (permanent) for a missing or oversized manifest;
     other S3 errors propagate (transient)."""
     try:
@@ -159,7 +164,7 @@ def _integer_hyperparameter(hyperparameters: dict[str, str], name: str) -> int:
 
 def build_training_request(
     tuning: dict[str, Any],
-    settings: Settings,
+    settings: ProfiledJobSettings,
     sizes: dict[str, int],
     input_data_config: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
@@ -192,8 +197,8 @@ def build_training_request(
         "TrainingJobName": name,
         "HyperParameters": hyperparameters,
         "AlgorithmSpecification": {
-            "TrainingImage": pytorch_image_uri(
-                settings.framework_version, settings.aws_region, "training", settings.training_instance_type
+            "TrainingImage": training_image(
+                settings.framework_version, settings.aws_region, settings.training_instance_type
             ),
             "TrainingInputMode": algorithm.get("TrainingInputMode", "File"),
             "MetricDefinitions": algorithm.get("MetricDefinitions", []),
@@ -201,12 +206,8 @@ def build_training_request(
         "RoleArn": definition["RoleArn"],
         "InputDataConfig": definition["InputDataConfig"] if input_data_config is None else input_data_config,
         "OutputDataConfig": {"S3OutputPath": f"{artifacts}/training/"},
-        "ResourceConfig": {
-            "InstanceType": settings.training_instance_type,
-            "InstanceCount": 1,
-            "VolumeSizeInGB": 30,
-        },
-        "StoppingCondition": {"MaxRuntimeInSeconds": settings.training_max_runtime_seconds},
+        "ResourceConfig": resource_config(settings.training_instance_type),
+        "StoppingCondition": stopping_condition(settings.training_max_runtime_seconds),
         "Tags": [
             {"Key": "tuning-job", "Value": tuning["HyperParameterTuningJobName"]},
             {"Key": "best-trial", "Value": best["TrainingJobName"]},
@@ -252,19 +253,34 @@ def with_source_dir(request: dict[str, Any], submit_directory: str) -> dict[str,
     return {**request, "HyperParameters": hyperparameters}
 
 
+class TuningFinishedResult(TypedDict, total=False):
+    """What ``on_tuning_finished`` did: the function's return value and its idempotency record."""
+
+    # "none": permanent, ``reason`` says why nothing started (notified too)
+    action: Required[Literal["training-started", "training-already-started", "none"]]
+    tuning_job_name: Required[str]
+    status: Required[str]  # the tuning job's
+    reason: str
+    best_trial: str
+    training_job_name: str
+    objective: Any  # FinalHyperParameterTuningJobObjectiveMetric of the best trial
+    hyperparameters: dict[str, str]
+    dataset_images: dict[str, int]
+    debugger_mode: str
+    source_dir: str
+
+
 def on_tuning_finished(
     tuning_job_name: str,
     status: str,
-    settings: Settings,
-    jobs: JobService,
-    store: ObjectStore,
-    notifier: Publisher,
-) -> dict[str, Any]:
-    """Start the profiled training job for a Completed tuning job; notify and stop otherwise."""
-    if not contract.is_pipeline_tuning_job(tuning_job_name, settings.job_name_prefix):
-        # Another pipeline's tuning job (or AWS's sample event): not ours to continue, no AWS call.
-        logger.info("not this pipeline's tuning job, ignored", extra={"tuning_job_name": tuning_job_name})
-        return {"tuning_job_name": tuning_job_name, "status": status, "action": "ignored"}
+    settings: ProfiledJobSettings,
+    jobs: SageMakerJobs,
+    store: S3Store,
+    notifier: Notifier,
+) -> TuningFinishedResult:
+    """Start the profiled training job for a Completed tuning job; notify and stop otherwise. The
+    handler passes only this pipeline's tuning jobs (contract.is_pipeline_tuning_job)."""
+    result: TuningFinishedResult
     if status != "Completed":
         tuning = jobs.describe_tuning_job(tuning_job_name)
         result = {
@@ -273,7 +289,7 @@ def on_tuning_finished(
             "action": "none",
             "reason": tuning.get("FailureReason", f"tuning job {status}"),
         }
-        notifier.publish(f"Tuning {status}: {tuning_job_name}", result)
+        notifier.publish(f"Tuning {status}: {tuning_job_name}", dict(result))
         return result
 
     # The state-change event does not carry the best trial: describe the tuning job for it.
@@ -285,7 +301,7 @@ def on_tuning_finished(
             "action": "none",
             "reason": "no trial reported the objective metric",
         }
-        notifier.publish(f"Tuning produced no model: {tuning_job_name}", result)
+        notifier.publish(f"Tuning produced no model: {tuning_job_name}", dict(result))
         return result
 
     best = tuning["BestTrainingJob"]
@@ -304,7 +320,7 @@ def on_tuning_finished(
             "best_trial": best["TrainingJobName"],
         }
         logger.error("profiled training not started", extra={"training": result})
-        notifier.publish(f"Profiled training not started: {tuning_job_name}", result)
+        notifier.publish(f"Profiled training not started: {tuning_job_name}", dict(result))
         return result
     # The source dir with smdebug's wheels (S3 errors propagate: transient, Lambda retries).
     request = with_source_dir(
@@ -324,7 +340,7 @@ def on_tuning_finished(
         "source_dir": json.loads(request["HyperParameters"]["sagemaker_submit_directory"]),
     }
     if created:
-        notifier.publish(f"Profiled training started: {request['TrainingJobName']}", result)
+        notifier.publish(f"Profiled training started: {request['TrainingJobName']}", dict(result))
     else:
         logger.info("profiled training job already exists", extra={"training": result})
     return result

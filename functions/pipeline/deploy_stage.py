@@ -17,20 +17,19 @@ import json
 import tarfile
 import zlib
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, Any, Literal, Required, TypedDict, cast
 
 from dogclf import contract
 from pipeline import gate
-from pipeline.adapters.notify import Publisher
-from pipeline.adapters.s3 import ObjectStore, S3Location
-from pipeline.adapters.sagemaker import JobService
+from pipeline.adapters.notify import Notifier
+from pipeline.adapters.s3 import S3Location, S3Store
+from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.adapters.training_layer import metric_definitions
-from pipeline.endpoint_lifecycle import EndpointLifecycle, Model, epoch_seconds
-from pipeline.image_uris import pytorch_image_uri
+from pipeline.endpoint_lifecycle import EndpointLifecycle
+from pipeline.endpoint_requests import endpoint_config_request, model_request
+from pipeline.lifecycle_state import Model, epoch_seconds
 from pipeline.powertools import logger
-
-if TYPE_CHECKING:  # pydantic is imported by the first call, not at import (cold start)
-    from pipeline.settings import Settings
+from pipeline.settings import DeploySettings, EndpointSettings, GateSettings
 
 # The archive is streamed (never held in memory); this bounds how much of it the gate reads.
 MAX_OUTPUT_ARCHIVE_BYTES = 512 * 1024 * 1024
@@ -71,7 +70,7 @@ def output_archive_location(job: dict[str, Any]) -> S3Location:
     return S3Location(output.bucket, key)
 
 
-def read_in_script_verdicts(store: ObjectStore, job: dict[str, Any]) -> InScriptVerdicts:
+def read_in_script_verdicts(store: S3Store, job: dict[str, Any]) -> InScriptVerdicts:
     """rule_verdicts.json from the job's output.tar.gz, streamed: nothing else is extracted."""
     location = output_archive_location(job)
     opened = store.open_stream(location.bucket, location.key)
@@ -119,7 +118,7 @@ def final_metrics(job: dict[str, Any]) -> dict[str, float]:
 
 
 def evaluate_gate(
-    job: dict[str, Any], in_script: InScriptVerdicts | None, settings: Settings
+    job: dict[str, Any], in_script: InScriptVerdicts | None, settings: GateSettings
 ) -> gate.GateDecision:
     """pipeline.gate.decide with this job's inputs (in_script is None for a job that did not complete)."""
     service = gate.parse_service_statuses(
@@ -139,65 +138,9 @@ def evaluate_gate(
     )
 
 
-def model_request(job: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    instance_type = settings.endpoint_instance_type if settings.endpoint_mode == "instance" else None
-    return {
-        "ModelName": job["TrainingJobName"],
-        "ExecutionRoleArn": settings.sagemaker_role_arn,
-        "PrimaryContainer": {
-            "Image": pytorch_image_uri(
-                settings.framework_version, settings.aws_region, "inference", instance_type
-            ),
-            "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"],
-            "Environment": {
-                "SAGEMAKER_PROGRAM": "inference.py",
-                "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-                "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-                "SAGEMAKER_REGION": settings.aws_region,
-            },
-        },
-        "Tags": [{"Key": "training-job", "Value": job["TrainingJobName"]}],
-    }
-
-
-def endpoint_config_request(job: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": job["TrainingJobName"]}
-    if settings.endpoint_mode == "serverless":
-        variant["ServerlessConfig"] = {
-            "MemorySizeInMB": settings.serverless_memory_mb,
-            "MaxConcurrency": settings.serverless_max_concurrency,
-        }
-    else:
-        variant.update(
-            InstanceType=settings.endpoint_instance_type, InitialInstanceCount=1, InitialVariantWeight=1.0
-        )
-    return {
-        "EndpointConfigName": contract.endpoint_config_name(job["TrainingJobName"]),
-        "ProductionVariants": [variant],
-    }
-
-
-def update_endpoint_request(config_name: str, settings: Settings) -> dict[str, Any]:
-    request: dict[str, Any] = {"EndpointName": settings.endpoint_name, "EndpointConfigName": config_name}
-    if settings.endpoint_mode == "instance":
-        # Blue/green: the new fleet takes all traffic at once, the old one is kept while the
-        # alarms are watched, and the update rolls back if one of them fires.
-        request["DeploymentConfig"] = {
-            "BlueGreenUpdatePolicy": {
-                "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 300},
-                "TerminationWaitInSeconds": 600,
-                "MaximumExecutionTimeoutInSeconds": 3600,
-            },
-            "AutoRollbackConfiguration": {
-                "Alarms": [{"AlarmName": alarm} for alarm in settings.rollback_alarm_names]
-            },
-        }
-        if not settings.rollback_alarm_names:
-            del request["DeploymentConfig"]["AutoRollbackConfiguration"]
-    return request
-
-
-def deploy(job: dict[str, Any], settings: Settings, jobs: JobService, lifecycle: EndpointLifecycle) -> str:
+def deploy(
+    job: dict[str, Any], settings: EndpointSettings, jobs: SageMakerJobs, lifecycle: EndpointLifecycle
+) -> str:
     """Create the model and endpoint config, then offer the model to the endpoint lifecycle: it is
     deployed now if the endpoint can take it, or recorded as pending (the newest passed model wins)
     and deployed by the endpoint's next state-change event. Returns what was done, never "deployed":
@@ -209,16 +152,7 @@ def deploy(job: dict[str, Any], settings: Settings, jobs: JobService, lifecycle:
     return lifecycle.offer(Model(job["TrainingJobName"], config["EndpointConfigName"], created))
 
 
-def default_lifecycle(
-    settings: Settings, jobs: JobService, store: ObjectStore, notifier: Publisher
-) -> EndpointLifecycle:
-    from pipeline.adapters.endpoint_state import EndpointStateStore
-
-    state = EndpointStateStore(settings.idempotency_table, settings.endpoint_name)
-    return EndpointLifecycle(settings, jobs, state, store, notifier)
-
-
-def settled_decision(store: ObjectStore, bucket: str, key: str) -> dict[str, Any] | None:
+def settled_decision(store: S3Store, bucket: str, key: str) -> dict[str, Any] | None:
     """The decision document, if it already holds a final endpoint outcome (not "pending")."""
     if not store.exists(bucket, key):
         return None
@@ -227,30 +161,55 @@ def settled_decision(store: ObjectStore, bucket: str, key: str) -> dict[str, Any
     return document if status not in (None, "pending") else None
 
 
+class TrainingFinishedResult(TypedDict, total=False):
+    """The gate's decision document: decisions/<job>.json, the topic's message and the function's
+    return value (gate.GateDecision's fields plus the endpoint's); or, for a tuning trial, only
+    ``action: "ignored"`` (nothing recorded)."""
+
+    training_job_name: Required[str]
+    action: Literal["ignored"]
+    deploy: bool
+    reasons: list[str]
+    warnings: list[str]
+    metric_name: str
+    metric_value: float | None
+    threshold: float
+    blocking_rules: list[str]
+    rule_verdicts: dict[str, str]
+    rules: list[dict[str, Any]]
+    profiler_findings: list[str]
+    endpoint_action: str  # what the lifecycle did with the model (never "deployed")
+    endpoint_outcome: dict[str, Any]  # {"status": "pending" | "superseded" | pipeline.lifecycle_state's}
+    endpoint_name: str
+    endpoint_mode: str
+    debugger_mode: str
+
+
 def on_training_finished(
     training_job_name: str,
-    settings: Settings,
-    jobs: JobService,
-    store: ObjectStore,
-    notifier: Publisher,
-    lifecycle: EndpointLifecycle | None = None,
-) -> dict[str, Any]:
-    if not contract.is_pipeline_training_job(training_job_name, settings.job_name_prefix):
-        # A tuning trial or another pipeline's job: the EventBridge filter should not let it here.
-        logger.info("not a profiled training job, ignored", extra={"training_job_name": training_job_name})
-        return {"training_job_name": training_job_name, "action": "ignored"}
+    settings: DeploySettings,
+    jobs: SageMakerJobs,
+    store: S3Store,
+    notifier: Notifier,
+    lifecycle: EndpointLifecycle,
+) -> TrainingFinishedResult:
+    """Gate a finished profiled training job and offer a passed model to the endpoint lifecycle. The
+    handler passes only this pipeline's training jobs (contract.is_pipeline_training_job)."""
     job = jobs.describe_training_job(training_job_name)
     if job.get("TuningJobArn"):
         logger.info("a tuning trial, ignored", extra={"training_job_name": training_job_name})
         return {"training_job_name": training_job_name, "action": "ignored"}
     in_script = read_in_script_verdicts(store, job) if job.get("TrainingJobStatus") == "Completed" else None
     decision = evaluate_gate(job, in_script, settings)
-    document = {
-        **decision.to_dict(),
-        "endpoint_name": settings.endpoint_name,
-        "endpoint_mode": settings.endpoint_mode,
-        "debugger_mode": settings.debugger_mode,
-    }
+    document = cast(
+        TrainingFinishedResult,
+        {
+            **decision.to_dict(),
+            "endpoint_name": settings.endpoint_name,
+            "endpoint_mode": settings.endpoint_mode,
+            "debugger_mode": settings.debugger_mode,
+        },
+    )
     key = f"decisions/{training_job_name}.json"
     settled = settled_decision(store, settings.artifacts_bucket, key) if decision.deploy else None
     if settled is not None:
@@ -263,7 +222,6 @@ def on_training_finished(
         # Until the endpoint's state event records the real outcome, the decision says "requested".
         document["endpoint_outcome"] = {"status": "pending", "message": "deploy requested"}
         store.put_json(settings.artifacts_bucket, f"decisions/{training_job_name}.json", document)
-        lifecycle = lifecycle or default_lifecycle(settings, jobs, store, notifier)
         document["endpoint_action"] = deploy(job, settings, jobs, lifecycle)
         if document["endpoint_action"].startswith("superseded"):
             document["endpoint_outcome"] = {"status": "superseded", "message": document["endpoint_action"]}
@@ -278,5 +236,5 @@ def on_training_finished(
         if decision.deploy
         else "not deployed"
     )
-    notifier.publish(f"Model {verb}: {training_job_name}", document)
+    notifier.publish(f"Model {verb}: {training_job_name}", dict(document))
     return document
