@@ -47,9 +47,14 @@ class EndpointsBackend:
 
     def create_model(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params["ModelName"]
-        container = params.get("PrimaryContainer") or (params.get("Containers") or [None])[0]
+        containers = params.get("Containers") or []
+        container = params.get("PrimaryContainer") or (containers[0] if containers else None)
         if not container:
             raise ValidationException("Either PrimaryContainer or Containers must be specified.")
+        if len(containers) > 1:
+            raise ValidationException(
+                "The local emulator serves one container per model (an inference pipeline is not emulated)."
+            )
         if not container.get("ModelDataUrl"):
             raise ValidationException(
                 "The local emulator needs PrimaryContainer.ModelDataUrl (an S3 model.tar.gz)."
@@ -58,7 +63,14 @@ class EndpointsBackend:
         desc = {
             "ModelName": name,
             "ModelArn": arn,
-            "PrimaryContainer": container,
+            # DescribeModel's PrimaryContainer and Containers are CreateModel's, as sent ("Containers: The
+            # containers in the inference pipeline", docs.aws.amazon.com/sagemaker/latest/APIReference/
+            # API_DescribeModel.html): none is made up for the other. serving_container reads either.
+            **(
+                {"PrimaryContainer": container}
+                if "PrimaryContainer" in params
+                else {"Containers": containers}
+            ),
             "ExecutionRoleArn": params.get("ExecutionRoleArn", ""),
             "CreationTime": time.time(),
             "EnableNetworkIsolation": params.get("EnableNetworkIsolation", False),
@@ -262,7 +274,7 @@ class EndpointsBackend:
             if model is None:
                 raise ModelServerStartError(f"model {variant['ModelName']} was deleted")
             model_dir = self._fetch_model(model, work_dir)
-            environment = dict(model["PrimaryContainer"].get("Environment") or {})
+            environment = dict(serving_container(model).get("Environment") or {})
             environment["SAGEMAKER_ENDPOINT_NAME"] = endpoint.name
             log_path = work_dir / "server.log"
             # Serving runs in the base env (the inference image), or in an overlay over it holding the
@@ -324,7 +336,7 @@ class EndpointsBackend:
     def _fetch_model(self, model: dict[str, Any], work_dir: Path) -> Path:
         model_dir = work_dir / "model"
         model_dir.mkdir(parents=True, exist_ok=True)
-        container = model["PrimaryContainer"]
+        container = serving_container(model)
         bucket, key = parse_s3_uri(container["ModelDataUrl"])
         archive = work_dir / "model.tar.gz"
         self.context.s3_client().download_file(bucket, key, str(archive))
@@ -469,3 +481,9 @@ def variant_summary(variant: dict[str, Any], when: float) -> dict[str, Any]:
         summary["CurrentInstanceCount"] = variant.get("InitialInstanceCount", 1)
         summary["DesiredInstanceCount"] = variant.get("InitialInstanceCount", 1)
     return summary
+
+
+def serving_container(model: dict[str, Any]) -> dict[str, Any]:
+    """The container a model's endpoint serves: its PrimaryContainer, or its one Containers entry."""
+    container: dict[str, Any] = model.get("PrimaryContainer") or model["Containers"][0]
+    return container
