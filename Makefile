@@ -16,7 +16,7 @@ PY_CONTAINER := $(VENV_CONTAINER)/bin/python
 PY_TRAIN := $(VENV_TRAIN)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venvs training-wheels java real-data-deps bench-rules demo test test-training test-app test-sdk lint typecheck template-check checkov sam-build bench clean
+.PHONY: help venvs training-wheels java real-data-deps bench-rules demo notebook-kernel test test-training test-app test-sdk lint typecheck template-check checkov sam-build bench clean
 
 help:
 	@echo "make demo    run the whole event-driven pipeline locally (no AWS, no Docker)"
@@ -93,6 +93,11 @@ $(VENV_SDK2)/.stamp: requirements-sdk2.txt
 	$(VENV_SDK2)/bin/python -m pip install -q -r requirements-sdk2.txt
 	touch $@
 
+# notebooks/walkthrough.ipynb's kernel: .venv-sdk2's interpreter, registered for Jupyter under the name
+# the notebook's metadata gives (tests/sdk/test_walkthrough_notebook.py runs it with the same name).
+notebook-kernel: $(VENV_SDK2)/.stamp
+	$(VENV_SDK2)/bin/python -m ipykernel install --user --name dogclf-sdk2 --display-name "Python 3 (.venv-sdk2)"
+
 venvs: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SAM)/.stamp $(VENV_CHECKOV)/.stamp \
 		$(VENV_DATA)/.stamp $(VENV_SDK2)/.stamp $(TRAINING_WHEELS) java real-data-deps
 
@@ -137,7 +142,8 @@ test-training: $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java real-data-deps
 test-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java
 	$(PY) -m pytest tests --ignore=tests/training --ignore=tests/sdk $(PYTEST_ARGS)
 
-# AWS's own clients against `python -m localcloud` (which runs with .venv): see tests/sdk/conftest.py.
+# AWS's own clients against `python -m localcloud` (which runs with .venv): see tests/sdk/conftest.py. It
+# also runs notebooks/walkthrough.ipynb top to bottom (its executed copy: build/notebooks/).
 test-sdk: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_SDK2)/.stamp $(TRAINING_WHEELS) java
 	$(VENV_SDK2)/bin/python -m pytest tests/sdk $(PYTEST_ARGS)
 

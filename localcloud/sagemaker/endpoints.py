@@ -23,7 +23,7 @@ import botocore.exceptions
 from localcloud.sagemaker import paging
 from localcloud.sagemaker.endpoint_configs import EndpointConfigs, is_serverless
 from localcloud.sagemaker.exceptions import ValidationException
-from localcloud.sagemaker.models import Models
+from localcloud.sagemaker.models import Models, serving_container
 from localcloud.sagemaker.registry import BackendContext
 from localcloud.sagemaker.runners.endpoint import ModelServerProcess, ModelServerStartError, serving_python
 from localcloud.sagemaker.runners.job_files import parse_s3_uri
@@ -148,7 +148,7 @@ class Endpoints:
             if model is None:
                 raise ModelServerStartError(f"model {variant['ModelName']} was deleted")
             model_dir = self._fetch_model(model, work_dir)
-            environment = dict(model["PrimaryContainer"].get("Environment") or {})
+            environment = dict(serving_container(model).get("Environment") or {})
             environment["SAGEMAKER_ENDPOINT_NAME"] = endpoint.name
             log_path = work_dir / "server.log"
             # Serving runs in the base env (the inference image), or in an overlay over it holding the
@@ -210,7 +210,7 @@ class Endpoints:
     def _fetch_model(self, model: dict[str, Any], work_dir: Path) -> Path:
         model_dir = work_dir / "model"
         model_dir.mkdir(parents=True, exist_ok=True)
-        container = model["PrimaryContainer"]
+        container = serving_container(model)
         bucket, key = parse_s3_uri(container["ModelDataUrl"])
         archive = work_dir / "model.tar.gz"
         self.context.s3_client().download_file(bucket, key, str(archive))

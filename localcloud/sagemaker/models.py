@@ -22,9 +22,14 @@ class Models:
 
     def create_model(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params["ModelName"]
-        container = params.get("PrimaryContainer") or (params.get("Containers") or [None])[0]
+        containers = params.get("Containers") or []
+        container = params.get("PrimaryContainer") or (containers[0] if containers else None)
         if not container:
             raise ValidationException("Either PrimaryContainer or Containers must be specified.")
+        if len(containers) > 1:
+            raise ValidationException(
+                "The local emulator serves one container per model (an inference pipeline is not emulated)."
+            )
         if not container.get("ModelDataUrl"):
             raise ValidationException(
                 "The local emulator needs PrimaryContainer.ModelDataUrl (an S3 model.tar.gz)."
@@ -33,7 +38,14 @@ class Models:
         desc = {
             "ModelName": name,
             "ModelArn": arn,
-            "PrimaryContainer": container,
+            # DescribeModel's PrimaryContainer and Containers are CreateModel's, as sent ("Containers: The
+            # containers in the inference pipeline", docs.aws.amazon.com/sagemaker/latest/APIReference/
+            # API_DescribeModel.html): none is made up for the other. serving_container reads either.
+            **(
+                {"PrimaryContainer": container}
+                if "PrimaryContainer" in params
+                else {"Containers": containers}
+            ),
             "ExecutionRoleArn": params.get("ExecutionRoleArn", ""),
             "CreationTime": time.time(),
             "EnableNetworkIsolation": params.get("EnableNetworkIsolation", False),
@@ -70,3 +82,9 @@ class Models:
             self.get(params["ModelName"])
             del self.models[params["ModelName"]]
         return {}
+
+
+def serving_container(model: dict[str, Any]) -> dict[str, Any]:
+    """The container a model's endpoint serves: its PrimaryContainer, or its one Containers entry."""
+    container: dict[str, Any] = model.get("PrimaryContainer") or model["Containers"][0]
+    return container
