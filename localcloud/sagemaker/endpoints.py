@@ -18,6 +18,8 @@ from typing import Any
 
 import botocore.exceptions
 
+from localcloud.logs.names import endpoint_group, endpoint_instance_id, endpoint_stream
+from localcloud.logs.shipper import open_stream
 from localcloud.sagemaker import paging
 from localcloud.sagemaker.exceptions import ModelError, RuntimeValidationError, ValidationException
 from localcloud.sagemaker.registry import BackendContext
@@ -268,7 +270,14 @@ class EndpointsBackend:
             # Serving runs in the base env (the inference image), or in an overlay over it holding the
             # model's code/requirements.txt; never in a training job's overlay.
             python = serving_python(model_dir, log_path)
-            server = ModelServerProcess(endpoint.name, model_dir, environment, log_path, python=python)
+            cloudwatch = open_stream(
+                self.context.logs,
+                endpoint_group(endpoint.name),
+                endpoint_stream(variant["VariantName"], endpoint_instance_id()),
+            )
+            server = ModelServerProcess(
+                endpoint.name, model_dir, environment, log_path, python=python, cloudwatch=cloudwatch
+            )
             server.start()
             server.wait_ready(self.context.endpoint_start_timeout)
             if fault == "rollback":  # blue/green: an alarm fires while baking; traffic goes back
@@ -421,7 +430,7 @@ class EndpointsBackend:
         )
 
     def _log_stream(self, name: str) -> str:
-        return f"arn:aws:logs:{self.context.region}:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/{name}"
+        return f"arn:aws:logs:{self.context.region}:{ACCOUNT_ID}:log-group:{endpoint_group(name)}"
 
     def servers(self) -> list[ModelServerProcess]:
         with self.context.lock:
