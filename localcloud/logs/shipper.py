@@ -103,8 +103,10 @@ def is_transient(error: Exception) -> bool:
         code = error.response.get("Error", {}).get("Code", "")
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         return code in TRANSIENT_ERROR_CODES or code == "ResourceNotFoundException" or status >= 500
-    # Connection refused/reset, read timeouts, DNS: the network or the service, never the request.
-    return isinstance(error, (botocore.exceptions.BotoCoreError, OSError))
+    # Connection refused/reset, connect and read timeouts: the network or the service. Any other
+    # BotoCoreError (ParamValidationError: a request the model refuses) is the request's fault.
+    transient = (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError, OSError)
+    return isinstance(error, transient)
 
 
 def rejected_count(info: dict[str, int], size: int) -> int:
@@ -208,8 +210,11 @@ class LogStreamWriter:
         self._thread.start()
 
     def put(self, message: str) -> None:
-        """Queue one line (its timestamp is now). Never blocks on the service, never raises."""
-        if self.closed:
+        """Queue one line (its timestamp is now). Never blocks on the service, never raises.
+
+        A blank line is not sent: PutLogEvents refuses an empty message (InputLogEvent.message has a
+        minimum length of 1 in the API model), and it carries nothing to read."""
+        if self.closed or not message.strip():
             return
         with self._stamp_lock:
             timestamp = max(int(self.shipper.clock() * 1000), self._last_timestamp)

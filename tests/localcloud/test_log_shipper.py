@@ -33,7 +33,7 @@ def read_stream(logs: Any, group: str, stream: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     token = None
     while True:
-        kwargs = {"nextToken": token} if token else {}
+        kwargs: dict[str, str] = {"nextToken": token} if token else {}
         page = logs.get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True, **kwargs)
         events += page["events"]
         if page["nextForwardToken"] == token or not page["events"]:
@@ -134,3 +134,29 @@ def test_events_the_service_rejects_as_too_old_are_counted_as_dropped(moto_url: 
     assert stream.flush()
     stream.close()
     assert (shipper.delivered_events, shipper.dropped_events) == (0, 3)
+
+
+def test_a_request_the_api_refuses_is_dropped_at_once_not_retried(
+    moto_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A group name over 512 characters fails botocore's parameter validation (the API model's
+    # LogGroupName: 1 to 512): permanent, no retries (the delay would make the flush take a minute).
+    shipper = LogShipper(lambda: client("logs", moto_url), retry_delays_s=(60.0,))
+    stream = shipper.open_stream("/" + "g" * 512, "algo-1")
+    stream.put("never sent")
+    with caplog.at_level(logging.WARNING, logger="localcloud.logs.shipper"):
+        assert stream.flush(timeout_s=10)
+    stream.close()
+    assert shipper.dropped_events == 1
+    assert "(permanent)" in caplog.text
+
+
+def test_blank_lines_are_not_sent(moto_url: str) -> None:
+    shipper = LogShipper(lambda: client("logs", moto_url))
+    stream = shipper.open_stream(GROUP, "blank/algo-1-1")
+    for line in ("a", "", "   ", "b"):
+        stream.put(line)
+    assert stream.flush()
+    stream.close()
+    messages = [e["message"] for e in read_stream(client("logs", moto_url), GROUP, "blank/algo-1-1")]
+    assert messages == ["a", "b"]
