@@ -33,6 +33,7 @@ from localcloud.faults.s3_proxy import S3FaultProxy
 from localcloud.faults.spec import FaultInjector, FaultSpec
 from localcloud.lambdas.invoke_api import LambdaInvokeServer
 from localcloud.lambdas.runner import InvocationRecord, LambdaRunner
+from localcloud.logs import moto_fixes as logs_moto_fixes
 from localcloud.logs.shipper import LogShipper
 from localcloud.stack.resources import (
     EventBridgeSubscription,
@@ -115,6 +116,7 @@ class LocalCloud:
 
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         moto_patches.apply()  # one CompleteMultipartUpload event per multipart object, as in AWS
+        logs_moto_fixes.apply()  # FilterLogEvents honours logStreamNamePrefix, as in AWS
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.moto_port, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()

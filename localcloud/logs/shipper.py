@@ -149,6 +149,14 @@ class LogShipper:
             self._streams.append(writer)
         return writer
 
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every line put so far, on every open stream, was delivered or dropped (readers
+        such as tests then see all of them; Lambda streams are otherwise flushed as they go)."""
+        with self._lock:
+            streams = [s for s in self._streams if not s.closed]
+        deadline = time.monotonic() + timeout_s
+        return all(s.flush(max(0.0, deadline - time.monotonic())) for s in streams)
+
     def close(self, timeout_s: float = 10.0) -> None:
         """Flush and stop every stream still open (the cloud is stopping)."""
         with self._lock:
