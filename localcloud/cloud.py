@@ -34,6 +34,7 @@ from localcloud.faults.spec import FaultInjector, FaultSpec
 from localcloud.lambdas.invoke_api import LambdaInvokeServer
 from localcloud.lambdas.runner import InvocationRecord, LambdaRunner
 from localcloud.logs import moto_fixes as logs_moto_fixes
+from localcloud.logs.shipper import CLIENT_CONFIG as SHIPPER_CLIENT_CONFIG
 from localcloud.logs.shipper import LogShipper
 from localcloud.stack.resources import (
     EventBridgeSubscription,
@@ -127,7 +128,7 @@ class LocalCloud:
             urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10
         )
         self.endpoints = {service: moto_url for service in MOTO_SERVICES}
-        self.log_shipper = LogShipper(lambda: self.client("logs"))
+        self.log_shipper = LogShipper(lambda: self.client("logs", config=SHIPPER_CLIENT_CONFIG))
         if self.faults and self.faults.spec.s3_faults:
             # Only the functions' S3 calls go through it (_runtime_endpoint_env).
             self._s3_fault_proxy = S3FaultProxy(moto_url, self.faults).start()
@@ -231,7 +232,7 @@ class LocalCloud:
             env[f"AWS_ENDPOINT_URL_{service.upper()}"] = url
         return env
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, config: Config | None = None) -> Any:
         key = service.replace("-", "_")
         if key not in self.endpoints:
             raise KeyError(f"{service} is not served by the local cloud")
@@ -242,7 +243,7 @@ class LocalCloud:
             aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             aws_session_token=DUMMY_CREDENTIALS["AWS_SESSION_TOKEN"],
-            config=Config(retries={"max_attempts": 2, "mode": "standard"}, read_timeout=120),
+            config=config or Config(retries={"max_attempts": 2, "mode": "standard"}, read_timeout=120),
         )
 
     def outputs(self) -> dict[str, str]:

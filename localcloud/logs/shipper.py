@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import botocore.exceptions
+from botocore.config import Config
 
 logger = logging.getLogger("localcloud.logs.shipper")
 
@@ -42,6 +43,10 @@ MAX_BATCH_BYTES = 1_048_576
 EVENT_OVERHEAD_BYTES = 26
 MAX_EVENT_BYTES = 256 * 1024  # message + overhead
 MAX_BATCH_SPAN_MS = 24 * 3600 * 1000
+# After a quiet spell the first line waits this long for others, so a burst goes in one call (each
+# call costs the in-process moto, which shares the interpreter with the jobs' output loops, far more
+# than its events do); lines that come while a call runs wait for the next one anyway.
+LINGER_SECONDS = 0.2
 RETRY_DELAYS_S = (0.2, 1.0, 2.0)  # a short outage is ridden out; a long one costs lines, never the job
 # Error codes worth another try: the service or the network, not the request (CloudWatch Logs'
 # common errors, https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/CommonErrors.html).
@@ -55,6 +60,17 @@ TRANSIENT_ERROR_CODES = frozenset(
         "RequestTimeoutException",
         "LimitExceededException",
     }
+)
+
+
+# For the shipper's client: its own retries (above) instead of botocore's, short timeouts, and no
+# client-side parameter validation, which for a 10,000-event batch costs more CPU than sending it
+# (requests are built here: names from the services' own name rules, messages non-empty and cut).
+CLIENT_CONFIG = Config(
+    retries={"max_attempts": 1, "mode": "standard"},
+    connect_timeout=2,
+    read_timeout=20,
+    parameter_validation=False,
 )
 
 
@@ -224,17 +240,19 @@ class LogStreamWriter:
         minimum length of 1 in the API model), and it carries nothing to read."""
         if self.closed or not message.strip():
             return
+        # Kept to a lock, a clock read and a queue put: it runs in the job's or the function's own
+        # output loop (the cutting and batching happen on the stream's thread).
         with self._stamp_lock:
             timestamp = max(int(self.shipper.clock() * 1000), self._last_timestamp)
             self._last_timestamp = timestamp
-            with self._progress:
-                self._queued += 1
-            self._queue.put(LogEvent(timestamp, fit_message(message)))
+            self._queued += 1
+            self._queue.put((timestamp, message))
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until every line queued so far was delivered or dropped; False if time ran out."""
-        with self._progress:
+        with self._stamp_lock:
             target = self._queued
+        with self._progress:
             return self._progress.wait_for(lambda: self._handled >= target, timeout=timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -250,11 +268,14 @@ class LogStreamWriter:
         while not stopping:
             pending: list[LogEvent] = []
             item = self._queue.get()
+            if item is not _CLOSE:
+                time.sleep(LINGER_SECONDS)  # let a burst gather into one call
             while True:
                 if item is _CLOSE:
                     stopping = True
                     break
-                pending.append(item)
+                timestamp, message = item
+                pending.append(LogEvent(timestamp, fit_message(message)))
                 try:
                     item = self._queue.get_nowait()  # whatever queued while the last call ran
                 except queue.Empty:

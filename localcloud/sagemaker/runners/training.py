@@ -119,7 +119,6 @@ class TrainingJobRunner:
             self.registry.finish_training_job(self.job, "Failed", failure_reason=injected)
             return
         exit_code = self._run_process()
-        self.cloudwatch.flush(LOG_FLUSH_SECONDS)
         self._sync_checkpoints(download=False)
 
         stopped = self.job.stop_requested.is_set() or self.max_runtime_exceeded
@@ -128,6 +127,7 @@ class TrainingJobRunner:
         rules = rule_statuses(
             self.job.desc, self.base_dir, self.job.name, self.job.stop_requested.is_set(), exit_code == 0
         )
+        self.cloudwatch.flush(LOG_FLUSH_SECONDS)  # delivery overlapped the uploads; now the rest
 
         if self.max_runtime_exceeded:
             self.registry.finish_training_job(
