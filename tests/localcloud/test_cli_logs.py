@@ -133,3 +133,56 @@ def test_filter_log_events_by_prefix_as_aws_documents_it() -> None:
         assert logs.filter_log_events(logGroupName="g", logStreamNamePrefix="job-3/")["events"] == []
         with pytest.raises(logs.exceptions.InvalidParameterException):
             logs.filter_log_events(logGroupName="g", logStreamNamePrefix="job-1/", logStreamNames=["x"])
+
+
+class StackTarget:
+    """cli.main's Target as --stack gives it: AWS (here a Stubber'd CloudFormation client)."""
+
+    def __init__(self, cloudformation: Any) -> None:
+        self.cloudformation = cloudformation
+        self.local = False
+        self.endpoint: str | None = None
+        self.job_prefix = "dogclf"
+
+    def client(self, service: str) -> Any:
+        assert service == "cloudformation", service
+        return self.cloudformation
+
+
+def test_on_aws_a_logical_id_is_resolved_through_the_stacks_resources() -> None:
+    import boto3
+    from botocore.stub import Stubber
+
+    from cli.logs import log_source
+    from cli.main import build_parser
+
+    cloudformation = boto3.client(
+        "cloudformation", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    detail = {
+        "StackName": "dog-breed",
+        "LogicalResourceId": "ClassifyFunction",
+        "PhysicalResourceId": "dog-breed-ClassifyFunction-Ab12Cd34",
+        "ResourceType": "AWS::Lambda::Function",
+        "LastUpdatedTimestamp": "2026-12-07T00:00:00Z",
+        "ResourceStatus": "CREATE_COMPLETE",
+    }
+    parser = build_parser()
+    with Stubber(cloudformation) as stub:
+        stub.add_response(
+            "describe_stack_resource",
+            {"StackResourceDetail": detail},
+            {"StackName": "dog-breed", "LogicalResourceId": "ClassifyFunction"},
+        )
+        stub.add_client_error(
+            "describe_stack_resource",
+            "ValidationError",
+            "Resource my-own-function does not exist for stack dog-breed",
+            expected_params={"StackName": "dog-breed", "LogicalResourceId": "my-own-function"},
+        )
+        by_id = parser.parse_args(["--stack", "dog-breed", "logs", "function", "ClassifyFunction"])
+        by_name = parser.parse_args(["--stack", "dog-breed", "logs", "function", "my-own-function"])
+        target = StackTarget(cloudformation)
+        assert log_source(by_id, target).group == "/aws/lambda/dog-breed-ClassifyFunction-Ab12Cd34"
+        assert log_source(by_name, target).group == "/aws/lambda/my-own-function"
+        stub.assert_no_pending_responses()
