@@ -303,6 +303,7 @@ class ModelServerProcess:
         self._close_pool()
         process = self.process
         if process is None or self._stopped:
+            self.cloudwatch.close()  # never started: its stream holds nothing to wait for
             return
         self._stopped = True
         pgid = process.pid  # start_new_session: the launcher leads its own group
