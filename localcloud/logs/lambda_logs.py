@@ -89,10 +89,13 @@ class FunctionLog:
     def _pump(self) -> None:
         for raw in self._source:
             line = raw.decode("utf-8", errors="replace").rstrip("\n")
-            if line.startswith(PLATFORM_MARKER):
-                self._platform(line[len(PLATFORM_MARKER) :].split(" "))
-            else:
+            at = line.find(PLATFORM_MARKER)
+            if at < 0:
                 self._emit(line)
+                continue
+            if at > 0:  # the handler's last write had no newline: its text is a line of its own
+                self._emit(line[:at])
+            self._platform(line[at + len(PLATFORM_MARKER) :].split(" "))
 
     def _platform(self, mark: list[str]) -> None:
         """``start <id>`` or ``end <id> <duration ms> <max memory MB> [<init ms>]`` from the worker."""

@@ -20,12 +20,17 @@ from tests.support.sagemaker import client, local_s3
 
 HANDLERS = textwrap.dedent(
     """
+    import sys
     import time
 
     def talk(event, context):
         print("first line")
         print("second line")
         return context.log_stream_name
+
+    def unfinished(event, context):
+        sys.stdout.write("no newline at the end")
+        return 1
 
     def sleep(event, context):
         print("going to sleep")
@@ -140,3 +145,14 @@ def test_an_invocation_succeeds_while_the_logs_service_is_down(tmp_path: Path) -
     runner.close()
     assert shipper.dropped_events == 5 and shipper.delivered_events == 0
     assert "second line" in (tmp_path / "logs-talk.log").read_text()  # the file still has it
+
+
+def test_a_last_line_without_newline_stays_a_line_before_end(tmp_path: Path, moto_url: str) -> None:
+    function = spec(tmp_path, "handlers.unfinished")
+    shipper = LogShipper(lambda: client("logs", moto_url))
+    runner = runner_for(function, tmp_path, shipper)
+    runner.invoke(function.name, {})
+    request_id = runner.records[-1].request_id
+    runner.close()
+    [messages] = group_messages(client("logs", moto_url), "/aws/lambda/logs-unfinished").values()
+    assert messages[1:3] == ["no newline at the end", f"END RequestId: {request_id}"]
