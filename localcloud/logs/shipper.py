@@ -19,8 +19,10 @@ so none is sent.
 Log delivery never fails or slows what it logs: a job or an invocation only ever enqueues. Transient
 errors (connection refused or reset, timeouts, throttling, 5xx, a stream or group deleted under us:
 recreated) are retried ``len(retry_delays_s)`` times; then the batch is dropped with a warning and
-counted in ``dropped_events``. Permanent errors (any other 4xx: a request the service will never
-accept) drop the batch at once, also counted and warned about.
+counted in ``dropped_events``, and for ``OUTAGE_HOLD_SECONDS`` every stream drops its batches unsent
+(counted, no retries), so a long outage costs lines, not a job's final flush per batch. Permanent
+errors (any other 4xx: a request the service will never accept) drop the batch at once, also counted
+and warned about.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ MAX_BATCH_SPAN_MS = 24 * 3600 * 1000
 # than its events do); lines that come while a call runs wait for the next one anyway.
 LINGER_SECONDS = 0.2
 RETRY_DELAYS_S = (0.2, 1.0, 2.0)  # a short outage is ridden out; a long one costs lines, never the job
+OUTAGE_HOLD_SECONDS = 30.0  # after retries ran out: drop unsent this long, then try again
 # Error codes worth another try: the service or the network, not the request (CloudWatch Logs'
 # common errors, https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/CommonErrors.html).
 TRANSIENT_ERROR_CODES = frozenset(
@@ -67,7 +70,7 @@ TRANSIENT_ERROR_CODES = frozenset(
 # client-side parameter validation, which for a 10,000-event batch costs more CPU than sending it
 # (requests are built here: names from the services' own name rules, messages non-empty and cut).
 CLIENT_CONFIG = Config(
-    retries={"max_attempts": 1, "mode": "standard"},
+    retries={"total_max_attempts": 1, "mode": "standard"},
     connect_timeout=2,
     read_timeout=20,
     parameter_validation=False,
@@ -157,6 +160,7 @@ class LogShipper:
         self.delivered_events = 0
         self.dropped_events = 0
         self.put_calls = 0
+        self._outage_until = 0.0  # monotonic time until which lines are dropped unsent
 
     def open_stream(self, group: str, stream: str) -> LogStreamWriter:
         writer = LogStreamWriter(self, group, stream)
@@ -204,6 +208,20 @@ class LogShipper:
     def forget_group(self, group: str) -> None:
         with self._lock:
             self._groups.discard(group)
+
+    # An outage the retries did not ride out is likely to last: for a while, every stream drops its
+    # lines at once instead of spending its retries (and a job's final flush) on each batch.
+    def outage_started(self) -> None:
+        with self._lock:
+            self._outage_until = time.monotonic() + OUTAGE_HOLD_SECONDS
+
+    def outage_ongoing(self) -> bool:
+        with self._lock:
+            return time.monotonic() < self._outage_until
+
+    def outage_over(self) -> None:
+        with self._lock:
+            self._outage_until = 0.0
 
     def count(self, delivered: int = 0, dropped: int = 0, calls: int = 0) -> None:
         with self._lock:
@@ -288,6 +306,9 @@ class LogStreamWriter:
 
     def _deliver(self, batch: list[LogEvent]) -> None:
         shipper = self.shipper
+        if shipper.outage_ongoing():  # retries just ran out: drop at once until the next probe
+            shipper.count(dropped=len(batch))
+            return
         delays = (0.0, *shipper.retry_delays_s)
         error: Exception | None = None
         for delay in delays:
@@ -302,6 +323,7 @@ class LogStreamWriter:
                 )
                 rejected = rejected_count(response.get("rejectedLogEventsInfo") or {}, len(batch))
                 shipper.count(delivered=len(batch) - rejected, dropped=rejected, calls=1)
+                shipper.outage_over()
                 if rejected:  # permanent: those timestamps will never be accepted
                     logger.warning(
                         "CloudWatch Logs: %d log events for %s %s rejected by the service: %s",
@@ -320,7 +342,10 @@ class LogStreamWriter:
                     self._created = False
                     shipper.forget_group(self.group)
         shipper.count(dropped=len(batch))
-        kind = "transient, retries used up" if error and is_transient(error) else "permanent"
+        kind = "permanent"
+        if error and is_transient(error):
+            kind = f"transient, retries used up; dropping all lines for {OUTAGE_HOLD_SECONDS:.0f} s"
+            shipper.outage_started()
         logger.warning(
             "CloudWatch Logs: dropped %d log events for %s %s (%s): %s",
             len(batch),

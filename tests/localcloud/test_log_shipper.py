@@ -14,9 +14,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 
-from localcloud.logs.shipper import LogEvent, LogShipper, batches, fit_message
+from localcloud.logs.shipper import CLIENT_CONFIG, LogEvent, LogShipper, batches, fit_message
 from localcloud.shared import free_port
 from tests.support.sagemaker import client, local_s3
 
@@ -160,3 +161,32 @@ def test_blank_lines_are_not_sent(moto_url: str) -> None:
     stream.close()
     messages = [e["message"] for e in read_stream(client("logs", moto_url), GROUP, "blank/algo-1-1")]
     assert messages == ["a", "b"]
+
+
+def test_after_an_outage_used_up_the_retries_lines_are_dropped_without_new_attempts() -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    sends: list[str] = []
+
+    def counted_client() -> Any:  # the local cloud's shipper client: one HTTP attempt per call
+        logs = boto3.client(
+            "logs",
+            endpoint_url=closed,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+            config=CLIENT_CONFIG,
+        )
+        logs.meta.events.register("before-send.logs", lambda request, **_: sends.append(request.url))
+        return logs
+
+    shipper = LogShipper(counted_client, retry_delays_s=(0.01,))
+    first = shipper.open_stream(GROUP, "outage/algo-1-1")
+    first.put("tried twice")
+    assert first.flush()
+    attempts = len(sends)
+    assert attempts == 2  # CreateLogGroup, first try and one retry (the group comes first)
+    second = shipper.open_stream(GROUP, "outage/algo-1-2")
+    second.put("dropped unsent")
+    assert second.flush()
+    assert len(sends) == attempts and shipper.dropped_events == 2
+    shipper.close()
