@@ -168,6 +168,7 @@ bench: $(VENV)/.stamp $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java bench-rules
 	$(PY_TRAIN) bench/bench_trials.py
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_soak.py
+	$(PY) bench/bench_cloudwatch_logs.py
 
 clean:
 	rm -rf .aws-sam build .localcloud .pytest_cache .ruff_cache .mypy_cache

@@ -24,6 +24,7 @@ from typing import Any
 
 import boto3
 
+from cli.logs import add_logs_parser
 from dogclf import contract
 from localcloud.state import DEFAULT_STATE_FILE, read_state_file
 
@@ -489,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument("--queue-url", help="failed-events queue (default: the FailedEventsQueueUrl output)")
     redrive.add_argument("--limit", type=int, help="replay at most this many messages")
     redrive.set_defaults(func=cmd_redrive)
+    add_logs_parser(commands, common)
     return parser
 
 

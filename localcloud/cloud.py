@@ -1,13 +1,15 @@
-"""The local cloud: moto (S3, DynamoDB, SNS, SQS, STS), the SageMaker emulator, and the template's
-Lambda functions wired to their S3 and EventBridge events. Everything binds to 127.0.0.1.
+"""The local cloud: moto (S3, DynamoDB, SNS, SQS, STS, CloudWatch Logs), the SageMaker emulator, and
+the template's Lambda functions wired to their S3 and EventBridge events. Everything binds to 127.0.0.1.
 
     with LocalCloud(LocalCloudConfig(template=Path("template.yaml"), state_dir=Path(".localcloud"))) as cloud:
         cloud.client("s3").upload_file(...)   # events flow from here on
 
 Resources and functions come from the template (``localcloud.stack.resources``); S3 notifications,
 EventBridge events and destinations are routed by ``localcloud.events.routing``.
-Lambda's Invoke API (``localcloud.lambdas.invoke_api``) is served too, so ``boto3.client("lambda").invoke``
-reaches the same functions (the CLI's ``import-url`` and ``redrive`` use it).
+Training jobs, endpoints and functions write their output to CloudWatch Logs in moto, where AWS puts
+it (``localcloud.logs``). Lambda's Invoke API (``localcloud.lambdas.invoke_api``) is served too, so
+``boto3.client("lambda").invoke`` reaches the same functions (the CLI's ``import-url`` and ``redrive``
+use it).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from localcloud.faults.s3_proxy import S3FaultProxy
 from localcloud.faults.spec import FaultInjector, FaultSpec
 from localcloud.lambdas.invoke_api import LambdaInvokeServer
 from localcloud.lambdas.runner import InvocationRecord, LambdaRunner
+from localcloud.logs import moto_fixes as logs_moto_fixes
+from localcloud.logs.shipper import CLIENT_CONFIG as SHIPPER_CLIENT_CONFIG
+from localcloud.logs.shipper import LogShipper
 from localcloud.stack.resources import (
     EventBridgeSubscription,
     S3Subscription,
@@ -44,7 +49,9 @@ DUMMY_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
-MOTO_SERVICES = ("s3", "dynamodb", "sns", "sqs", "sts")
+# moto's server answers every service it implements on one port (it routes by the request's signing
+# name); these are the ones the local cloud names an endpoint for (AWS_ENDPOINT_URL_<SERVICE>).
+MOTO_SERVICES = ("s3", "dynamodb", "sns", "sqs", "sts", "logs")
 
 
 @dataclass
@@ -82,6 +89,7 @@ class LocalCloud:
         self._scheduler: threading.Thread | None = None
         self._lambda_api: LambdaInvokeServer | None = None
         self._s3_fault_proxy: S3FaultProxy | None = None
+        self.log_shipper: LogShipper | None = None
         spec = config.faults or FaultSpec.from_env()
         self.faults: FaultInjector | None = FaultInjector(spec) if spec else None
         self.endpoints: dict[str, str] = {}
@@ -109,6 +117,7 @@ class LocalCloud:
 
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         moto_patches.apply()  # one CompleteMultipartUpload event per multipart object, as in AWS
+        logs_moto_fixes.apply()  # FilterLogEvents honours logStreamNamePrefix, as in AWS
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.moto_port, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
@@ -119,6 +128,7 @@ class LocalCloud:
             urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10
         )
         self.endpoints = {service: moto_url for service in MOTO_SERVICES}
+        self.log_shipper = LogShipper(lambda: self.client("logs", config=SHIPPER_CLIENT_CONFIG))
         if self.faults and self.faults.spec.s3_faults:
             # Only the functions' S3 calls go through it (_runtime_endpoint_env).
             self._s3_fault_proxy = S3FaultProxy(moto_url, self.faults).start()
@@ -152,6 +162,7 @@ class LocalCloud:
             max_concurrency=self.config.max_concurrency,
             on_record=self._on_record,
             faults=self.faults,
+            log_shipper=self.log_shipper,
         )
         self.router.configure_s3_notifications()
         self._poller = threading.Thread(
@@ -180,6 +191,7 @@ class LocalCloud:
             region=self.config.region,
             on_log=self.config.on_job_log,
             faults=self.faults,
+            logs=self.log_shipper,
         )
         self._sagemaker.start()
         self.endpoints["sagemaker"] = self._sagemaker.url
@@ -202,6 +214,9 @@ class LocalCloud:
         if self._s3_fault_proxy:
             self._s3_fault_proxy.stop()
             self._s3_fault_proxy = None
+        if self.log_shipper:  # after the runners: their last lines, before moto goes
+            self.log_shipper.close()
+            self.log_shipper = None
         if self._moto:
             self._moto.stop()
             self._moto = None
@@ -217,7 +232,7 @@ class LocalCloud:
             env[f"AWS_ENDPOINT_URL_{service.upper()}"] = url
         return env
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, config: Config | None = None) -> Any:
         key = service.replace("-", "_")
         if key not in self.endpoints:
             raise KeyError(f"{service} is not served by the local cloud")
@@ -228,13 +243,18 @@ class LocalCloud:
             aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             aws_session_token=DUMMY_CREDENTIALS["AWS_SESSION_TOKEN"],
-            config=Config(retries={"max_attempts": 2, "mode": "standard"}, read_timeout=120),
+            config=config or Config(retries={"max_attempts": 2, "mode": "standard"}, read_timeout=120),
         )
 
     def outputs(self) -> dict[str, str]:
         assert self.resolver is not None
         outputs = self.resolver.template.get("Outputs", {}) or {}
         return {name: str(self.resolver.resolve(body["Value"])) for name, body in outputs.items()}
+
+    def function_names(self) -> dict[str, str]:
+        """The template's functions: logical id -> function name (the log group's suffix)."""
+        assert self.runner is not None
+        return {spec.logical_id: spec.name for spec in self.runner.functions.values()}
 
     def _runtime_endpoint_env(self) -> dict[str, str]:
         env = self.environment()

@@ -46,13 +46,17 @@ def write_state_file(cloud: LocalCloud, state_dir: Path) -> Path:
         "environment": cloud.environment(),
         "endpoints": cloud.endpoints,
         "outputs": cloud.outputs(),
+        # Logical id -> function name: what `python -m cli logs --function <logical id>` resolves
+        # (on AWS the stack's resources say it).
+        "functions": cloud.function_names(),
     }
     path.write_text(json.dumps(document, indent=2))
     return path
 
 
 def read_state_file(path: Path) -> dict[str, Any]:
-    """The document ``write_state_file`` wrote: region, stack_name, environment, endpoints, outputs."""
+    """The document ``write_state_file`` wrote: region, stack_name, environment, endpoints, outputs,
+    functions."""
     document: dict[str, Any] = json.loads(path.read_text())
     return document
 

@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.faults.spec import FaultInjector
+from localcloud.logs.lambda_logs import FunctionLog
+from localcloud.logs.names import lambda_group, lambda_stream
+from localcloud.logs.shipper import LogShipper, open_stream
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 
@@ -105,9 +108,9 @@ def summarize_event(event: Any) -> str:
 
 
 class _Worker:
-    def __init__(self, spec: FunctionSpec, log_path: Path) -> None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the worker
+    def __init__(self, spec: FunctionSpec, log_path: Path, log_shipper: LogShipper | None = None) -> None:
+        # One execution environment, one log stream (localcloud.logs.names), named in its environment.
+        stream = lambda_stream()
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -117,16 +120,20 @@ class _Worker:
                 str(spec.code_dir),
                 *[str(p) for p in spec.extra_sys_path],
             ],
-            env=spec.environment,
+            env={**spec.environment, "AWS_LAMBDA_LOG_STREAM_NAME": stream},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=self._log,
+            stderr=subprocess.PIPE,
             cwd=spec.code_dir,
         )
+        assert self.process.stderr is not None
+        cloudwatch = open_stream(log_shipper, lambda_group(spec.name), stream)
+        self.log = FunctionLog(self.process.stderr, log_path, cloudwatch, spec.memory_mb)
         self.calls = 0  # invocations sent to this sandbox; 0: the next one also waits for its init
 
     def call(self, event: Any, request_id: str, timeout_s: float) -> tuple[bool, Any]:
-        deadline = time.time() + timeout_s
+        started = time.time()
+        deadline = started + timeout_s
         request = {"event": event, "request_id": request_id, "deadline_ms": int(deadline * 1000)}
         assert self.process.stdin is not None and self.process.stdout is not None
         self.calls += 1
@@ -134,9 +141,12 @@ class _Worker:
             self.process.stdin.write((json.dumps(request) + "\n").encode())
             self.process.stdin.flush()
         except BrokenPipeError:
-            return False, self._exit_error()
+            return False, self._exit_error(request_id, started)
         ready, _, _ = select.select([self.process.stdout], [], [], max(0.0, deadline - time.time()))
         if not ready:
+            self.process.kill()
+            self.process.wait()
+            self.log.end_killed(request_id, timeout_s * 1000, timeout_s)
             self.kill()
             return False, {
                 "errorType": "Sandbox.Timedout",
@@ -144,12 +154,14 @@ class _Worker:
             }
         line = self.process.stdout.readline()
         if not line:
-            return False, self._exit_error()
+            return False, self._exit_error(request_id, started)
         reply = json.loads(line)
+        self.log.wait_ended(request_id)  # its output is in the log file when the invocation returns
         return bool(reply["ok"]), reply["payload"]
 
-    def _exit_error(self) -> dict[str, Any]:
+    def _exit_error(self, request_id: str, started: float) -> dict[str, Any]:
         code = self.process.wait()
+        self.log.end_killed(request_id, (time.time() - started) * 1000, None)
         return {"errorType": "Runtime.ExitError", "errorMessage": f"Runtime exited with status {code}"}
 
     @property
@@ -160,7 +172,7 @@ class _Worker:
         if self.alive:
             self.process.kill()
             self.process.wait()
-        self._log.close()
+        self.log.close()
 
 
 class LambdaRunner:
@@ -176,8 +188,10 @@ class LambdaRunner:
         max_concurrency: int = 4,
         on_record: Callable[[InvocationRecord], None] | None = None,
         faults: FaultInjector | None = None,
+        log_shipper: LogShipper | None = None,
     ) -> None:
         self.functions = dict(functions)
+        self._log_shipper = log_shipper  # CloudWatch Logs: /aws/lambda/<name>, one stream per worker
         self._faults = faults
         self.log_dir = log_dir
         self._send_to_destination = send_to_destination
@@ -355,7 +369,7 @@ class LambdaRunner:
                 worker = idle.pop()
                 if worker.alive:
                     return worker
-        worker = _Worker(spec, self.log_dir / f"{spec.name}.log")
+        worker = _Worker(spec, self.log_dir / f"{spec.name}.log", self._log_shipper)
         with self._lock:
             self._all_workers.append(worker)
         return worker

@@ -3,7 +3,9 @@
 Started by :mod:`localcloud.lambdas.runner` with the function's environment already set and
 ``argv = [handler, code_dir, *extra_sys_path]``. It reads one JSON request per line on stdin
 (``{"event", "request_id", "deadline_ms"}``) and answers one JSON line on the pipe that was stdout;
-anything the handler prints goes to stderr (the function's log), never into the protocol.
+anything the handler prints goes to stderr (the function's log), never into the protocol. Each
+invocation is bracketed on stderr by ``PLATFORM_MARKER`` lines, which the runner's log pump
+(``localcloud/logs/lambda_logs.py``) turns into Lambda's START/END/REPORT lines.
 """
 
 from __future__ import annotations
@@ -11,10 +13,15 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import resource
 import sys
 import time
 import traceback
 from typing import Any
+
+# Starts a line of ours on the handler's stderr: on the same stream as the handler's output, so the
+# START/END/REPORT lines made from it stay in order with that output.
+PLATFORM_MARKER = "\x1flocalcloud-platform "
 
 
 class LambdaContext:
@@ -56,6 +63,7 @@ def main() -> None:
     for path in [code_dir, *extra_paths][::-1]:
         sys.path.insert(0, path)
     module_name, _, function_name = handler_path.rpartition(".")
+    init_started = time.monotonic()
     init_error: dict[str, Any] | None = None
     handler = None
     try:
@@ -64,9 +72,12 @@ def main() -> None:
         init_error = _error_payload(error)
         init_error["errorType"] = f"Runtime.ImportModuleError: {init_error['errorType']}"
         traceback.print_exc()
+    init_ms: float | None = (time.monotonic() - init_started) * 1000
     for line in sys.stdin:
         request = json.loads(line)
         context = LambdaContext(request["request_id"], request["deadline_ms"])
+        print(f"{PLATFORM_MARKER}start {context.aws_request_id}", file=sys.stderr, flush=True)
+        started = time.monotonic()
         if init_error is not None:
             reply: dict[str, Any] = {"ok": False, "payload": init_error}
         else:
@@ -76,7 +87,12 @@ def main() -> None:
             except Exception as error:  # the runner applies Lambda's retry rules
                 traceback.print_exc()
                 reply = {"ok": False, "payload": _error_payload(error)}
-        sys.stderr.flush()
+        duration_ms = (time.monotonic() - started) * 1000
+        max_memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
+        init = f"{init_ms:.2f}" if init_ms is not None else ""
+        end = f"end {context.aws_request_id} {duration_ms:.2f} {max_memory_mb} {init}"
+        print(f"{PLATFORM_MARKER}{end}", file=sys.stderr, flush=True)
+        init_ms = None  # Init Duration: on an environment's first invocation only
         protocol.write(json.dumps(reply) + "\n")
         protocol.flush()
 

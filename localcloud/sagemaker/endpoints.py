@@ -20,6 +20,8 @@ from typing import Any
 
 import botocore.exceptions
 
+from localcloud.logs.names import endpoint_group, endpoint_instance_id, endpoint_stream
+from localcloud.logs.shipper import open_stream
 from localcloud.sagemaker import paging
 from localcloud.sagemaker.endpoint_configs import EndpointConfigs, is_serverless
 from localcloud.sagemaker.exceptions import ValidationException
@@ -154,7 +156,14 @@ class Endpoints:
             # Serving runs in the base env (the inference image), or in an overlay over it holding the
             # model's code/requirements.txt; never in a training job's overlay.
             python = serving_python(model_dir, log_path)
-            server = ModelServerProcess(endpoint.name, model_dir, environment, log_path, python=python)
+            cloudwatch = open_stream(
+                self.context.logs,
+                endpoint_group(endpoint.name),
+                endpoint_stream(variant["VariantName"], endpoint_instance_id()),
+            )
+            server = ModelServerProcess(
+                endpoint.name, model_dir, environment, log_path, python=python, cloudwatch=cloudwatch
+            )
             server.start()
             server.wait_ready(self.context.endpoint_start_timeout)
             if fault == "rollback":  # blue/green: an alarm fires while baking; traffic goes back

@@ -7,6 +7,7 @@ sagemakerruntime service beside its sagemaker one.
 
 from __future__ import annotations
 
+from localcloud.logs.names import endpoint_group
 from localcloud.sagemaker.endpoint_configs import EndpointConfigs
 from localcloud.sagemaker.endpoints import Endpoints
 from localcloud.sagemaker.exceptions import ModelError, RuntimeValidationError
@@ -73,7 +74,7 @@ class Invocations:
         )
 
     def _log_stream(self, name: str) -> str:
-        return f"arn:aws:logs:{self.context.region}:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/{name}"
+        return f"arn:aws:logs:{self.context.region}:{ACCOUNT_ID}:log-group:{endpoint_group(name)}"
 
 
 # InvokeEndpoint's request payload limits: the API's Body maximum (botocore's model: 6291456 bytes)

@@ -24,6 +24,7 @@ from botocore.config import Config
 
 from localcloud.environment.containerenv import base_python
 from localcloud.faults.spec import FaultInjector
+from localcloud.logs.shipper import LogShipper
 from localcloud.sagemaker.events import EventBus, EventCallback
 from localcloud.shared import ACCOUNT_ID
 
@@ -86,8 +87,11 @@ class BackendContext:
         endpoint_start_timeout: float = 180.0,
         faults: FaultInjector | None = None,
         serverless_endpoint_events: bool | None = None,
+        logs: LogShipper | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
+        # CloudWatch Logs for jobs' and endpoints' output (localcloud.logs); None: files only.
+        self.logs = logs
         # Whether serverless endpoints send "SageMaker Endpoint State Change" events. AWS documents
         # them for real-time endpoints only, so by default they are not sent (the strict side);
         # LOCALCLOUD_SERVERLESS_ENDPOINT_EVENTS=on sends them as for instance endpoints.

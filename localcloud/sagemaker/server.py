@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.faults.spec import FaultInjector
+from localcloud.logs.shipper import LogShipper
 from localcloud.sagemaker.backend import SageMakerBackend
 from localcloud.sagemaker.events import EventCallback
 from localcloud.sagemaker.registry import BackendContext, LogCallback
@@ -94,6 +95,7 @@ class SageMakerServer:
         endpoint_start_timeout: float = 180.0,
         faults: FaultInjector | None = None,
         serverless_endpoint_events: bool | None = None,  # None: LOCALCLOUD_SERVERLESS_ENDPOINT_EVENTS
+        logs: LogShipper | None = None,  # CloudWatch Logs for jobs and endpoints; None: files only
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the emulator listens on 127.0.0.1 only")
@@ -109,6 +111,7 @@ class SageMakerServer:
                 endpoint_start_timeout=endpoint_start_timeout,
                 faults=faults,
                 serverless_endpoint_events=serverless_endpoint_events,
+                logs=logs,
             )
         )
         self._httpd = _HTTPServer((host, port), self.backend)

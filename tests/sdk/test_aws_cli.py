@@ -1,15 +1,17 @@
 """The AWS CLI (v1, unmodified) against the local cloud: the user's ``aws`` with the exported endpoints.
 
 ``sagemaker list-*/describe-*`` on the jobs the SDK flow's tuner ran, ``s3 cp`` into the datasets
-bucket's upload prefix. (``aws logs tail`` reads CloudWatch Logs, which the local cloud does not yet
-write: issue 16's item 4.)
+bucket's upload prefix; CloudWatch Logs: a trial's and a Lambda's lines (with ``filter-log-events``:
+the v1 CLI has no ``logs tail``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +71,51 @@ def test_s3_cp_into_the_upload_prefix(
     assert "upload: " in copied and f" to s3://{bucket}/{key}" in copied, copied
     head = aws(client_env, "s3api", "head-object", "--bucket", bucket, "--key", key)
     assert head["ContentLength"] == note.stat().st_size
+
+
+# The AWS CLI v1 has no `aws logs tail` (v2 only: `aws logs help` in v1 lists filter-log-events,
+# get-log-events and start-live-tail, no tail), so these read with what v1 offers,
+# `aws logs filter-log-events`, with the same --log-stream-name-prefix `aws logs tail` takes.
+def test_logs_filter_log_events_shows_the_trials_lines(client_env: dict[str, str], tuner: Any) -> None:
+    trial = tuner.best_training_job()
+    found = aws(
+        client_env,
+        "logs",
+        "filter-log-events",
+        "--log-group-name",
+        "/aws/sagemaker/TrainingJobs",
+        "--log-stream-name-prefix",
+        f"{trial}/",
+    )
+    streams = {event["logStreamName"] for event in found["events"]}
+    assert len(streams) == 1 and re.fullmatch(rf"{trial}/algo-1-\d+", streams.pop())
+    assert any("#metric valid:accuracy=" in event["message"] for event in found["events"])
+
+
+def test_logs_filter_log_events_shows_a_lambdas_start_end_report(
+    client_env: dict[str, str], local_cloud: dict[str, Any], tmp_path: Path
+) -> None:
+    function = local_cloud["outputs"]["ImportUrlFunctionName"]
+    out = tmp_path / "response.json"
+    aws_text(
+        client_env,
+        "lambda",
+        "invoke",
+        "--function-name",
+        function,
+        "--payload",
+        '{"url": "ftp://x/y.zip"}',
+        str(out),
+    )
+    # Lambda delivers its log asynchronously, as on AWS: poll, bounded.
+    deadline = time.monotonic() + 30
+    messages: list[str] = []
+    while not any(m.startswith("REPORT RequestId: ") for m in messages) and time.monotonic() < deadline:
+        found = aws(client_env, "logs", "filter-log-events", "--log-group-name", f"/aws/lambda/{function}")
+        messages = [event["message"] for event in found["events"]]
+        time.sleep(0.5)
+    starts = [m for m in messages if m.startswith("START RequestId: ")]
+    assert starts and starts[0].endswith(" Version: $LATEST")
+    request_id = starts[0].split()[2]
+    assert f"END RequestId: {request_id}" in messages
+    assert any(m.startswith(f"REPORT RequestId: {request_id}\tDuration: ") for m in messages)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,7 +36,15 @@ from tests.sdk.notebook import (
     seed_rules,
     source_dir,
 )
-from tests.sdk.settings import FRAMEWORK, HYPERPARAMETERS, PY_VERSION, ROLE, TRAINING_INSTANCE, jpeg
+from tests.sdk.settings import (
+    FRAMEWORK,
+    HYPERPARAMETERS,
+    OBJECTIVE,
+    PY_VERSION,
+    ROLE,
+    TRAINING_INSTANCE,
+    jpeg,
+)
 from tests.support.seed_settings import SEED_PROFILER_CONFIG
 
 pytestmark = pytest.mark.slow
@@ -56,6 +66,24 @@ def test_best_estimator_and_attach_read_the_job_back(tuner: HyperparameterTuner)
     assert attached.model_data == best.model_data
     assert attached.instance_type == TRAINING_INSTANCE
     assert float(attached.hyperparameters()["learning_rate"]) >= 0.001
+
+
+def test_logs_for_job_prints_the_trials_lines_from_cloudwatch_logs(
+    tuner: HyperparameterTuner, session: sagemaker.Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The SDK's log streaming (what ``fit(logs="All")`` runs): /aws/sagemaker/TrainingJobs, the job's
+    ``<job>/algo-1-<epoch>`` stream, read through the AWS_ENDPOINT_URL_LOGS the cloud exports."""
+    trial = tuner.best_training_job()
+    capsys.readouterr()
+    session.logs_for_job(trial, wait=True)
+    out = capsys.readouterr().out
+    objective = [line for line in out.splitlines() if re.search(OBJECTIVE["Regex"], line)]
+    assert objective, out[-2000:]
+    described = session.sagemaker_client.describe_training_job(TrainingJobName=trial)
+    final = {m["MetricName"]: m["Value"] for m in described["FinalMetricDataList"]}
+    # The last objective line in the log is the value the tuner judged the trial by.
+    last = re.search(OBJECTIVE["Regex"], objective[-1])
+    assert last and float(last[1]) == pytest.approx(final[OBJECTIVE["Name"]])
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +177,27 @@ def test_boto3_invoke_endpoint_and_a_bad_image(predictor: Any, user_environment:
         )
     assert caught.value.response["Error"]["Code"] == "ModelError"
     assert caught.value.response["OriginalStatusCode"] == 400
+
+
+def test_the_endpoints_log_is_in_its_cloudwatch_group(
+    predictor: Any, user_environment: dict[str, str]
+) -> None:
+    """TorchServe's and the handler's output: /aws/sagemaker/Endpoints/<name>, stream
+    ``<variant>/<instance id>``. Lines arrive as the server writes them (no flush until it stops), so
+    the check polls, bounded."""
+    logs = boto3.client("logs", region_name=user_environment["AWS_REGION"])
+    group = f"/aws/sagemaker/Endpoints/{predictor.endpoint_name}"
+    deadline = time.monotonic() + 60
+    events: list[dict[str, Any]] = []
+    while not any(e["message"] == "Model server started." for e in events) and time.monotonic() < deadline:
+        try:
+            events = logs.filter_log_events(logGroupName=group)["events"]
+        except logs.exceptions.ResourceNotFoundException:
+            events = []
+        time.sleep(1)
+    assert any(e["message"] == "Model server started." for e in events), events[-20:]
+    assert {e["logStreamName"].split("/")[0] for e in events} == {"AllTraffic"}
+    assert all(re.fullmatch(r"AllTraffic/i-[0-9a-f]{17}", e["logStreamName"]) for e in events)
 
 
 def test_delete_endpoint(predictor: Any, session: sagemaker.Session) -> None:

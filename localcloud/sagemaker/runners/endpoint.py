@@ -37,6 +37,7 @@ from collections import deque
 from pathlib import Path
 
 from localcloud.environment.containerenv import REPO_ROOT, ContainerEnvError, base_python, overlay_python
+from localcloud.logs.shipper import LogStreamWriter, NullStream
 from localcloud.shared import free_port
 
 TORCHSERVE = "torchserve"  # the CLI the inference toolkit runs (found on PATH)
@@ -89,8 +90,11 @@ class ModelServerProcess:
         log_path: Path,
         *,
         python: Path | None = None,
+        cloudwatch: LogStreamWriter | NullStream | None = None,
     ) -> None:
         self.name = name
+        # This "instance"'s CloudWatch Logs stream (/aws/sagemaker/Endpoints/<name>, <variant>/<instance>).
+        self.cloudwatch = cloudwatch or NullStream()
         self.model_dir = Path(model_dir)
         if self.model_dir.name != "model":
             # SAGEMAKER_BASE_DIR/model is where the toolkit looks; the emulator unpacks there.
@@ -169,6 +173,7 @@ class ModelServerProcess:
                 log_file.write(raw)
                 log_file.flush()
                 logger.debug("[%s] %s", self.name, line)
+                self.cloudwatch.put(line)
                 with self._log_activity:
                     self._log_tail.append(line)
                     error = MODEL_ERROR_LINE.search(line)
@@ -298,6 +303,7 @@ class ModelServerProcess:
         self._close_pool()
         process = self.process
         if process is None or self._stopped:
+            self.cloudwatch.close()  # never started: its stream holds nothing to wait for
             return
         self._stopped = True
         pgid = process.pid  # start_new_session: the launcher leads its own group
@@ -331,6 +337,9 @@ class ModelServerProcess:
             logger.warning("endpoint %s: torchserve --stop failed: %s", self.name, error)
         if self.jvm_tmp is not None:
             shutil.rmtree(self.jvm_tmp, ignore_errors=True)
+        if self._pump is not None:
+            self._pump.join(timeout=10)  # the server's last lines, then the stream's last flush
+        self.cloudwatch.close()
 
 
 def serving_python(model_dir: Path, log_path: Path) -> Path | None:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tarfile
 import threading
+import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,8 @@ from urllib.parse import urlparse
 
 from dogclf import contract
 from localcloud.environment.containerenv import ContainerEnvError, offline_environment, overlay_python
+from localcloud.logs.names import TRAINING_JOBS_GROUP, training_job_stream
+from localcloud.logs.shipper import LogStreamWriter, NullStream, open_stream
 from localcloud.sagemaker.runners.entrypoint import container_command, image_path, namespaced_command
 from localcloud.sagemaker.runners.job_files import (
     JobSetupError,
@@ -45,6 +48,10 @@ logger = logging.getLogger("localcloud.sagemaker.runners.training")
 # Time a job gets between SIGTERM and SIGKILL when stopped (SageMaker waits 120 s; tests can't).
 STOP_GRACE_SECONDS = 10.0
 LOG_KEEP_LINES = 200  # enough to hold the last traceback
+# How long a finished job waits for its last log lines to reach CloudWatch Logs before it reports its
+# end (readers such as the SDK's logs_for_job read once more after the end, then stop). Past it the
+# lines still arrive, later; the job's outcome never depends on them.
+LOG_FLUSH_SECONDS = 15.0
 
 
 class TrainingJobRunner:
@@ -58,6 +65,8 @@ class TrainingJobRunner:
         self.process: subprocess.Popen[str] | None = None
         self.max_runtime_exceeded = False
         self._log_tail: deque[str] = deque(maxlen=LOG_KEEP_LINES)
+        # The job's CloudWatch Logs stream, opened when its instance "starts" (run()).
+        self.cloudwatch: LogStreamWriter | NullStream = NullStream()
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -68,6 +77,9 @@ class TrainingJobRunner:
                 if self.job.stop_requested.is_set():
                     self.registry.finish_training_job(self.job, "Stopped", secondary="Stopped")
                     return
+                self.cloudwatch = open_stream(
+                    self.context.logs, TRAINING_JOBS_GROUP, training_job_stream(self.job.name, time.time())
+                )
                 self._run_in_slot()
         except JobSetupError as error:
             self.registry.finish_training_job(self.job, "Failed", failure_reason=f"ClientError: {error}")
@@ -75,6 +87,8 @@ class TrainingJobRunner:
             logger.exception("training job %s crashed in the emulator", self.job.name)
             reason = f"InternalServerError: {type(error).__name__}: {error}"
             self.registry.finish_training_job(self.job, "Failed", failure_reason=reason)
+        finally:
+            self.cloudwatch.close()
 
     def stop(self) -> None:
         """Terminate the job's process group; run() then records Stopped."""
@@ -115,6 +129,7 @@ class TrainingJobRunner:
         rules = rule_statuses(
             self.job.desc, self.base_dir, self.job.name, self.job.stop_requested.is_set(), exit_code == 0
         )
+        self.cloudwatch.flush(LOG_FLUSH_SECONDS)  # delivery overlapped the uploads; now the rest
 
         if self.max_runtime_exceeded:
             self.registry.finish_training_job(
@@ -258,6 +273,7 @@ class TrainingJobRunner:
                 scraper.feed(line)
                 self.job.final_metrics = scraper.final_metric_data_list()
                 self.context.job_log_line(self.job.name, line)
+                self.cloudwatch.put(line)
         exit_code = self.process.wait()
         if timer:
             timer.cancel()
@@ -280,6 +296,7 @@ class TrainingJobRunner:
                 log_file.flush()
                 self._log_tail.append(line)
                 self.context.job_log_line(self.job.name, line)
+                self.cloudwatch.put(line)
 
             try:
                 return overlay_python(requirements, base=base, log=log, env=offline_environment())
