@@ -54,6 +54,8 @@ class EndpointsBackend:
             raise ValidationException(
                 "The local emulator needs PrimaryContainer.ModelDataUrl (an S3 model.tar.gz)."
             )
+        if params.get("ExecutionRoleArn"):
+            self.context.check_execution_role(params["ExecutionRoleArn"])
         arn = self.context.arn("model", name)
         desc = {
             "ModelName": name,
@@ -327,7 +329,8 @@ class EndpointsBackend:
         container = model["PrimaryContainer"]
         bucket, key = parse_s3_uri(container["ModelDataUrl"])
         archive = work_dir / "model.tar.gz"
-        self.context.s3_client().download_file(bucket, key, str(archive))
+        s3 = self.context.s3_client(model.get("ExecutionRoleArn"))  # SageMaker acts as the model's role
+        s3.download_file(bucket, key, str(archive))
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(model_dir, filter="data")
         submit = (container.get("Environment") or {}).get("SAGEMAKER_SUBMIT_DIRECTORY", "")
@@ -335,7 +338,7 @@ class EndpointsBackend:
             # Inference code shipped separately (SDK's non-repacked form): unpack it into code/.
             source_archive = work_dir / "sourcedir.tar.gz"
             source_bucket, source_key = parse_s3_uri(submit)
-            self.context.s3_client().download_file(source_bucket, source_key, str(source_archive))
+            s3.download_file(source_bucket, source_key, str(source_archive))
             with tarfile.open(source_archive, "r:gz") as tar:
                 tar.extractall(model_dir / "code", filter="data")
         return model_dir

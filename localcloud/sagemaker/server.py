@@ -18,7 +18,7 @@ from typing import Any
 from localcloud.faults.spec import FaultInjector
 from localcloud.sagemaker.backend import SageMakerBackend
 from localcloud.sagemaker.events import EventCallback
-from localcloud.sagemaker.registry import BackendContext, LogCallback
+from localcloud.sagemaker.registry import BackendContext, LogCallback, RoleSessions
 from localcloud.sagemaker.responses import JSON_CONTENT_TYPE, handle_control_plane
 from localcloud.sagemaker.runtime import handle_invoke, match_invocation
 from localcloud.shared import LocalHTTPServer
@@ -94,6 +94,7 @@ class SageMakerServer:
         endpoint_start_timeout: float = 180.0,
         faults: FaultInjector | None = None,
         serverless_endpoint_events: bool | None = None,  # None: LOCALCLOUD_SERVERLESS_ENDPOINT_EVENTS
+        iam: RoleSessions | None = None,  # localcloud.iam: act as execution roles; None: unchecked
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the emulator listens on 127.0.0.1 only")
@@ -109,6 +110,7 @@ class SageMakerServer:
                 endpoint_start_timeout=endpoint_start_timeout,
                 faults=faults,
                 serverless_endpoint_events=serverless_endpoint_events,
+                iam=iam,
             )
         )
         self._httpd = _HTTPServer((host, port), self.backend)
