@@ -19,7 +19,8 @@ TEMPLATE = textwrap.dedent(
       Echo:
         Type: AWS::Serverless::Function
         Properties:
-          {CodeUri: code/, Handler: app.echo, Runtime: python3.13, Timeout: 20, Policies: [S3WritePolicy: {BucketName: api-data}]}
+          {CodeUri: code/, Handler: app.echo, Runtime: python3.13, Timeout: 20,
+           Policies: [S3WritePolicy: {BucketName: api-data}]}
     """
 )
 
