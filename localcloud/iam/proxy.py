@@ -29,7 +29,6 @@ from localcloud.shared import LocalHTTPServer
 
 _SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 QUERY_SERVICES = frozenset({"sns", "sts", "iam"})  # awsQuery: XML <ErrorResponse>
-REST_JSON_PATHS = ("/endpoints/",)  # sagemaker-runtime's InvokeEndpoint (rest-json)
 
 
 @dataclass(frozen=True)
@@ -187,6 +186,9 @@ def error_response(request: WireRequest, verdict: Denial | str) -> tuple[int, di
             f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
         )
         return 403, {"Content-Type": "text/xml", "x-amzn-RequestId": request_id}, body.encode()
+    # JSON services: 400 AccessDeniedException, the common error of every AWS API
+    # (https://docs.aws.amazon.com/sagemaker/latest/APIReference/CommonErrors.html,
+    # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/CommonErrors.html).
     code = "AccessDeniedException" if denied else "UnrecognizedClientException"
     headers = {"x-amzn-RequestId": request_id, "x-amzn-ErrorType": code}
     if request.service == "sqs":  # awsQueryCompatible: the query protocol's code, as SQS sends it
@@ -195,8 +197,7 @@ def error_response(request: WireRequest, verdict: Denial | str) -> tuple[int, di
         headers.update({"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"})
         return 400, headers, _cbor_text_map({"__type": code, "message": message})
     headers["Content-Type"] = request.header("Content-Type") or "application/x-amz-json-1.1"
-    status = 403 if request.path.startswith(REST_JSON_PATHS) else 400
-    return status, headers, json.dumps({"__type": code, "message": message}).encode()
+    return 400, headers, json.dumps({"__type": code, "message": message}).encode()
 
 
 def _xml(text: str) -> str:

@@ -63,7 +63,9 @@ class Role:
         return f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{self.name}/{session}"
 
     def trusts(self, service: str) -> bool:
-        """Whether the trust policy lets ``service`` (e.g. sagemaker.amazonaws.com) assume the role."""
+        """Whether the trust policy lets ``service`` (e.g. sagemaker.amazonaws.com) assume the role.
+        Its conditions (``aws:SourceAccount``, ``aws:SourceArn``) hold locally: one account, and
+        SageMaker assumes the role for this account's own jobs."""
         for statement in _as_list(self.trust_policy.get("Statement", [])):
             principals = (statement.get("Principal") or {}) if isinstance(statement, dict) else {}
             services = _as_list(principals.get("Service", [])) if isinstance(principals, dict) else []

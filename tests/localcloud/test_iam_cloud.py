@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import WaiterError
 
 from localcloud.cloud import LocalCloud, LocalCloudConfig
+from localcloud.sagemaker.registry import SAGEMAKER_SESSION
 from localcloud.shared import ACCOUNT_ID
 
 TEMPLATE = textwrap.dedent(
@@ -181,7 +182,7 @@ def test_a_sagemaker_call_outside_the_policys_resources_is_denied_by_the_emulato
 def test_the_execution_role_reads_only_what_its_policy_allows(cloud: LocalCloud) -> None:
     assert cloud.iam is not None
     role_arn = cloud.outputs()["ExecutionRoleArn"]
-    environment = cloud.iam.jobs.session_environment(role_arn, "SageMaker")
+    environment = cloud.iam.jobs.session_environment(role_arn, SAGEMAKER_SESSION)
     import boto3
     from botocore.exceptions import ClientError
 
