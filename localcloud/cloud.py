@@ -31,6 +31,8 @@ from localcloud.events import moto_patches
 from localcloud.events.routing import EventRouter
 from localcloud.faults.s3_proxy import S3FaultProxy
 from localcloud.faults.spec import FaultInjector, FaultSpec
+from localcloud.iam.enforcement import IamEnforcement
+from localcloud.iam.roles import iam_enforced_from_env
 from localcloud.lambdas.invoke_api import LambdaInvokeServer
 from localcloud.lambdas.runner import InvocationRecord, LambdaRunner
 from localcloud.logs import moto_fixes as logs_moto_fixes
@@ -69,6 +71,8 @@ class LocalCloudConfig:
     sagemaker_port: int = 0
     on_job_log: Callable[[str, str], None] | None = None  # (job name, log line) from the emulator
     faults: FaultSpec | None = None  # localcloud.faults.spec; None: the spec in LOCALCLOUD_FAULTS, if any
+    # IAM enforced (localcloud.iam): each function calls as its role; LOCALCLOUD_IAM=off: unchecked.
+    iam: bool = field(default_factory=iam_enforced_from_env)
     # Scheduled rules (the endpoint reconcile's rate(1 minute)) fire this often locally; 0: never.
     schedule_period_s: float = field(
         default_factory=lambda: float(os.environ.get("LOCALCLOUD_SCHEDULE_PERIOD_S", "3"))
@@ -90,6 +94,7 @@ class LocalCloud:
         self._lambda_api: LambdaInvokeServer | None = None
         self._s3_fault_proxy: S3FaultProxy | None = None
         self.log_shipper: LogShipper | None = None
+        self.iam: IamEnforcement | None = None
         spec = config.faults or FaultSpec.from_env()
         self.faults: FaultInjector | None = FaultInjector(spec) if spec else None
         self.endpoints: dict[str, str] = {}
@@ -145,12 +150,17 @@ class LocalCloud:
             parameter_overrides=self.config.parameter_overrides,
             queue_url_base=moto_url,
         )
+        if self.config.iam:
+            functions_s3 = self._s3_fault_proxy.url if self._s3_fault_proxy else moto_url
+            self.iam = IamEnforcement(self.resolver, moto_url, functions_s3).start()
         if self.config.start_sagemaker:
             self._start_sagemaker(moto_url)
         create_resources(self.resolver, self.client, self.config.region)
         wiring = function_wiring(
             self.resolver, self.config.template, self.config.region, self._runtime_endpoint_env()
         )
+        if self.iam:
+            self.iam.assign_roles(wiring.specs)
         self.router.s3_subscriptions = wiring.s3
         self.router.eventbridge_subscriptions = wiring.eventbridge
         self.router.schedule_subscriptions = wiring.schedules
@@ -185,7 +195,8 @@ class LocalCloud:
             host="127.0.0.1",
             port=self.config.sagemaker_port,
             state_dir=self.state_dir / "sagemaker",
-            s3_endpoint_url=moto_url,
+            s3_endpoint_url=self.iam.jobs.url if self.iam else moto_url,
+            iam=self.iam.jobs if self.iam else None,
             training_python=self.config.training_python or base_python(),
             on_event=self.router.on_sagemaker_event,
             region=self.config.region,
@@ -196,6 +207,8 @@ class LocalCloud:
         self._sagemaker.start()
         self.endpoints["sagemaker"] = self._sagemaker.url
         self.endpoints["sagemaker_runtime"] = self._sagemaker.url
+        if self.iam:
+            self.iam.functions.route("sagemaker", self._sagemaker.url)
 
     def stop(self) -> None:
         self._stop.set()
@@ -211,6 +224,9 @@ class LocalCloud:
         if self._sagemaker:
             self._sagemaker.stop()
             self._sagemaker = None
+        if self.iam:
+            self.iam.stop()
+            self.iam = None
         if self._s3_fault_proxy:
             self._s3_fault_proxy.stop()
             self._s3_fault_proxy = None
@@ -263,7 +279,7 @@ class LocalCloud:
             env["AWS_ENDPOINT_URL_S3"] = self._s3_fault_proxy.url
         if self.faults:
             env.update(self.faults.function_environment())
-        return env
+        return self.iam.function_endpoints(env) if self.iam else env
 
     # -- routing (localcloud.events.routing) --------------------------------------------------------------
     @property

@@ -61,6 +61,11 @@ def run_demo(
             f"S3/DynamoDB/SNS/SQS at {cloud.endpoints['s3']}, SageMaker at {cloud.endpoints['sagemaker']}"
         )
         progress.say(f"state: {state_file}")
+        progress.say(
+            "IAM enforced: each function calls AWS as its own role (LOCALCLOUD_IAM=off turns it off)"
+            if cloud.iam
+            else "IAM not enforced (LOCALCLOUD_IAM=off)"
+        )
         run = DemoRun(settings, cloud, progress)
         result = run.run(zip_path)
         if after_run is not None:

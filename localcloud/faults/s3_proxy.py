@@ -40,7 +40,7 @@ class S3FaultProxy:
         self._stopping = threading.Event()
         proxy = self
 
-        class Handler(_ProxyHandler):
+        class Handler(ProxyHandler):
             upstream_host = upstream.hostname or "127.0.0.1"
             upstream_port = upstream.port or 80
             owner = proxy
@@ -63,7 +63,7 @@ class S3FaultProxy:
         self._httpd.server_close()
 
 
-class _ProxyHandler(BaseHTTPRequestHandler):
+class ProxyHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as botocore's pool expects
     upstream_host: str
     upstream_port: int
@@ -106,6 +106,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             if self.command != "HEAD":
                 self.wfile.write(payload)
             return
+        self._forward(body)
+
+    def _forward(self, body: bytes) -> None:
+        """Send the request on to the upstream and relay its answer (localcloud.iam.proxy uses it too)."""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         if body or self.command in ("PUT", "POST"):
             headers["Content-Length"] = str(len(body))

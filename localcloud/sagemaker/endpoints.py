@@ -222,7 +222,8 @@ class Endpoints:
         container = serving_container(model)
         bucket, key = parse_s3_uri(container["ModelDataUrl"])
         archive = work_dir / "model.tar.gz"
-        self.context.s3_client().download_file(bucket, key, str(archive))
+        s3 = self.context.s3_client(model.get("ExecutionRoleArn"))  # SageMaker acts as the model's role
+        s3.download_file(bucket, key, str(archive))
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(model_dir, filter="data")
         submit = (container.get("Environment") or {}).get("SAGEMAKER_SUBMIT_DIRECTORY", "")
@@ -230,7 +231,7 @@ class Endpoints:
             # Inference code shipped separately (SDK's non-repacked form): unpack it into code/.
             source_archive = work_dir / "sourcedir.tar.gz"
             source_bucket, source_key = parse_s3_uri(submit)
-            self.context.s3_client().download_file(source_bucket, source_key, str(source_archive))
+            s3.download_file(source_bucket, source_key, str(source_archive))
             with tarfile.open(source_archive, "r:gz") as tar:
                 tar.extractall(model_dir / "code", filter="data")
         return model_dir

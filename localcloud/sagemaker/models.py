@@ -34,6 +34,8 @@ class Models:
             raise ValidationException(
                 "The local emulator needs PrimaryContainer.ModelDataUrl (an S3 model.tar.gz)."
             )
+        if params.get("ExecutionRoleArn"):
+            self.context.check_execution_role(params["ExecutionRoleArn"])
         arn = self.context.arn("model", name)
         desc = {
             "ModelName": name,

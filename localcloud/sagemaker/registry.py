@@ -26,11 +26,28 @@ from localcloud.environment.containerenv import base_python
 from localcloud.faults.spec import FaultInjector
 from localcloud.logs.shipper import LogShipper
 from localcloud.sagemaker.events import EventBus, EventCallback
+from localcloud.sagemaker.exceptions import ValidationException
 from localcloud.shared import ACCOUNT_ID
 
 logger = logging.getLogger("localcloud.sagemaker")
 
 LogCallback = Callable[[str, str], None]
+
+
+class RoleSessions(Protocol):
+    """The account's roles as the emulator acts as them (localcloud.iam.proxy.IamProxy when IAM is on)."""
+
+    def session_environment(self, role_arn: str, session: str) -> dict[str, str]: ...
+
+    def assumable_by(self, role_arn: str, service: str) -> bool: ...
+
+
+# The credentials every local S3 client used before IAM enforcement, and still uses with it off.
+UNCHECKED_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
+# The session name of the execution role's calls, as AWS names it in an AccessDeniedException:
+# https://github.com/aws/amazon-sagemaker-feedback/issues/61 (".../assumed-role/<role>/SageMaker").
+SAGEMAKER_SESSION = "SageMaker"
 
 
 class Runner(Protocol):
@@ -88,10 +105,14 @@ class BackendContext:
         faults: FaultInjector | None = None,
         serverless_endpoint_events: bool | None = None,
         logs: LogShipper | None = None,
+        iam: RoleSessions | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         # CloudWatch Logs for jobs' and endpoints' output (localcloud.logs); None: files only.
         self.logs = logs
+        # IAM enforced (localcloud.iam): S3 calls of jobs and endpoints carry the execution role's
+        # credentials, and a role the account does not have is refused at Create*. None: unchecked.
+        self.iam = iam
         # Whether serverless endpoints send "SageMaker Endpoint State Change" events. AWS documents
         # them for real-time endpoints only, so by default they are not sent (the strict side);
         # LOCALCLOUD_SERVERLESS_ENDPOINT_EVENTS=on sends them as for instance endpoints.
@@ -133,19 +154,38 @@ class BackendContext:
     def arn(self, kind: str, name: str) -> str:
         return f"arn:aws:sagemaker:{self.region}:{ACCOUNT_ID}:{kind}/{name.lower()}"
 
-    def s3_client(self) -> Any:
-        client = getattr(self._s3_local, "client", None)
-        if client is None:
-            client = boto3.client(
+    def role_environment(self, role_arn: str | None) -> dict[str, str]:
+        """The credentials a job or endpoint acts with: its execution role's when IAM is enforced."""
+        if self.iam is None or not role_arn:
+            return dict(UNCHECKED_CREDENTIALS)
+        return self.iam.session_environment(role_arn, SAGEMAKER_SESSION)
+
+    def check_execution_role(self, role_arn: str) -> None:
+        """Refuse a role SageMaker could not assume (one the account does not have, or whose trust
+        policy leaves SageMaker out) with AWS's ValidationException text, as a Lambda's Create* call
+        got it for a role that did not exist:
+        https://github.com/awslabs/predictive-maintenance-using-machine-learning/issues/3."""
+        if self.iam is not None and not self.iam.assumable_by(role_arn, SAGEMAKER_PRINCIPAL):
+            raise ValidationException(
+                f"Could not assume role {role_arn}. Please ensure that the role exists and allows "
+                f"principal '{SAGEMAKER_PRINCIPAL}' to assume the role."
+            )
+
+    def s3_client(self, role_arn: str | None = None) -> Any:
+        """A per-thread S3 client acting as ``role_arn`` (see role_environment)."""
+        clients: dict[str | None, Any] = self._s3_local.__dict__.setdefault("clients", {})
+        if role_arn not in clients:
+            credentials = self.role_environment(role_arn)
+            clients[role_arn] = boto3.client(
                 "s3",
                 endpoint_url=self.s3_endpoint_url,
                 region_name=self.region,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
+                aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+                aws_session_token=credentials.get("AWS_SESSION_TOKEN"),
                 config=Config(retries={"max_attempts": 3}),
             )
-            self._s3_local.client = client
-        return client
+        return clients[role_arn]
 
     def spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

@@ -19,7 +19,7 @@ from localcloud.faults.spec import FaultInjector
 from localcloud.logs.shipper import LogShipper
 from localcloud.sagemaker.backend import SageMakerBackend
 from localcloud.sagemaker.events import EventCallback
-from localcloud.sagemaker.registry import BackendContext, LogCallback
+from localcloud.sagemaker.registry import BackendContext, LogCallback, RoleSessions
 from localcloud.sagemaker.responses import JSON_CONTENT_TYPE, handle_control_plane
 from localcloud.sagemaker.runtime import handle_invoke, match_invocation
 from localcloud.shared import LocalHTTPServer
@@ -96,6 +96,7 @@ class SageMakerServer:
         faults: FaultInjector | None = None,
         serverless_endpoint_events: bool | None = None,  # None: LOCALCLOUD_SERVERLESS_ENDPOINT_EVENTS
         logs: LogShipper | None = None,  # CloudWatch Logs for jobs and endpoints; None: files only
+        iam: RoleSessions | None = None,  # localcloud.iam: act as execution roles; None: unchecked
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the emulator listens on 127.0.0.1 only")
@@ -112,6 +113,7 @@ class SageMakerServer:
                 faults=faults,
                 serverless_endpoint_events=serverless_endpoint_events,
                 logs=logs,
+                iam=iam,
             )
         )
         self._httpd = _HTTPServer((host, port), self.backend)

@@ -37,6 +37,7 @@ class TrainingJobs:
     ) -> dict[str, Any]:
         name = params["TrainingJobName"]
         _check_request(params)
+        self.context.check_execution_role(params["RoleArn"])
         if self.context.debugger_access == DEBUGGER_ACCESS_CLOSED:
             _refuse_debugger_api(params)
         now = time.time()

@@ -62,6 +62,7 @@ class TuningJobs:
                 "TrainingJobDefinition is required (several TrainingJobDefinitions: not supported locally)."
             )
         validate_tuning_config(config, definition)
+        self.context.check_execution_role(definition["RoleArn"])
         limits = config["ResourceLimits"]
         if limits["MaxParallelTrainingJobs"] > self.context.max_parallel_training_jobs_limit:
             raise ResourceLimitExceeded(

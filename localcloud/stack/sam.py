@@ -2,8 +2,9 @@
 
 ``aws-sam-translator`` is the library behind ``sam validate`` and the ``AWS::Serverless-2016-10-31``
 transform. It runs here without any AWS call: the region comes from the local cloud and the
-managed-policy map is empty (as cfn-lint runs it offline), since policy names only shape IAM roles,
-which the local cloud does not enforce.
+managed-policy map is empty (as cfn-lint runs it offline): a function's ``Policies`` name AWS managed
+policies by ARN (the translator looks bare names up in that map, which needs IAM on AWS). Policy
+templates (``S3CrudPolicy``, ...) are expanded offline; ``localcloud.iam`` enforces the result.
 """
 
 from __future__ import annotations
@@ -45,8 +46,7 @@ def sam_transform(
 ) -> dict[str, Any]:
     """The CloudFormation that AWS's SAM transform makes of ``template`` (offline: no AWS call).
 
-    The managed-policy map is empty, as cfn-lint does offline: policy names only shape IAM roles,
-    which the local cloud does not enforce."""
+    The managed-policy map is empty, as cfn-lint does offline (see the module docstring)."""
     translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
     try:
         return translator.translate(

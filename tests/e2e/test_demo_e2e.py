@@ -77,6 +77,8 @@ def demo(tmp_path_factory):
         checks["report"] = run_cli(state_file, "report", "--out", str(state_dir / "reports"))
         checks["teardown"] = run_cli(state_file, "teardown", "--yes")
         checks["endpoints_after_teardown"] = cloud.client("sagemaker").list_endpoints()["Endpoints"]
+        # IAM enforced (the default): the calls refused, if any (None: enforcement was off).
+        checks["iam_denials"] = [denial.message for denial in cloud.iam.denials] if cloud.iam else None
 
     result = run_demo(settings, after_run=after_run)
     return result, checks
@@ -104,6 +106,11 @@ def test_demo_succeeds_through_events_alone(demo):
     assert result.training_job["TrainingJobStatus"] == "Completed"
     metrics = {m["MetricName"] for m in result.training_job["FinalMetricDataList"]}
     assert "test:accuracy" in metrics
+
+
+def test_the_pipeline_passes_with_iam_enforced_and_no_call_denied(demo):
+    _, checks = demo
+    assert checks["iam_denials"] == []
 
 
 def test_features_are_computed_once_and_the_trials_read_only_them(demo):

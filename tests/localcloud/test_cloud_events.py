@@ -45,6 +45,7 @@ TEMPLATE = textwrap.dedent(
         Type: AWS::Serverless::Function
         Properties:
           Handler: app.ingest
+          Policies: [S3CrudPolicy: {BucketName: !Ref Data}]
           Layers: [!Ref Layer]
           Events:
             Zip:
@@ -61,6 +62,7 @@ TEMPLATE = textwrap.dedent(
         Type: AWS::Serverless::Function
         Properties:
           Handler: app.ready
+          Policies: [S3CrudPolicy: {BucketName: !Ref Data}]
           Events:
             Manifest:
               Type: S3
@@ -74,6 +76,7 @@ TEMPLATE = textwrap.dedent(
         Type: AWS::Serverless::Function
         Properties:
           Handler: app.on_job
+          Policies: [S3CrudPolicy: {BucketName: !Ref Data}]
           EventInvokeConfig:
             MaximumRetryAttempts: 2
             DestinationConfig:

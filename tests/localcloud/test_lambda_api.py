@@ -18,7 +18,9 @@ TEMPLATE = textwrap.dedent(
         Properties: {BucketName: api-data}
       Echo:
         Type: AWS::Serverless::Function
-        Properties: {CodeUri: code/, Handler: app.echo, Runtime: python3.13, Timeout: 20}
+        Properties:
+          {CodeUri: code/, Handler: app.echo, Runtime: python3.13, Timeout: 20,
+           Policies: [S3WritePolicy: {BucketName: api-data}]}
     """
 )
 

@@ -54,7 +54,8 @@ def test_redrive_replays_a_failed_ingest_and_empties_the_queue(cloud, tmp_path, 
     outputs = cloud.outputs()
     bucket, queue_url = outputs["DatasetBucketName"], outputs["FailedEventsQueueUrl"]
     s3, sqs = cloud.client("s3"), cloud.client("sqs")
-    # Outside uploads/: no S3 trigger, so only the replay can ingest it.
+    # Under uploads/ (the only prefix the ingest role may read: IAM is enforced) but not ending in
+    # .zip, so no S3 trigger: only the replay can ingest it.
     archive = write_sample_zip(
         tmp_path / "late.zip",
         num_classes=2,
@@ -63,8 +64,8 @@ def test_redrive_replays_a_failed_ingest_and_empties_the_queue(cloud, tmp_path, 
         test_per_class=1,
         image_size=16,
     )
-    s3.upload_file(str(archive), bucket, "staging/late.zip")
-    etag = s3.head_object(Bucket=bucket, Key="staging/late.zip")["ETag"].strip('"')
+    s3.upload_file(str(archive), bucket, "uploads/late.zip.held")
+    etag = s3.head_object(Bucket=bucket, Key="uploads/late.zip.held")["ETag"].strip('"')
     ingest_arn = cloud.runner.function("IngestFunction").arn
     record = {  # what Lambda sends to the on-failure destination after the last retry
         "version": "1.0",
@@ -75,7 +76,7 @@ def test_redrive_replays_a_failed_ingest_and_empties_the_queue(cloud, tmp_path, 
             "condition": "RetriesExhausted",
             "approximateInvokeCount": 2,
         },
-        "requestPayload": s3_put_event(bucket, "staging/late.zip", etag),
+        "requestPayload": s3_put_event(bucket, "uploads/late.zip.held", etag),
         "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
         "responsePayload": {"errorType": "ReadTimeoutError", "errorMessage": "Read timeout on endpoint URL"},
     }

@@ -26,6 +26,7 @@ TEMPLATE = textwrap.dedent(
         Properties:
           CodeUri: code/
           Handler: app.seen
+          Policies: [S3CrudPolicy: {BucketName: !Ref Data}]
           Runtime: python3.13
           Timeout: 20
           Environment: {Variables: {BUCKET: !Ref Data}}

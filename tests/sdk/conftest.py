@@ -66,6 +66,11 @@ class LocalCloudProcess:
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VIRTUAL_ENV"))},
             "LOCALCLOUD_DEBUGGER_ACCESS": "open",
+            # The notebook flow passes a role and a bucket of its own (notebook.ROLE, BUCKET), which
+            # the stack's execution role does not cover: with IAM enforced (localcloud.iam) SageMaker
+            # would refuse the role, as AWS does. Moving the flow onto the stack's role and buckets is
+            # the follow-up (docs/local.md, "IAM").
+            "LOCALCLOUD_IAM": "off",
             "PYTHONUNBUFFERED": "1",
         }
         self.process = subprocess.Popen(

@@ -154,7 +154,7 @@ class TrainingJobRunner:
             (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
 
     def _download_channels(self, channels: list[dict[str, Any]]) -> None:
-        s3 = self.context.s3_client()
+        s3 = self.context.s3_client(self.job.desc["RoleArn"])
         for channel in channels:
             name = channel["ChannelName"]
             source = channel.get("DataSource", {}).get("S3DataSource")
@@ -192,7 +192,7 @@ class TrainingJobRunner:
         bucket, key = parse_s3_uri(str(uri))
         archive = self.base_dir / "sourcedir.tar.gz"
         try:
-            self.context.s3_client().download_file(bucket, key, str(archive))
+            self.context.s3_client(self.job.desc["RoleArn"]).download_file(bucket, key, str(archive))
         except self.context.s3_errors as error:
             raise JobSetupError(f"could not download source dir {uri}: {error}") from error
         code_dir = self.base_dir / "code"
@@ -211,6 +211,8 @@ class TrainingJobRunner:
         env = offline_environment()
         env.update(desc.get("Environment") or {})
         threads = str(self.context.threads_per_job)
+        # The script (smdebug's S3 writes among its calls) acts as the execution role.
+        env.update(self.context.role_environment(desc["RoleArn"]))
         env.update(
             {
                 "SAGEMAKER_BASE_DIR": str(self.base_dir),
@@ -222,8 +224,6 @@ class TrainingJobRunner:
                 "SMPROFILER_CONFIG_PATH": str(config / "profilerconfig.json"),
                 "AWS_REGION": self.context.region,
                 "AWS_DEFAULT_REGION": self.context.region,
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
                 "S3_ENDPOINT_URL": self.context.s3_endpoint_url,
                 "AWS_ENDPOINT_URL_S3": self.context.s3_endpoint_url,
                 "PYTHONUNBUFFERED": "1",
@@ -322,7 +322,7 @@ class TrainingJobRunner:
         desc = self.job.desc
         bucket, prefix = parse_s3_uri(desc["OutputDataConfig"]["S3OutputPath"])
         prefix = "/".join(part for part in (prefix.rstrip("/"), self.job.name, "output") if part)
-        s3 = self.context.s3_client()
+        s3 = self.context.s3_client(self.job.desc["RoleArn"])
         model_uri = None
         uploads = [(contract.OUTPUT_ARCHIVE, self.base_dir / "output" / "data")]
         if include_model:
@@ -359,7 +359,7 @@ class TrainingJobRunner:
         local.mkdir(parents=True, exist_ok=True)
         bucket, prefix = parse_s3_uri(config["S3Uri"])
         prefix = prefix.rstrip("/") + "/" if prefix else ""
-        s3 = self.context.s3_client()
+        s3 = self.context.s3_client(self.job.desc["RoleArn"])
         try:
             if download:
                 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -384,7 +384,7 @@ class TrainingJobRunner:
             return
         bucket, prefix = parse_s3_uri(config["S3OutputPath"])
         base = "/".join(part for part in (prefix.rstrip("/"), self.job.name, suffix) if part)
-        s3 = self.context.s3_client()
+        s3 = self.context.s3_client(self.job.desc["RoleArn"])
         for path in sorted(source.rglob("*")):
             if path.is_file():
                 s3.upload_file(str(path), bucket, f"{base}/{path.relative_to(source).as_posix()}")
