@@ -6,7 +6,6 @@ import atexit
 import functools
 import io
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,6 @@ from sagemaker.pytorch import PyTorch
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINING_DIR = str(REPO / "training")
-sys.path.insert(0, TRAINING_DIR)  # dogclf.contract: standard library only
-sys.path.insert(0, str(REPO / "functions"))  # pipeline.source_dir: the Lambda's own source dir layout
 from pipeline.source_dir import PROFILED, write_tree  # noqa: E402
 
 FRAMEWORK, PY_VERSION = "2.6.0", "py312"
