@@ -30,12 +30,15 @@ help:
 # find another. --no-deps: the requirements files pin every dependency.
 EDITABLE_PROJECTS := . functions training
 PYPROJECTS := $(addsuffix /pyproject.toml,$(EDITABLE_PROJECTS))
+# An editable install writes each project's egg-info into its folder: one venv at a time under make -j
+# (flock on this Makefile, which always exists).
+ONE_EDITABLE_INSTALL_AT_A_TIME := flock $(CURDIR)/Makefile
 
 $(VENV)/.stamp: requirements-dev.txt functions/requirements.txt $(PYPROJECTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps $(addprefix -e ,$(EDITABLE_PROJECTS))
+	$(ONE_EDITABLE_INSTALL_AT_A_TIME) $(PY) -m pip install -q --no-deps $(addprefix -e ,$(EDITABLE_PROJECTS))
 	touch $@
 
 # The base: what the SageMaker PyTorch training and inference images install (no smdebug).
@@ -48,8 +51,8 @@ $(VENV_CONTAINER)/.stamp: container/requirements.txt
 # the three projects editable (never in .venv-container: it plays the image, which has none of them).
 $(VENV_TRAIN)/.stamp: $(VENV_CONTAINER)/.stamp training/requirements.txt training/requirements-dev.txt \
 		localcloud/environment/containerenv.py $(PYPROJECTS)
-	$(PY_CONTAINER) -m localcloud.environment.containerenv build training/requirements-dev.txt --dest $(VENV_TRAIN) \
-		$(addprefix --editable ,$(EDITABLE_PROJECTS))
+	$(ONE_EDITABLE_INSTALL_AT_A_TIME) $(PY_CONTAINER) -m localcloud.environment.containerenv build \
+		training/requirements-dev.txt --dest $(VENV_TRAIN) $(addprefix --editable ,$(EDITABLE_PROJECTS))
 	touch $@
 
 # training/wheels/: one wheel per pin of training/requirements.txt, built for the training image
@@ -85,7 +88,8 @@ real-data-deps:
 $(VENV_DATA)/.stamp: requirements-data.txt $(PYPROJECTS)
 	test -x $(VENV_DATA)/bin/python || $(PYTHON) -m venv $(VENV_DATA)
 	$(VENV_DATA)/bin/python -m pip install -q -r requirements-data.txt
-	$(VENV_DATA)/bin/python -m pip install -q --no-deps $(addprefix -e ,$(EDITABLE_PROJECTS))
+	$(ONE_EDITABLE_INSTALL_AT_A_TIME) $(VENV_DATA)/bin/python -m pip install -q --no-deps \
+		$(addprefix -e ,$(EDITABLE_PROJECTS))
 	touch $@
 
 $(VENV_SAM)/.stamp: requirements-sam.txt
@@ -104,7 +108,8 @@ $(VENV_CHECKOV)/.stamp: requirements-checkov.txt
 $(VENV_SDK2)/.stamp: requirements-sdk2.txt $(PYPROJECTS)
 	test -x $(VENV_SDK2)/bin/python || $(PYTHON_CONTAINER) -m venv $(VENV_SDK2)
 	$(VENV_SDK2)/bin/python -m pip install -q -r requirements-sdk2.txt
-	$(VENV_SDK2)/bin/python -m pip install -q --no-deps $(addprefix -e ,$(EDITABLE_PROJECTS))
+	$(ONE_EDITABLE_INSTALL_AT_A_TIME) $(VENV_SDK2)/bin/python -m pip install -q --no-deps \
+		$(addprefix -e ,$(EDITABLE_PROJECTS))
 	touch $@
 
 venvs: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SAM)/.stamp $(VENV_CHECKOV)/.stamp \
