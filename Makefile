@@ -24,10 +24,21 @@ help:
 	@echo "make bench   the benchmarks in bench/ (make bench-rules: the Debugger rules on real photos)"
 	@echo "make clean   remove build outputs and local cloud state (keeps the venvs)"
 
-$(VENV)/.stamp: requirements-dev.txt functions/requirements.txt
+# The repository's three projects, installed editable (each a .pth line naming its folder, see the
+# pyproject.toml files): the root (localcloud, cli, tools), functions/ (pipeline) and training/ (dogclf,
+# with the entry points as top-level modules, as the toolkit runs them). No module edits sys.path to
+# find another. --no-deps: the requirements files pin every dependency.
+EDITABLE_PROJECTS := . functions training
+PYPROJECTS := $(addsuffix /pyproject.toml,$(EDITABLE_PROJECTS))
+# An editable install writes each project's egg-info into its folder: one venv at a time under make -j
+# (flock on this Makefile, which always exists).
+ONE_EDITABLE_INSTALL_AT_A_TIME := flock $(CURDIR)/Makefile
+
+$(VENV)/.stamp: requirements-dev.txt functions/requirements.txt $(PYPROJECTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(ONE_EDITABLE_INSTALL_AT_A_TIME) $(PY) -m pip install -q --no-deps $(addprefix -e ,$(EDITABLE_PROJECTS))
 	touch $@
 
 # The base: what the SageMaker PyTorch training and inference images install (no smdebug).
@@ -36,10 +47,12 @@ $(VENV_CONTAINER)/.stamp: container/requirements.txt
 	$(PY_CONTAINER) -m pip install -q -r container/requirements.txt
 	touch $@
 
-# tests/training's interpreter: an overlay over the base with the job's requirements plus pytest.
+# tests/training's interpreter: an overlay over the base with the job's requirements plus pytest, and
+# the three projects editable (never in .venv-container: it plays the image, which has none of them).
 $(VENV_TRAIN)/.stamp: $(VENV_CONTAINER)/.stamp training/requirements.txt training/requirements-dev.txt \
-		localcloud/environment/containerenv.py
-	$(PY_CONTAINER) -m localcloud.environment.containerenv build training/requirements-dev.txt --dest $(VENV_TRAIN)
+		localcloud/environment/containerenv.py $(PYPROJECTS)
+	$(ONE_EDITABLE_INSTALL_AT_A_TIME) $(PY_CONTAINER) -m localcloud.environment.containerenv build \
+		training/requirements-dev.txt --dest $(VENV_TRAIN) $(addprefix --editable ,$(EDITABLE_PROJECTS))
 	touch $@
 
 # training/wheels/: one wheel per pin of training/requirements.txt, built for the training image
@@ -70,10 +83,13 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 real-data-deps:
 	test -f $(FASHION_MNIST) || (apt-get update && apt-get install -y --no-install-recommends dataset-fashion-mnist)
 
-# ... and scikit-learn's bundled digit scans, in tools/real_data.py's own environment.
-$(VENV_DATA)/.stamp: requirements-data.txt
+# ... and scikit-learn's bundled digit scans, in tools/real_data.py's own environment (which imports
+# dogclf.layout: the projects editable, as in .venv).
+$(VENV_DATA)/.stamp: requirements-data.txt $(PYPROJECTS)
 	test -x $(VENV_DATA)/bin/python || $(PYTHON) -m venv $(VENV_DATA)
 	$(VENV_DATA)/bin/python -m pip install -q -r requirements-data.txt
+	$(ONE_EDITABLE_INSTALL_AT_A_TIME) $(VENV_DATA)/bin/python -m pip install -q --no-deps \
+		$(addprefix -e ,$(EDITABLE_PROJECTS))
 	touch $@
 
 $(VENV_SAM)/.stamp: requirements-sam.txt
@@ -87,10 +103,13 @@ $(VENV_CHECKOV)/.stamp: requirements-checkov.txt
 	$(VENV_CHECKOV)/bin/python -m pip install -q -r requirements-checkov.txt
 	touch $@
 
-# The SDK conformance suite's clients (tests/sdk): SageMaker Python SDK v2 and the AWS CLI, Python 3.12.
-$(VENV_SDK2)/.stamp: requirements-sdk2.txt
+# The SDK conformance suite's clients (tests/sdk): SageMaker Python SDK v2 and the AWS CLI, Python 3.12;
+# the projects editable (the suite packs the training code with pipeline.source_dir).
+$(VENV_SDK2)/.stamp: requirements-sdk2.txt $(PYPROJECTS)
 	test -x $(VENV_SDK2)/bin/python || $(PYTHON_CONTAINER) -m venv $(VENV_SDK2)
 	$(VENV_SDK2)/bin/python -m pip install -q -r requirements-sdk2.txt
+	$(ONE_EDITABLE_INSTALL_AT_A_TIME) $(VENV_SDK2)/bin/python -m pip install -q --no-deps \
+		$(addprefix -e ,$(EDITABLE_PROJECTS))
 	touch $@
 
 # notebooks/walkthrough.ipynb's kernel: .venv-sdk2's interpreter, registered for Jupyter under the name
@@ -113,15 +132,18 @@ lint: $(VENV)/.stamp typecheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# mypy over every tree. Test folders are checked one at a time (each has its own conftest.py, and
-# pytest, not a package, puts its helpers on the path); training/ against the training environment,
-# so that torch's and smdebug's types resolve; tests/sdk against .venv-sdk2 (SageMaker SDK v2).
-MYPY_APP_TESTS := tests/functions tests/localcloud tests/template tests/e2e tests/sdk3
+# mypy once over the tree per environment, which resolves the projects through their editable
+# installs: the dev environment's code and tests; training/ against the training environment, so
+# that torch's and smdebug's types resolve; tests/sdk against .venv-sdk2 (SageMaker SDK v2). Test
+# helpers are top-level modules (pytest puts each test folder on the path), so a second conftest.py
+# would be a second module named conftest: tests/template and tests/sdk3, which have their own, run apart.
+MYPY_APP := functions localcloud cli bench tools tests/functions tests/localcloud tests/e2e
 typecheck: $(VENV)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SDK2)/.stamp
-	$(VENV)/bin/mypy functions/pipeline localcloud cli bench tools
-	for tests in $(MYPY_APP_TESTS); do MYPYPATH=functions:training $(VENV)/bin/mypy $$tests || exit 1; done
-	MYPYPATH=training $(VENV)/bin/mypy --python-executable $(PY_TRAIN) training tests/training
-	MYPYPATH=training $(VENV)/bin/mypy --python-executable $(VENV_SDK2)/bin/python tests/sdk
+	$(VENV)/bin/mypy $(MYPY_APP)
+	$(VENV)/bin/mypy tests/template
+	$(VENV)/bin/mypy tests/sdk3
+	$(VENV)/bin/mypy --python-executable $(PY_TRAIN) training tests/training
+	$(VENV)/bin/mypy --python-executable $(VENV_SDK2)/bin/python tests/sdk
 
 template-check: $(VENV)/.stamp $(VENV_SAM)/.stamp checkov
 	$(VENV)/bin/cfn-lint template.yaml

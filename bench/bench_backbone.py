@@ -12,7 +12,7 @@ image has it). For each image size:
   generated dogImages-shaped tree (500x375 JPEGs) of --images images; its images/s is features.json's
   ``images_per_second`` (decode, resize and forward of every split, start-up excluded);
 - ratio: job / best ceiling (channels_last: the mean of a measurement before and one after the job,
-  since a shared machine's load drifts), the figure issue 17 asks to hold at 80% or more at 224 px.
+  since a shared machine's load drifts), the figure the features job is held to: 80% or more at 224 px.
 
 The machine may be shared: the load average before and after is printed; compare ratios measured in
 one run only. ``--omp-threads N`` runs the job with OMP_NUM_THREADS=N in its environment, as the
@@ -31,15 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+from torch import nn
+
+from dogclf.contract import FEATURES_META_FILE
+from tools.sample_data import write_sample_tree
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "training"))
-
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from dogclf.contract import FEATURES_META_FILE  # noqa: E402
-from tools.sample_data import write_sample_tree  # noqa: E402
 
 PHOTO_SIZE = (500, 375)  # the dogImages shape (tools.sample_data.DOGIMAGES_SHAPE)
 CLASSES = 4

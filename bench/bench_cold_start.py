@@ -85,7 +85,7 @@ ENV = {
 }
 PROBE = """
 import json, sys, time
-sys.path[:0] = {paths!r}
+sys.path[:0] = {paths!r}  # as Lambda's runtime (-S): the function's dir, the layer, the runtime's
 start = time.perf_counter()
 import {module} as handler_module
 initialised = time.perf_counter()

@@ -11,9 +11,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from localcloud.demo.main import parse_args, run_demo
 

@@ -25,24 +25,22 @@ import os
 import random
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from localcloud.environment.containerenv import base_python
+from localcloud.sagemaker.runners.endpoint import ModelServerProcess, live_group_members
+from localcloud.sagemaker.server import SageMakerServer
+from tests.support.sagemaker import ROLE_ARN, client, local_s3, tar_gz_directory
 
-from localcloud.environment.containerenv import base_python  # noqa: E402
-from localcloud.sagemaker.runners.endpoint import ModelServerProcess, live_group_members  # noqa: E402
-from localcloud.sagemaker.server import SageMakerServer  # noqa: E402
-from tests.support.sagemaker import ROLE_ARN, client, local_s3, tar_gz_directory  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 BUILD_MODEL = r"""
 import json, sys, torch
 from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-from dogclf.engine import copy_serving_code
+sys.path.insert(0, sys.argv[1])  # the base interpreter (the image) has no dogclf: training/ from argv
+from dogclf.artifacts import copy_serving_code
 from dogclf.model import build_for_inference
 out, classes, size = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 out.mkdir(parents=True)

@@ -24,11 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
-sys.path.insert(0, str(REPO))
+from tools.sample_data import write_sample_tree
 
-from tools.sample_data import write_sample_tree  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run_trial(

@@ -26,9 +26,9 @@ import time
 import zipfile
 from pathlib import Path
 
+from localcloud.shared import free_port
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # localcloud.shared: the one free-port probe
-from localcloud.shared import free_port  # noqa: E402
 
 BUCKET = "bench-datasets"
 KEY = "uploads/bench.zip"

@@ -1,4 +1,5 @@
-"""What a training job spends installing its requirements at start, before and after issue 15.
+"""What a training job spends installing its requirements at start, from the package index (before)
+and from the wheels shipped in its source dir (after).
 
 Before, every job (the features job, each trial, the profiled job) shipped training/requirements.txt
 and the toolkit pip-installed it from the package index at start. After, the features job and the
@@ -25,11 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from localcloud.environment.containerenv import base_python, build_overlay, offline_environment
+from pipeline.source_dir import PROFILED, REQUIREMENTS, pack
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "functions"))
-from localcloud.environment.containerenv import base_python, build_overlay, offline_environment  # noqa: E402
-from pipeline.source_dir import PROFILED, REQUIREMENTS, pack  # noqa: E402
 
 # training/requirements.txt as every job shipped it before (git show 1886289:training/requirements.txt,
 # pins only): the toolkit installed it from the index, pyinstrument-cext coming in as a dependency.

@@ -19,7 +19,7 @@ from a clean state (the demo wipes its state dir), so the numbers are the ones `
 - per-trial wall time (min / median / max);
 - an AWS cost estimate: each job's billable seconds (its local seconds plus --aws-job-overhead of
   AWS start-up, 120 s by default) x the on-demand list price of the instance type it asked for, next
-  to the design before the features stage (the numbers issue 9 measured on this machine: 4 trials of
+  to the design before the features stage (every trial ran the backbone; measured on this machine: 4 trials of
   248-264 s and a 127 s profiled job, all on ml.g4dn.xlarge) and to this run with the template's
   MaxTuningJobs trials. Local seconds on 2 cores stand in for AWS's, which is pessimistic for the GPU
   instances and about right for the small CPU ones; serverless inference and Lambda are per request
@@ -42,16 +42,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "training"))
+from dogclf import contract
+from localcloud.cloud import LocalCloud
+from localcloud.demo.main import parse_args, run_demo
+from localcloud.demo.summary import DemoResult
+from localcloud.stack.template import load_template
+from tools.sample_data import DOGIMAGES_SHAPE, write_sample_zip
 
-from dogclf import contract  # noqa: E402
-from localcloud.cloud import LocalCloud  # noqa: E402
-from localcloud.demo.main import parse_args, run_demo  # noqa: E402
-from localcloud.demo.summary import DemoResult  # noqa: E402
-from localcloud.stack.template import load_template  # noqa: E402
-from tools.sample_data import DOGIMAGES_SHAPE, write_sample_zip  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DATA_DIR = REPO / ".bench-data"
 # SageMaker training, on-demand, us-east-1, USD per instance-hour (aws.amazon.com/sagemaker/pricing,
@@ -72,7 +70,7 @@ AWS_JOB_OVERHEAD_S = 120.0
 # template.yaml's MaxTuningJobs default (the demo runs 4): the trial count of a run on AWS.
 TEMPLATE_PARAMETERS = load_template(REPO / "template.yaml")["Parameters"]
 TEMPLATE_MAX_TUNING_JOBS = int(TEMPLATE_PARAMETERS["MaxTuningJobs"]["Default"])
-# The design before the features stage, as issue 9 measured it on this machine (2 cores, 64 px).
+# The design before the features stage (every trial ran the backbone), measured here (2 cores, 64 px).
 BEFORE_JOBS: tuple[tuple[str, str, float], ...] = (
     *(("trial", "ml.g4dn.xlarge", seconds) for seconds in (248.0, 252.0, 260.0, 264.0)),
     ("profiled", "ml.g4dn.xlarge", 127.0),
@@ -238,7 +236,7 @@ def print_report(
         f"\nAWS training cost estimate per pipeline run (USD, on-demand list prices; each job's local "
         f"seconds + {overhead_s:.0f} s of AWS start-up):"
     )
-    print(f"{'':<10} {'before (issue 9)':>17} {'this run':>10} {f'{TEMPLATE_MAX_TUNING_JOBS} trials':>10}")
+    print(f"{'':<10} {'before features':>17} {'this run':>10} {f'{TEMPLATE_MAX_TUNING_JOBS} trials':>10}")
     for kind in ("features", "trial", "profiled"):
         print(
             f"{kind:<10} {before['by_kind'].get(kind, 0.0):17.4f} {after['by_kind'].get(kind, 0.0):10.4f} "

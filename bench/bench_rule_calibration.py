@@ -34,12 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
-sys.path.insert(0, str(REPO / "functions"))
+from dogclf import contract
+from pipeline import gate
 
-from dogclf import contract  # noqa: E402
-from pipeline import gate  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TRAINING = REPO / "training"
 DATA_PYTHON = REPO / ".venv-data" / "bin" / "python"

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 import zipfile
@@ -35,7 +34,6 @@ from types import SimpleNamespace
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "bench"), str(REPO / "functions"), str(REPO / "training"), str(REPO)]
 BUCKET = "bench-datasets"
 SPLITS = ("train", "valid", "test")
 

@@ -36,18 +36,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path[:0] = [
-    str(Path(__file__).resolve().parents[1]),
-    str(Path(__file__).resolve().parents[1] / "training"),
-]
+from soak_audit import PipelineState, audit
 
-from soak_audit import audit  # noqa: E402 - bench/, next to this script
-
-from cli.redrive import lambda_invoker, redrive  # noqa: E402
-from localcloud.cloud import LocalCloud, LocalCloudConfig  # noqa: E402
-from localcloud.demo.run import DemoSettings  # noqa: E402
-from localcloud.faults.spec import FaultSpec  # noqa: E402
-from tools.sample_data import write_sample_zip  # noqa: E402
+from cli.redrive import lambda_invoker, redrive
+from localcloud.cloud import LocalCloud, LocalCloudConfig
+from localcloud.demo.run import DemoSettings
+from localcloud.faults.spec import FaultSpec
+from tools.sample_data import write_sample_zip
 
 # Every kind of fault, sized for 6 good datasets (4, then 2 once the endpoint serves): the first
 # profiled job and one tuning trial fail, the first CreateEndpoint fails, the first UpdateEndpoint
@@ -79,17 +74,13 @@ class SoakTimeoutError(RuntimeError):
     pass
 
 
-class Soak:
+class Soak(PipelineState):
+    """The soak run: its phases and waits over the state readers the audit uses too."""
+
     def __init__(self, cloud: LocalCloud, deadline: float) -> None:
-        self.cloud = cloud
+        super().__init__(cloud)
         self.deadline = deadline
-        self.outputs = cloud.outputs()
-        self.s3, self.sm, self.sqs = cloud.client("s3"), cloud.client("sagemaker"), cloud.client("sqs")
-        assert cloud.runner is not None
-        envs = [spec.environment for spec in cloud.runner.functions.values()]
-        self.prefix = next((env["JOB_NAME_PREFIX"] for env in envs if "JOB_NAME_PREFIX" in env), "dogclf")
         self.redriven: list[str] = []
-        self.input_prefix = ""
 
     def say(self, text: str) -> None:
         print(f"[soak {time.strftime('%H:%M:%S')}] {text}", flush=True)
@@ -101,42 +92,7 @@ class Soak:
                 raise SoakTimeoutError(f"wall-clock cap reached while waiting for {what}")
             time.sleep(poll_s)
 
-    # -- state readers -----------------------------------------------------------------------------
-    def keys(self, bucket: str, prefix: str) -> list[str]:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        return [item["Key"] for page in pages for item in page.get("Contents", [])]
-
-    def get_json(self, bucket: str, key: str) -> Any:
-        return json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-
-    def endpoint_status(self) -> str | None:
-        endpoints = self.sm.list_endpoints(NameContains=self.outputs["EndpointName"])["Endpoints"]
-        found = [e for e in endpoints if e["EndpointName"] == self.outputs["EndpointName"]]
-        return found[0]["EndpointStatus"] if found else None
-
-    def jobs(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """(tuning jobs, training jobs), described."""
-        tuning = [
-            self.sm.describe_hyper_parameter_tuning_job(
-                HyperParameterTuningJobName=s["HyperParameterTuningJobName"]
-            )
-            for page in self.sm.get_paginator("list_hyper_parameter_tuning_jobs").paginate()
-            for s in page["HyperParameterTuningJobSummaries"]
-        ]
-        training = [
-            self.sm.describe_training_job(TrainingJobName=s["TrainingJobName"])
-            for page in self.sm.get_paginator("list_training_jobs").paginate()
-            for s in page["TrainingJobSummaries"]
-        ]
-        return tuning, training
-
-    def failure_queue(self) -> int:
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=self.outputs["FailedEventsQueueUrl"],
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return sum(int(value) for value in attributes.values())
-
+    # -- waits -------------------------------------------------------------------------------------
     def quiet(self) -> bool:
         """Nothing queued or running: S3 events, invocations, jobs, the endpoint, emulator events."""
         tuning, training = self.jobs()

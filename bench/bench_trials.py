@@ -31,12 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
-sys.path.insert(0, str(REPO))
+from dogclf import contract
+from tools.sample_data import write_sample_tree
 
-from dogclf import contract  # noqa: E402
-from tools.sample_data import write_sample_tree  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TRAINING = REPO / "training"
 

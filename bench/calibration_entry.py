@@ -2,8 +2,9 @@
 multiplying the new head's initial weights by ``head_init_scale`` (a hyperparameter, removed before
 train_model.py parses the rest). Everything else is the profiled job as the toolkit runs it.
 
-Copied next to train_model.py in the job's code folder by bench/bench_rule_calibration.py; run from
-bench/ (tests/training/test_rules_real_data.py) it uses the repository's training/.
+Copied next to train_model.py in the job's code folder by bench/bench_rule_calibration.py (the
+toolkit runs it from there, so dogclf imports from that folder); run from bench/
+(tests/training/test_rules_real_data.py) it uses the repository's training/, installed editable.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 if not (HERE / "train_model.py").is_file():
-    HERE = HERE.parent / "training"
-sys.path.insert(0, str(HERE))
+    HERE = HERE.parent / "training"  # dogclf then comes from the editable install of training/
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dogclf import contract
-
-if TYPE_CHECKING:
-    from bench_soak import Soak
+from localcloud.cloud import LocalCloud
 
 # The endpoint lifecycle's outcome notifications (pipeline.endpoint_lifecycle.record_outcome).
 OUTCOME_SUBJECTS = {
@@ -22,6 +20,55 @@ OUTCOME_SUBJECTS = {
     "Model rolled back": "rolled-back",
     "Model deploy failed": "failed",
 }
+
+
+class PipelineState:
+    """What the pipeline left in the local cloud, read through its clients: the audit's input, and the
+    readers the soak run polls (bench_soak.Soak extends this, so the audit never imports the run)."""
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud = cloud
+        self.outputs = cloud.outputs()
+        self.s3, self.sm, self.sqs = cloud.client("s3"), cloud.client("sagemaker"), cloud.client("sqs")
+        assert cloud.runner is not None
+        envs = [spec.environment for spec in cloud.runner.functions.values()]
+        self.prefix = next((env["JOB_NAME_PREFIX"] for env in envs if "JOB_NAME_PREFIX" in env), "dogclf")
+        self.input_prefix = ""
+
+    def keys(self, bucket: str, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def get_json(self, bucket: str, key: str) -> Any:
+        return json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def endpoint_status(self) -> str | None:
+        endpoints = self.sm.list_endpoints(NameContains=self.outputs["EndpointName"])["Endpoints"]
+        found = [e for e in endpoints if e["EndpointName"] == self.outputs["EndpointName"]]
+        return found[0]["EndpointStatus"] if found else None
+
+    def jobs(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(tuning jobs, training jobs), described."""
+        tuning = [
+            self.sm.describe_hyper_parameter_tuning_job(
+                HyperParameterTuningJobName=s["HyperParameterTuningJobName"]
+            )
+            for page in self.sm.get_paginator("list_hyper_parameter_tuning_jobs").paginate()
+            for s in page["HyperParameterTuningJobSummaries"]
+        ]
+        training = [
+            self.sm.describe_training_job(TrainingJobName=s["TrainingJobName"])
+            for page in self.sm.get_paginator("list_training_jobs").paginate()
+            for s in page["TrainingJobSummaries"]
+        ]
+        return tuning, training
+
+    def failure_queue(self) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.outputs["FailedEventsQueueUrl"],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(value) for value in attributes.values())
 
 
 def dataset_of(channels: list[dict[str, Any]]) -> str | None:
@@ -45,7 +92,9 @@ def dataset_of_tuning(job: dict[str, Any]) -> str | None:
     return None
 
 
-def audit(soak: Soak, uploads: dict[str, str], image_keys: list[str], bad_images: set[str]) -> dict[str, Any]:
+def audit(
+    soak: PipelineState, uploads: dict[str, str], image_keys: list[str], bad_images: set[str]
+) -> dict[str, Any]:
     """Counts of what the pipeline left behind; every problem is listed with what it concerns."""
     problems: dict[str, list[str]] = {"lost": [], "duplicated": [], "stuck": []}
     outputs = soak.outputs

@@ -13,7 +13,6 @@ cloud (which writes the same groups and streams: localcloud/logs/names.py).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any, Protocol
 
 import botocore.exceptions
 
+from cli.target import CliError
 from localcloud.logs.names import (
     TRAINING_JOBS_GROUP,
     endpoint_group,
@@ -36,17 +36,13 @@ JOB_ENDED = ("Completed", "Failed", "Stopped")
 
 
 class LogsTarget(Protocol):
-    """What this command needs of cli.main's Target (kept structural: cli.main imports this module)."""
+    """What this command needs of cli.target.Target (structural: the tests pass a stack-only fake)."""
 
     local: bool
     endpoint: str | None
     job_prefix: str
 
     def client(self, service: str) -> Any: ...
-
-
-class LogsError(RuntimeError):
-    """A user-facing error: printed without a traceback, exit code 1."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +89,7 @@ def tail(
             if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
                 raise
             if not follow:
-                raise LogsError(f"no log group {source.group} (nothing has logged there yet)") from error
+                raise CliError(f"no log group {source.group} (nothing has logged there yet)") from error
             events = []  # the job or function has not written yet: wait for it
         for event in events:
             if event["eventId"] in seen:
@@ -114,7 +110,7 @@ def newest_job(target: LogsTarget) -> str:
         NameContains=target.job_prefix, SortBy="CreationTime", SortOrder="Descending", MaxResults=1
     )["TrainingJobSummaries"]
     if not jobs:
-        raise LogsError(f"no training job named {target.job_prefix}* yet: pass the job's name")
+        raise CliError(f"no training job named {target.job_prefix}* yet: pass the job's name")
     return str(jobs[0]["TrainingJobName"])
 
 
@@ -148,28 +144,25 @@ def log_source(args: argparse.Namespace, target: LogsTarget) -> LogSource:
     if args.kind == "endpoint":
         name = args.name or target.endpoint
         if not name:
-            raise LogsError("no endpoint known: pass its name, --stack NAME or --local")
+            raise CliError("no endpoint known: pass its name, --stack NAME or --local")
         return LogSource(endpoint_group(name))
     if not args.name:
-        raise LogsError("name the function (its name or the template's logical id)")
+        raise CliError("name the function (its name or the template's logical id)")
     return LogSource(lambda_group(function_name(args, target, args.name)))
 
 
 def cmd_logs(args: argparse.Namespace, target: LogsTarget) -> int:
     start_ms = int((time.time() - args.since * 60) * 1000) if args.since else None
+    source = log_source(args, target)  # a CliError is printed by cli.main
     try:
-        source = log_source(args, target)
         tail(target.client("logs"), source, follow=args.follow, start_ms=start_ms)
-    except LogsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:  # the way out of --follow for endpoints and functions
         return 0
     return 0
 
 
-def add_logs_parser(commands: Any, common: argparse.ArgumentParser) -> None:
-    """The ``logs`` command, in cli.main's parser."""
+def add_logs(commands: Any, common: argparse.ArgumentParser) -> None:
+    """The ``logs`` command, in cli.main's COMMANDS."""
     logs = commands.add_parser(
         "logs",
         parents=[common],

@@ -11,10 +11,13 @@ after the visibility timeout, so nothing is lost by running this.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from cli.target import Target
 
 # Long enough for the slowest function (ingest: 900 s) to answer before the message reappears.
 VISIBILITY_TIMEOUT_S = 960
@@ -106,3 +109,30 @@ def _replay(sqs: Any, queue_url: str, message: dict[str, Any], invoke: Invoker) 
         return Outcome(message["MessageId"], function, "failed", summarize(payload))
     sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     return Outcome(message["MessageId"], function, "replayed", summarize(payload))
+
+
+# -- the `redrive` command ------------------------------------------------------------------------
+def cmd_redrive(args: argparse.Namespace, target: Target) -> int:
+    from botocore.config import Config
+
+    queue_url = args.queue_url or target.need("failed_events_queue", "--queue-url")
+    # A replay runs as long as the function may (ingest: 900 s); one attempt, no SDK retry of it.
+    lambda_client = target.session.client(
+        "lambda", config=Config(read_timeout=960, connect_timeout=10, retries={"max_attempts": 1})
+    )
+    outcomes = redrive(target.client("sqs"), queue_url, lambda_invoker(lambda_client), args.limit)
+    for outcome in outcomes:
+        print(outcome.line())
+    failed = sum(outcome.action != "replayed" for outcome in outcomes)
+    print(f"{len(outcomes) - failed} replayed, {failed} left in the queue" if outcomes else "queue is empty")
+    return 1 if failed else 0
+
+
+def add_redrive(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """The ``redrive`` command and its flags (``common``: the location flags, repeated after it)."""
+    redrive = commands.add_parser(
+        "redrive", parents=[common], help="replay the failed-events queue through the same functions"
+    )
+    redrive.add_argument("--queue-url", help="failed-events queue (default: the FailedEventsQueueUrl output)")
+    redrive.add_argument("--limit", type=int, help="replay at most this many messages")
+    redrive.set_defaults(func=cmd_redrive)

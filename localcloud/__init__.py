@@ -3,10 +3,3 @@
 The emulator and the demo share names with training and the Lambda functions through
 ``dogclf.contract`` (standard library only), imported from the repository's training/ directory.
 """
-
-import sys
-from pathlib import Path
-
-_TRAINING_DIR = str(Path(__file__).resolve().parent.parent / "training")
-if _TRAINING_DIR not in sys.path:
-    sys.path.append(_TRAINING_DIR)

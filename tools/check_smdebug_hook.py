@@ -18,7 +18,6 @@ from collections import OrderedDict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "training"))
 
 TRAIN_EXAMPLES, VALID_EXAMPLES, BATCH_SIZE, EPOCHS = 64, 16, 8, 2
 

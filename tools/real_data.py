@@ -35,11 +35,7 @@ from pathlib import Path
 
 from PIL import Image
 
-try:
-    from dogclf.layout import SPLITS
-except ModuleNotFoundError:  # run from the repository root without PYTHONPATH=training
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-    from dogclf.layout import SPLITS
+from dogclf.layout import SPLITS
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"

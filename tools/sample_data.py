@@ -18,7 +18,6 @@ import argparse
 import io
 import math
 import random
-import sys
 import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -27,11 +26,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter
 
-try:
-    from dogclf.layout import SPLITS
-except ModuleNotFoundError:  # run from the repository root without PYTHONPATH=training
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-    from dogclf.layout import SPLITS
+from dogclf.layout import SPLITS
 
 # The first dogImages classes, so the sample looks like the real thing.
 BREEDS = (
@@ -300,7 +295,7 @@ class DatasetShape:
 
 
 # What the real dogImages.zip holds: 133 breeds, 8,351 JPEGs of about 500x375 (here 50/6/6 per class:
-# 8,246 images, about 600 MB, the archive issue 9 measured).
+# 8,246 images, about 600 MB, like the real archive).
 DOGIMAGES_SHAPE = DatasetShape(
     num_classes=133, train_per_class=50, valid_per_class=6, test_per_class=6, photo_size=(500, 375)
 )

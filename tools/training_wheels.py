@@ -29,9 +29,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pipeline.source_dir import REQUIREMENTS, WHEELS, pinned_requirements
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "functions"))
-from pipeline.source_dir import REQUIREMENTS, WHEELS, pinned_requirements  # noqa: E402
 
 IMAGE_PYTHON = "312"
 IMAGE_GLIBC = (2, 35)  # Ubuntu 22.04

@@ -2,7 +2,7 @@
 script mode, the pipeline's features job; contract.FEATURES_PROGRAM).
 
 Inputs are the image channels hpo.py reads (train/valid/test, or one ``training`` channel; folders or
-tar shards). Each split goes through engine.extract_features with the eval preset (deterministic), in
+tar shards). Each split goes through loop.extract_features with the eval preset (deterministic), in
 the engine's device precision, with the model's own ``features()``. Into SM_MODEL_DIR (SageMaker tars
 it to model.tar.gz) go one contract.FEATURES_SPLIT_FILE per split and contract.FEATURES_META_FILE;
 the format is in dogclf/feature_files.py. Tuning trials read that archive as their ``features``
@@ -31,12 +31,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # dogclf/ sits next to this script
-
 import torch
 import torchvision
 
-from dogclf import backbone_speed, contract, distributed, engine, feature_files, presets, sm_env
+from dogclf import backbone_speed, contract, distributed, feature_files, flags, loaders, loop, presets, sm_env
 from dogclf import data as data_module
 from dogclf import precision as precision_module
 from dogclf.failure import run_main
@@ -68,7 +66,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     hp.add_argument("--max_bad_image_fraction", type=float, default=0.01)
     paths = parser.add_argument_group("paths (default: SageMaker environment)")
     paths.add_argument("--model_dir", default=sm_env.model_dir())
-    engine.add_image_channels(paths)
+    flags.add_image_channels(paths)
     return parser
 
 
@@ -120,13 +118,13 @@ def _context() -> distributed.DistContext:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = engine.parse_args(get_args_parser(), argv)
+    args = flags.parse_args(get_args_parser(), argv)
     started = time.perf_counter()
     _check_key(args)
     context = _context()
     precision = precision_module.for_device(context.device)
     threads = backbone_speed.use_instance_threads(args.num_threads)
-    engine.seed_everything(args.seed)
+    loaders.seed_everything(args.seed)
     tracker = data_module.BadImageTracker(max_fraction=args.max_bad_image_fraction)
     split_dirs = data_module.find_split_dirs(args.data_dir, args.train_dir, args.valid_dir, args.test_dir)
     index = data_module.scan(split_dirs)
@@ -148,14 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     extract_started = time.perf_counter()
     for split in SPLITS:
         dataset = data_module.ImageListDataset(index.samples[split], presets.eval_preset(args.image_size))
-        loader = engine.image_loader(dataset, args, context, shuffle=False, seed=args.seed)
-        extracted = engine.extract_features(
+        loader = loaders.image_loader(dataset, args, context, shuffle=False, seed=args.seed)
+        extracted = loop.extract_features(
             model,
             loader,
             split=split,
             context=context,
             tracker=tracker,
-            callbacks=engine.Callbacks(),
+            callbacks=loop.Callbacks(),
             precision=precision,
             progress=Progress(split, len(dataset)),
             fast_layout=True,

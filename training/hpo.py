@@ -17,17 +17,14 @@ tuning job) is accepted and logged.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # dogclf/ sits next to this script
-
-from dogclf import engine, head_trial
+from dogclf import engine, flags, head_trial
 from dogclf.failure import run_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = engine.get_args_parser("Train the dog-breed head (one tuning trial).")
-    args = engine.parse_args(parser, argv)
+    parser = flags.get_args_parser("Train the dog-breed head (one tuning trial).")
+    args = flags.parse_args(parser, argv)
     location = head_trial.features_source(args, lambda line: print(line, flush=True))
     if location is None:
         engine.main(args, entry_point="hpo.py")

@@ -23,12 +23,9 @@ import base64
 import binascii
 import json
 import os
-import sys
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # dogclf/ is shipped next to this file
 
 import torch
 

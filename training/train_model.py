@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # dogclf/ sits next to this script
 # Kineto logs a harmless "gpuGetDeviceCount failed" ERROR line on CPU-only hosts; keep logs clean.
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 # Before smdebug is imported (it reads the profiler config at import): see framework_guard.py.
@@ -35,7 +34,7 @@ switch_off_framework_profiling()  # the imports below come after it on purpose (
 
 from smdebug.trials import create_trial
 
-from dogclf import backbone_speed, engine, profiled_features
+from dogclf import backbone_speed, engine, flags, loop, profiled_features
 from dogclf.contract import LOSS_PLOT_FILE, METRICS_FILE, PROFILER_REPORT_FILE, RULE_VERDICTS_FILE
 from dogclf.debugger import rules
 from dogclf.debugger.hook import DebuggerCallbacks, debugger_config_path
@@ -61,13 +60,13 @@ def _host_rank() -> int:
 
 
 def get_args_parser():
-    parser = engine.get_args_parser("Train the dog-breed head with Debugger rules and a profiler report.")
+    parser = flags.get_args_parser("Train the dog-breed head with Debugger rules and a profiler report.")
     parser.add_argument("--profile_steps", type=int, default=5, help="steps in the torch.profiler window")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = engine.parse_args(get_args_parser(), argv)
+    args = flags.parse_args(get_args_parser(), argv)
     if args.feature_cache:
         print("feature cache off: the profiled job runs the full model where the hook needs it", flush=True)
         args.feature_cache = False
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)
     profiler = ProfilingCallbacks(active=args.profile_steps, num_workers=args.num_workers)
     debugger: DebuggerCallbacks | None = None
-    callbacks: engine.Callbacks = profiler
+    callbacks: loop.Callbacks = profiler
     # With a SageMaker DebugHookConfig every rank builds its hook (smdebug picks the saving worker);
     # the in-script hook is rank 0's alone (its folder must not exist yet).
     if debugger_config_path() is not None or _is_main_process():

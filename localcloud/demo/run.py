@@ -112,7 +112,7 @@ def build_sample_zip(settings: DemoSettings, path: Path) -> Path:
         "--image-size",
         str(settings.image_size),
     ]
-    env = {"PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'training'}", "PATH": "/usr/bin:/bin"}
+    env = {"PATH": "/usr/bin:/bin"}  # tools and dogclf: this interpreter's editable installs
     subprocess.run(command, check=True, env=env, timeout=300, capture_output=True)
     return path
 

@@ -165,9 +165,17 @@ def overlay_python(
 
 
 def build_overlay(
-    dest: Path, base: Path, requirements: Path, *, log: Log = _stderr, env: dict[str, str] | None = None
+    dest: Path,
+    base: Path,
+    requirements: Path,
+    *,
+    log: Log = _stderr,
+    env: dict[str, str] | None = None,
+    editable: tuple[Path, ...] = (),
 ) -> Path:
-    """(Re)build the overlay venv at `dest` over `base` and pip-install `requirements` into it."""
+    """(Re)build the overlay venv at `dest` over `base` and pip-install `requirements` into it, then
+    the `editable` projects (``pip install --no-deps -e``: .venv-training's dogclf, pipeline and the
+    repository root; a job's overlay has none)."""
     started = time.monotonic()
     if dest.exists():
         shutil.rmtree(dest)  # a half-built overlay (no marker) from a killed install
@@ -181,6 +189,8 @@ def build_overlay(
         (own_site / PTH_NAME).write_text(f"import site; site.addsitedir({str(base_site)!r})\n")
         pip = [str(python), "-m", "pip", "install", "--no-warn-conflicts", "-q"]
         _run([*pip, "-r", str(requirements.resolve())], log, env)
+        if editable:
+            _run([*pip, "--no-deps", *[f"--editable={p.resolve()}" for p in editable]], log, env)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)  # nothing half-built is left to be mistaken for done
         raise
@@ -208,11 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     p_at = sub.add_parser("build", help="build an overlay at a fixed path (e.g. .venv-training)")
     p_at.add_argument("requirements", type=Path)
     p_at.add_argument("--dest", type=Path, required=True)
+    p_at.add_argument(
+        "--editable", type=Path, action="append", default=[], help="a project to install editable (repeat)"
+    )
     args = parser.parse_args(argv)
     if args.cmd == "overlay":
         print(overlay_python(args.requirements))
     else:
-        print(build_overlay(args.dest.absolute(), base_python(), args.requirements))
+        print(
+            build_overlay(
+                args.dest.absolute(), base_python(), args.requirements, editable=tuple(args.editable)
+            )
+        )
     return 0
 
 

@@ -17,11 +17,13 @@ import resource
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 # Starts a line of ours on the handler's stderr: on the same stream as the handler's output, so the
 # START/END/REPORT lines made from it stay in order with that output.
 PLATFORM_MARKER = "\x1flocalcloud-platform "
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class LambdaContext:
@@ -60,8 +62,12 @@ def main() -> None:
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # the handler's prints join its log on stderr
     sys.stdout = sys.stderr
+    # The dev venv's editable install of the repository root (localcloud, cli, tools) is no part of a
+    # Lambda: without it a handler that imports them fails here as it would in AWS.
+    kept = [p for p in sys.path if Path(p or os.curdir).resolve() != _REPO_ROOT]
+    sys.path[:] = kept  # the repository root is not on a Lambda's path (see above)
     for path in [code_dir, *extra_paths][::-1]:
-        sys.path.insert(0, path)
+        sys.path.insert(0, path)  # as Lambda's runtime: the function's code dir, then each layer's python/
     module_name, _, function_name = handler_path.rpartition(".")
     init_started = time.monotonic()
     init_error: dict[str, Any] | None = None

@@ -22,8 +22,6 @@ from moto import mock_aws
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINING_DIR = REPO / "training"
-sys.path.insert(0, str(REPO / "functions"))
-sys.path.insert(0, str(TRAINING_DIR))
 
 REGION = "us-east-1"
 ENV = {

@@ -24,7 +24,7 @@ import botocore.exceptions
 import botocore.session
 import pytest
 from botocore.stub import Stubber
-from fn_support import ENV, REPO, TRAINING_DIR, build_zip, layout_members, load_event, s3_event, tiny_jpeg
+from fn_support import ENV, REPO, build_zip, layout_members, load_event, s3_event, tiny_jpeg
 
 from pipeline.adapters import aws as aws_adapter
 
@@ -158,7 +158,7 @@ def run_python(code: str, **extra_env: str) -> dict[str, Any]:
         **ENV,
         **extra_env,
     }
-    prelude = f"import sys, json; sys.path[:0] = [{str(REPO / 'functions')!r}, {str(TRAINING_DIR)!r}]\n"
+    prelude = "import json, sys\n"
     result = subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(code)],
         env=env,

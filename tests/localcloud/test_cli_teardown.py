@@ -8,7 +8,8 @@ from datetime import datetime
 import boto3
 from botocore.stub import Stubber
 
-from cli.main import Target, cmd_teardown
+from cli.endpoint import cmd_teardown
+from cli.target import Target
 
 NOW = datetime(2026, 11, 29)
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/x"

@@ -10,7 +10,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from cli.main import Target, cmd_upload
+from cli.datasets import cmd_upload
+from cli.target import Target
 
 
 @pytest.mark.parametrize(

@@ -19,21 +19,16 @@ import pytest
 from localcloud.events.patterns import matches_event_pattern
 from localcloud.sagemaker.server import SageMakerServer
 from localcloud.stack.template import TemplateResolver, load_template
+from pipeline import endpoint_lifecycle as lc
+from pipeline import lifecycle_state as lstate
+from pipeline.adapters.endpoint_state import EndpointStateStore
+from pipeline.adapters.notify import Notifier
+from pipeline.adapters.s3 import S3Store
+from pipeline.adapters.sagemaker import SageMakerJobs
+from pipeline.settings import Settings
 from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3
 
 REPO = Path(__file__).resolve().parents[2]
-for path in (REPO / "functions", REPO / "training"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from pipeline import endpoint_lifecycle as lc  # noqa: E402
-from pipeline import lifecycle_state as lstate  # noqa: E402
-from pipeline.adapters.endpoint_state import EndpointStateStore  # noqa: E402
-from pipeline.adapters.notify import Notifier  # noqa: E402
-from pipeline.adapters.s3 import S3Store  # noqa: E402
-from pipeline.adapters.sagemaker import SageMakerJobs  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
-
 BUCKET, TABLE, ENDPOINT = "artifacts", "state", "dogclf-endpoint"
 JOB = "dogclf-train-aaaaaaaaaaaa"
 

@@ -38,8 +38,8 @@ CLASSES = ("a", "b", "c")
 BUILD_MODEL = r"""
 import json, sys, torch
 from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-from dogclf.engine import copy_serving_code
+sys.path.insert(0, sys.argv[1])  # the base interpreter (the image) has no dogclf: training/ from argv
+from dogclf.artifacts import copy_serving_code
 from dogclf.model import build_for_inference
 out, classes = Path(sys.argv[2]), json.loads(sys.argv[3])
 out.mkdir(parents=True)

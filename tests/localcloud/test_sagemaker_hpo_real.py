@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -26,7 +25,6 @@ pytestmark = pytest.mark.slow
 def source_dir_archive(variant: str = "plain") -> bytes:
     """sourcedir.tar.gz exactly as the Lambda packs it: ``plain`` for the trials (entry points and
     dogclf/), ``profiled`` for train_model.py (plus requirements.txt and its wheels)."""
-    sys.path.insert(0, str(REPO_ROOT / "functions"))
     from pipeline.source_dir import pack
 
     archive, _ = pack(TRAINING_DIR, variant)
@@ -34,7 +32,6 @@ def source_dir_archive(variant: str = "plain") -> bytes:
 
 
 def test_tuning_job_runs_hpo_py_and_best_model_serves(tmp_path: Path) -> None:
-    sys.path.insert(0, str(TRAINING_DIR))  # torch-free helpers only (layout)
     from tools.sample_data import iter_sample_files
 
     metric_config = json.loads((TRAINING_DIR / "dogclf" / "metric_definitions.json").read_text())
@@ -189,7 +186,6 @@ def test_profiled_training_job_runs_train_model_py_with_debugger_config(
     """The in-script request the pipeline's Lambda sends (hook sized from the dataset, no rule
     configurations, service profiler off), run for real: every rule rests on enough saved steps and
     the emulator, like SageMaker, reports no rule statuses for rules nobody configured."""
-    sys.path.insert(0, str(TRAINING_DIR))
     from dogclf import contract
     from dogclf.debugger.hook_config import debug_hook_config
     from tools.sample_data import iter_sample_files

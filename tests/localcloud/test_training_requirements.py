@@ -5,7 +5,6 @@ no package index reachable: the profiled source dir's shipped wheels install, an
 from __future__ import annotations
 
 import io
-import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -19,7 +18,6 @@ from localcloud.sagemaker.server import SageMakerServer
 from tests.support.sagemaker import client, local_s3, tar_gz, training_job_request
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "functions"))
 from pipeline.source_dir import PROFILED, pack  # noqa: E402  (the Lambda's own packer)
 
 BUCKET = "jobs"

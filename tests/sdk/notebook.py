@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import functools
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,6 @@ from sagemaker.pytorch import PyTorch
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINING_DIR = str(REPO / "training")
-sys.path.insert(0, TRAINING_DIR)  # dogclf.contract: standard library only
-sys.path.insert(0, str(REPO / "functions"))  # pipeline.source_dir: the Lambda's own source dir layout
 from pipeline.source_dir import PROFILED, write_tree  # noqa: E402
 from tests.sdk.settings import (  # noqa: E402
     FRAMEWORK,

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "functions"))
-sys.path.insert(0, str(REPO / "training"))  # the functions import dogclf.contract from the layer
 
 
 class _CfnLoader(yaml.SafeLoader):

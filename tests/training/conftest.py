@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import trainhelpers  # noqa: F401  (puts training/ on sys.path before dogclf is imported)
 
 from tools.sample_data import write_sample_tree
 

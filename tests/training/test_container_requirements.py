@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import io
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from trainhelpers import FAST_HPS, REPO, TRAINING_DIR, run_toolkit_entry, toolkit_environment
+from trainhelpers import FAST_HPS, TRAINING_DIR, run_toolkit_entry, toolkit_environment
 
 from localcloud.environment.containerenv import base_python, offline_environment, overlay_python
-
-sys.path.insert(0, str(REPO / "functions"))
 from pipeline.source_dir import PROFILED, pack  # the Lambda's own packer
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -23,7 +22,6 @@ import torch
 import torchvision
 from trainhelpers import (
     FAST_HPS,
-    REPO,
     TRAINING_DIR,
     run_script,
     run_toolkit_entry,
@@ -34,8 +32,6 @@ from trainhelpers import (
 from dogclf import contract, metrics
 from localcloud.environment.containerenv import base_python
 from localcloud.sagemaker.runners.job_files import tar_directory
-
-sys.path.insert(0, str(REPO / "functions"))
 from pipeline.source_dir import pack  # the Lambda's own packer
 
 pytestmark = pytest.mark.slow

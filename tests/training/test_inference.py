@@ -22,8 +22,8 @@ import pytest
 import torch
 from PIL import Image
 
+from dogclf.artifacts import copy_serving_code
 from dogclf.contract import MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_ENV
-from dogclf.engine import copy_serving_code
 from dogclf.model import build_for_inference
 from dogclf.presets import eval_preset
 from localcloud.environment.containerenv import base_python
@@ -227,7 +227,7 @@ def test_errors_are_the_toolkits_own_types_and_value_errors(handlers):
 
 def test_without_the_toolkit_errors_are_plain_value_errors(model_dir):
     code = (
-        "import sys; sys.modules['sagemaker_inference'] = None; sys.path.insert(0, sys.argv[1]); "
+        "import sys; sys.modules['sagemaker_inference'] = None; sys.path.insert(0, sys.argv[1]); "  # code/
         "import inference as i\n"
         "assert 'sagemaker_inference' not in [c.__module__ for c in i.InvalidInputError.__mro__]\n"
         "for cls, status in ((i.InvalidInputError, 400), (i.UnsupportedContentTypeError, 415), "
@@ -307,7 +307,7 @@ def test_toolkit_answers_bad_requests_with_short_json(toolkit, body, content_typ
 
 def test_inference_imports_only_what_the_serving_container_has(model_dir):
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import inference; "
+        "import sys; sys.path.insert(0, sys.argv[1]); import inference; "  # the model's code/, as served
         "bad = [m for m in ('smdebug', 'matplotlib', 'pandas', 'sagemaker_training') "
         "if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"

@@ -11,7 +11,7 @@ import json
 
 import pytest
 import torch
-from trainhelpers import JobResult, run_script, write_tar_shards
+from trainhelpers import JobResult, hook_config_file, run_script, write_tar_shards
 
 from dogclf import contract
 from dogclf.contract import MIN_RULE_STEPS
@@ -35,20 +35,6 @@ HPS: dict[str, object] = {
 }
 
 
-def _config(tmp_path, hps: dict[str, object]):
-    """What the emulator writes from the request's DebugHookConfig: the Lambda's config + LocalPath."""
-    config = debug_hook_config(
-        train_examples=TRAIN_IMAGES,
-        valid_examples=DEMO["classes"] * DEMO["valid"],
-        batch_size=int(hps["batch_size"]),  # type: ignore[call-overload]
-        epochs=int(hps["epochs"]),  # type: ignore[call-overload]
-    )
-    config["LocalPath"] = str(tmp_path / "sm-tensors")
-    path = tmp_path / "debughookconfig.json"
-    path.write_text(json.dumps(config))
-    return path
-
-
 def _recorded(job: JobResult) -> dict:
     return json.loads((job.output_data_dir / contract.METRICS_FILE).read_text())
 
@@ -60,7 +46,7 @@ def _verdicts(job: JobResult) -> dict[str, dict]:
 
 def _profiled(base, hps, channels) -> JobResult:
     base.mkdir(parents=True)
-    config = _config(base, hps)
+    config = hook_config_file(base, hps, DEMO)
     result = run_script(
         "train_model.py", base / "job", hps, channels, extra_env={"SMDEBUG_CONFIG_FILE_PATH": str(config)}
     )
@@ -106,7 +92,7 @@ def from_features(tmp_path_factory, shards, features_channel):
 
 
 def test_relu_input_steps_of_the_lambdas_config(tmp_path):
-    config = _config(tmp_path, HPS)
+    config = hook_config_file(tmp_path, HPS, DEMO)
     assert relu_input_steps(config) == MIN_RULE_STEPS
 
 

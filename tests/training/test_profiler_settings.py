@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from trainhelpers import FAST_HPS, REPO, TRAINING_DIR, run_toolkit_entry, toolkit_environment
+from trainhelpers import FAST_HPS, TRAINING_DIR, run_toolkit_entry, toolkit_environment
 
 from dogclf import contract
 from dogclf.profiling import framework_guard
 from localcloud.environment.containerenv import offline_environment, overlay_python
 from localcloud.sagemaker.runners.job_files import write_config_files
-from tests.support.seed_settings import SEED_PROFILER_CONFIG
-
-sys.path.insert(0, str(REPO / "functions"))
 from pipeline.source_dir import PROFILED, pack  # the Lambda's own packer
+from tests.support.seed_settings import SEED_PROFILER_CONFIG
 
 
 def _write_config(tmp_path: Path, parameters: dict[str, object]) -> Path:

@@ -8,10 +8,9 @@ import json
 import re
 
 import pytest
-from trainhelpers import run_script
+from trainhelpers import hook_config_file, run_script
 
 from dogclf import contract, metrics
-from dogclf.debugger.hook_config import debug_hook_config
 from tools.sample_data import write_sample_tree
 
 pytestmark = pytest.mark.slow
@@ -48,24 +47,10 @@ def demo_dataset(tmp_path_factory):
     )
 
 
-def _hook_config_file(tmp_path, hps: dict[str, object]):
-    """What the emulator writes from the request's DebugHookConfig: the Lambda's config + LocalPath."""
-    config = debug_hook_config(
-        train_examples=DEMO["classes"] * DEMO["train"],
-        valid_examples=DEMO["classes"] * DEMO["valid"],
-        batch_size=int(hps["batch_size"]),  # type: ignore[call-overload]
-        epochs=int(hps["epochs"]),  # type: ignore[call-overload]
-    )
-    config["LocalPath"] = str(tmp_path / "sm-tensors")
-    path = tmp_path / "debughookconfig.json"
-    path.write_text(json.dumps(config))
-    return path
-
-
 @pytest.fixture(scope="module")
 def healthy_job(tmp_path_factory, demo_dataset):
     base = tmp_path_factory.mktemp("train-job")
-    config = _hook_config_file(base, HEALTHY_HPS)
+    config = hook_config_file(base, HEALTHY_HPS, DEMO)
     result = run_script(
         "train_model.py",
         base / "job",

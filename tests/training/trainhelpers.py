@@ -15,11 +15,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from dogclf.debugger.hook_config import debug_hook_config
+
 REPO = Path(__file__).resolve().parents[2]
-
 TRAINING_DIR = REPO / "training"
-sys.path.insert(0, str(TRAINING_DIR))
-
 
 PYTHON = sys.executable
 SCRIPT_TIMEOUT_S = 300
@@ -207,3 +206,18 @@ def run_toolkit_entry(
         text=True,
         timeout=timeout,
     )
+
+
+def hook_config_file(folder: Path, hps: dict[str, object], dataset: dict[str, int]) -> Path:
+    """What the emulator writes from the request's DebugHookConfig: the Lambda's config, sized for
+    ``dataset`` (images per class of each split) and ``hps``, plus LocalPath under ``folder``."""
+    config = debug_hook_config(
+        train_examples=dataset["classes"] * dataset["train"],
+        valid_examples=dataset["classes"] * dataset["valid"],
+        batch_size=int(hps["batch_size"]),  # type: ignore[call-overload]
+        epochs=int(hps["epochs"]),  # type: ignore[call-overload]
+    )
+    config["LocalPath"] = str(folder / "sm-tensors")
+    path = folder / "debughookconfig.json"
+    path.write_text(json.dumps(config))
+    return path

@@ -4,7 +4,7 @@ hpo.py asks ``features_source`` where to train from. With a features channel (``
 default SM_CHANNEL_FEATURES) and no augmentation, ``run`` trains the head from it:
 - the ResNet18 backbone is never built and its weights never loaded (a trial then costs seconds);
 - features.json must match the trial: same ``image_size`` and ``weights``, else a FeaturesError;
-- training and evaluation are engine.fit over engine.feature_loader, which is what the in-job cache
+- training and evaluation are engine.fit over dogclf.loaders.feature_loader, which is what the in-job cache
   does after its own backbone pass. The head starts from the features job's head_init.pt when the
   trial's --seed is the features job's (the pipeline uses one seed), which is the head the in-job path
   builds for that seed: the same features, seed and hyperparameters give the same metric lines and
@@ -18,7 +18,7 @@ the profiled job's model is:
   FrozenBackboneClassifier (``head.1.weight``, ...), so ``load_state_dict(..., strict=False)`` of a
   full model takes it; no backbone weights. Its name differs from model.pth on purpose: nothing can
   mistake it for a full model;
-- ``classes.json``; ``model_meta.json`` as engine.save_artifacts writes it, plus ``"head_only": true``
+- ``classes.json``; ``model_meta.json`` as artifacts.save_artifacts writes it, plus ``"head_only": true``
   and ``features`` (the key, dataset id, weights and image size the head was trained on). No code/.
 """
 
@@ -36,9 +36,10 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from dogclf import data as data_module
-from dogclf import distributed, engine, feature_files, presets
+from dogclf import distributed, engine, feature_files, flags, loop, presets
 from dogclf import precision as precision_module
 from dogclf.contract import FEATURES_HEAD_INIT_FILE, METRICS_FILE
+from dogclf.loaders import feature_loader, seed_everything
 from dogclf.model import ARCH, build_head
 
 HEAD_FILE = "head.pth"
@@ -57,7 +58,7 @@ def features_source(args: argparse.Namespace, log: Callable[[str], None]) -> str
     """The features location to train from, or None to train from images (raises FeaturesError)."""
     if not args.features_dir:
         return None
-    has_images = engine.has_image_channels(args)
+    has_images = flags.has_image_channels(args)
     if args.augment:
         if not has_images:
             raise feature_files.FeaturesError(
@@ -75,12 +76,12 @@ def run(args: argparse.Namespace, location: str, *, entry_point: str) -> dict[st
     """Train, evaluate and (rank 0) save the head; returns the metrics dict written to metrics.json."""
     context = distributed.init_from_env()
     try:
-        engine.seed_everything(args.seed)
+        seed_everything(args.seed)
         job = engine.Job(
             args=args,
             entry_point=entry_point,
             context=context,
-            callbacks=engine.Callbacks(),
+            callbacks=loop.Callbacks(),
             precision=precision_module.for_device(context.device),
             tracker=data_module.BadImageTracker(max_fraction=args.max_bad_image_fraction),
         )
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace, location: str, *, entry_point: str) -> dict[st
         head = _initial_head(job, features).to(context.device)
         loaders = engine.Loaders(
             {
-                split: engine.feature_loader(
+                split: feature_loader(
                     _shard(tensors, context), args.batch_size, shuffle=split == "train", seed=args.seed
                 )
                 for split, tensors in features.splits.items()
@@ -129,7 +130,7 @@ def _load(job: engine.Job, location: str) -> feature_files.FeatureSet:
     )
     job.log(
         f"rank {job.context.rank}/{job.context.world_size} on {job.context.device} ({job.precision.name}); "
-        f"hyperparameters {json.dumps(engine.hyperparameters(job.args))}"
+        f"hyperparameters {json.dumps(flags.hyperparameters(job.args))}"
     )
     return features
 
@@ -170,7 +171,7 @@ def write_outputs(job: engine.Job, head: nn.Module, meta: dict[str, Any], result
         "resize_size": presets.resize_size_for(args.image_size),
         "num_classes": len(meta["classes"]),
         "class_dirs": meta["class_dirs"],
-        "hyperparameters": engine.hyperparameters(args),
+        "hyperparameters": flags.hyperparameters(args),
         "features": result["features"],
     }
     (model_dir / "model_meta.json").write_text(json.dumps(model_meta, indent=2))

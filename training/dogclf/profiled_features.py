@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dogclf import data as data_module
 from dogclf import engine, feature_files, presets
+from dogclf.loaders import EpochShuffleSampler, feature_loader
 from dogclf.model import FrozenBackboneClassifier
 
 RELU_INPUT_COLLECTION = "relu_input"
@@ -124,7 +125,7 @@ def rows_to_samples(
 
 class DebuggerStepsLoader:
     """The training batches: images for the job's first ``image_steps`` training steps, saved
-    features after. Same permutation and batches as engine.feature_loader (fit calls set_epoch)."""
+    features after. Same permutation and batches as dogclf.loaders.feature_loader (fit calls set_epoch)."""
 
     def __init__(
         self,
@@ -139,7 +140,7 @@ class DebuggerStepsLoader:
     ) -> None:
         self.features, self.images, self.rows = features, images, rows
         self.batch_size, self.image_steps, self.num_workers = batch_size, image_steps, num_workers
-        self.sampler = engine.EpochShuffleSampler(len(features), seed)
+        self.sampler = EpochShuffleSampler(len(features), seed)
         self.steps_done = 0
         self.backbone_images = 0  # images this job ran through the backbone
 
@@ -235,9 +236,7 @@ class LoadersFromFeatures:
         )
         loaders: dict[str, Any] = {"train": train}
         for split in ("valid", "test"):
-            loaders[split] = engine.feature_loader(
-                tensors[split], args.batch_size, shuffle=False, seed=args.seed
-            )
+            loaders[split] = feature_loader(tensors[split], args.batch_size, shuffle=False, seed=args.seed)
         job.log(
             f"head trains from the features channel {self.location}; the full model runs at the first "
             f"{image_steps} training steps only (the hook's relu_input steps)"

@@ -27,7 +27,7 @@ from smdebug.core.config_constants import CONFIG_FILE_PATH_ENV_STR, DEFAULT_CONF
 from torch import nn
 
 from dogclf.debugger.hook_config import GRAD_SCALE, debug_hook_config
-from dogclf.engine import Callbacks
+from dogclf.loop import Callbacks
 
 # Engine split -> smdebug mode. The test split runs in PREDICT mode so that EVAL holds only the
 # validation passes that Overfit and Overtraining compare with training.

@@ -20,7 +20,7 @@ import psutil
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from dogclf.engine import Callbacks
+from dogclf.loop import Callbacks
 
 SAMPLE_INTERVAL_S = 0.2
 
