@@ -3,11 +3,11 @@ handler-written objects notifying in turn, URL-encoded keys, and the on-failure 
 
 import json
 import textwrap
-import time
 
 import pytest
 
 from localcloud.cloud import LocalCloud, LocalCloudConfig
+from tests.support.polling import wait_until
 
 TEMPLATE = textwrap.dedent(
     """
@@ -145,13 +145,13 @@ def cloud(tmp_path_factory):
 
 
 def wait_for_key(s3, bucket, key, timeout_s=30.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        listed = s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", [])
-        if any(item["Key"] == key for item in listed):
-            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        time.sleep(0.1)
-    raise AssertionError(f"s3://{bucket}/{key} never appeared")
+    wait_until(
+        lambda: s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", []),
+        lambda listed: any(item["Key"] == key for item in listed),
+        timeout_s=timeout_s,
+        what=f"s3://{bucket}/{key} exists",
+    )
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 def test_resources_exist_with_resolved_names(cloud):

@@ -4,7 +4,6 @@ on-demand with its CheckpointConfig synced both ways. Trials are real training j
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 
 from localcloud.sagemaker.search import median_rule_stops
 from localcloud.sagemaker.server import SageMakerServer
+from tests.support.polling import wait_until
 from tests.support.sagemaker import ROLE_ARN, client, local_s3, tar_gz
 
 BUCKET = "search"
@@ -89,12 +89,13 @@ def run_tuning(sm: Any, body: dict[str, Any], timeout: float = 240) -> dict[str,
     """Create, wait for the end; {quality: {"status", "epochs", "seeded"}} per trial."""
     name = body["HyperParameterTuningJobName"]
     sm.create_hyper_parameter_tuning_job(**body)
-    deadline = time.monotonic() + timeout
-    while sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)[
-        "HyperParameterTuningJobStatus"
-    ] not in ("Completed", "Failed", "Stopped"):
-        assert time.monotonic() < deadline, f"{name} still running after {timeout} s"
-        time.sleep(0.3)
+    wait_until(
+        lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+        lambda d: d["HyperParameterTuningJobStatus"] in ("Completed", "Failed", "Stopped"),
+        timeout_s=timeout,
+        interval_s=0.2,
+        what=f"tuning job {name} ended",
+    )
     trials = {}
     summaries = sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
     for summary in summaries["TrainingJobSummaries"]:

@@ -6,7 +6,6 @@ import io
 import json
 import pathlib
 import tarfile
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 
 from localcloud.sagemaker.registry import DEBUGGER_ACCESS_ENV
 from localcloud.sagemaker.server import SageMakerServer
+from tests.support.polling import wait_until
 from tests.support.sagemaker import EventLog, client, local_s3, tar_gz, training_job_request
 
 BUCKET = "jobs"
@@ -259,10 +259,12 @@ def test_missing_channel_data_fails_the_job_with_a_client_error(cloud: dict[str,
 def test_stop_training_job_ends_stopped(cloud: dict[str, Any]) -> None:
     sm = cloud["sm"]
     sm.create_training_job(**request("slow-job", hyperparameters={"sleep": "60"}))
-    deadline = time.monotonic() + 60
-    while sm.describe_training_job(TrainingJobName="slow-job")["SecondaryStatus"] != "Training":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_until(
+        lambda: sm.describe_training_job(TrainingJobName="slow-job")["SecondaryStatus"],
+        lambda status: status == "Training",
+        timeout_s=60,
+        what="slow-job's SecondaryStatus is Training",
+    )
     sm.stop_training_job(TrainingJobName="slow-job")
     desc = wait_done(sm, "slow-job")
     assert desc["TrainingJobStatus"] == "Stopped"

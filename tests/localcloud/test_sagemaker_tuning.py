@@ -14,6 +14,7 @@ import pytest
 
 from localcloud.sagemaker.search import BayesianSearch, RandomSearch
 from localcloud.sagemaker.server import SageMakerServer
+from tests.support.polling import wait_until
 from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3, tar_gz
 
 BUCKET = "tuning"
@@ -130,15 +131,14 @@ def tuning_request(
 
 
 def wait_tuning(sm: Any, name: str, timeout: float = 240) -> dict[str, Any]:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        desc = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-        if desc["HyperParameterTuningJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return desc
-        assert time.monotonic() < deadline, desc
-        time.sleep(0.5)
+    desc: dict[str, Any] = wait_until(
+        lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+        lambda d: d["HyperParameterTuningJobStatus"] in ("Completed", "Failed", "Stopped"),
+        timeout_s=timeout,
+        interval_s=0.2,
+        what=f"tuning job {name} ended",
+    )
+    return desc
 
 
 def trials(sm: Any, name: str) -> list[dict[str, Any]]:
@@ -229,16 +229,11 @@ def test_tuning_fails_when_every_trial_fails(cloud: dict[str, Any]) -> None:
 
 
 def test_stop_tuning_job_stops_running_trials(cloud: dict[str, Any]) -> None:
-    import time
-
     sm = cloud["sm"]
     sm.create_hyper_parameter_tuning_job(
         **tuning_request("tune-stop", "Random", "Maximize", 4, 2, static={"hold": "60"})
     )
-    deadline = time.monotonic() + 60
-    while len(trials(sm, "tune-stop")) < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
+    wait_until(lambda: trials(sm, "tune-stop"), lambda seen: len(seen) >= 2, timeout_s=60, what="two trials")
     sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="tune-stop")
     desc = wait_tuning(sm, "tune-stop", timeout=60)
     assert desc["HyperParameterTuningJobStatus"] == "Stopped"
