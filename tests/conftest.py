@@ -66,12 +66,10 @@ _skipped: dict[str, Suite] = {}
 
 
 def _named_paths(config: pytest.Config) -> list[Path]:
-    base = config.invocation_params.dir
-    return [
-        (base / arg.split("::")[0]).resolve()
-        for arg in config.invocation_params.args
-        if not arg.startswith("-")
-    ]
+    """The paths this run collects from (the command line's, else testpaths), without node ids."""
+    from_testpaths = config.args_source == pytest.Config.ArgsSource.TESTPATHS
+    base = config.rootpath if from_testpaths else config.invocation_params.dir
+    return [(base / arg.split("::")[0]).resolve() for arg in config.args]
 
 
 def _hint(suite: Suite) -> str:
@@ -90,7 +88,11 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     """Walking tests/: leave out the folders of the other environments (noted in the summary)."""
     for suite in (TRAINING, SDK, APP):
         if collection_path.resolve() in suite.folders and not _runnable(suite):
-            _skipped[suite.name] = suite
+            # Noted only where the run asked for the folder (pytest also offers a named file's siblings).
+            if any(
+                path in (folder, *folder.parents) for path in _named_paths(config) for folder in suite.folders
+            ):
+                _skipped[suite.name] = suite
             return True
     return None
 
