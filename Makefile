@@ -16,11 +16,13 @@ PY_CONTAINER := $(VENV_CONTAINER)/bin/python
 PY_TRAIN := $(VENV_TRAIN)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venvs training-wheels java real-data-deps bench-rules demo test test-training test-app test-sdk lint typecheck template-check checkov sam-build bench clean
+.PHONY: help venvs training-wheels java real-data-deps bench-rules demo test test-fast test-fast-app test-fast-training \
+	test-training test-app test-sdk lint typecheck template-check checkov sam-build bench clean
 
 help:
 	@echo "make demo    run the whole event-driven pipeline locally (no AWS, no Docker)"
 	@echo "make test    lint, template checks, and every test suite"
+	@echo "make test-fast  the tests not marked slow (no training, TorchServe, toolkit or demo)"
 	@echo "make bench   the benchmarks in bench/ (make bench-rules: the Debugger rules on real photos)"
 	@echo "make clean   remove build outputs and local cloud state (keeps the venvs)"
 
@@ -131,6 +133,8 @@ checkov: $(VENV_CHECKOV)/.stamp
 	if ! grep -q "Failed checks: " <<<"$$out" || grep -q "Parsing errors: [1-9]" <<<"$$out"; then \
 		echo "checkov did not scan template.yaml" >&2; exit 1; fi; exit $$status
 
+# Three suites, one per interpreter (tests/conftest.py says which runs where). pytest-timeout is on
+# (pyproject.toml: timeout); PYTEST_ARGS adds to every suite, e.g. PYTEST_ARGS="-k gate --timeout=0".
 test-training: $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java real-data-deps
 	$(PY_TRAIN) -m pytest tests/training $(PYTEST_ARGS)
 
@@ -141,7 +145,27 @@ test-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(TRAININ
 test-sdk: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_SDK2)/.stamp $(TRAINING_WHEELS) java
 	$(VENV_SDK2)/bin/python -m pytest tests/sdk $(PYTEST_ARGS)
 
-test: lint template-check test-training test-app test-sdk
+# The fast lane: every test not marked `slow` (pyproject.toml: no training, no TorchServe, no training
+# toolkit, no demo), each held to FAST_TIMEOUT seconds, so a test that starts one of those without the
+# mark fails here instead of slowing the lane. Needs no wheels, Java or data packages.
+FAST_TIMEOUT ?= 60
+FAST_ARGS = -m "not slow" --timeout=$(FAST_TIMEOUT) $(PYTEST_ARGS)
+test-fast-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp
+	$(PY) -m pytest tests --ignore=tests/training --ignore=tests/sdk $(FAST_ARGS)
+
+test-fast-training: $(VENV_TRAIN)/.stamp
+	$(PY_TRAIN) -m pytest tests/training $(FAST_ARGS)
+
+# The two halves side by side; --output-sync keeps each one's report in one piece.
+test-fast:
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-fast-app test-fast-training
+
+# Everything CI checks. The suites spend much of their time waiting on subprocesses (training jobs,
+# TorchServe, Lambda workers), so TEST_JOBS of them (and lint, template-check) run side by side; each
+# report is printed whole when its target ends (--output-sync). TEST_JOBS=1 runs them one by one.
+TEST_JOBS ?= 3
+test:
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target lint template-check test-training test-app test-sdk
 
 # sam build for the python3.13 runtime needs that interpreter first on PATH.
 sam-build: $(VENV_SAM)/.stamp $(TRAINING_WHEELS)
