@@ -2,7 +2,7 @@
 
 ``sagemaker list-*/describe-*`` on the jobs the SDK flow's tuner ran, ``s3 cp`` into the datasets
 bucket's upload prefix. (``aws logs tail`` reads CloudWatch Logs, which the local cloud does not yet
-write: issue 16's item 4.)
+write yet.)
 """
 
 from __future__ import annotations
