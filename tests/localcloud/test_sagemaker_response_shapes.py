@@ -18,18 +18,12 @@ import pytest
 
 from localcloud.sagemaker.server import SageMakerServer
 from tests.localcloud.test_sagemaker_tuning import wait_tuning
+from tests.support.fixtures import fixture_text
 from tests.support.sagemaker import ROLE_ARN, client, local_s3, tar_gz, training_job_request
 from tests.support.shapes import missing_members
 
 BUCKET = "shapes"
-SCRIPT = r"""
-import argparse, os, pathlib
-parser = argparse.ArgumentParser()
-parser.add_argument("--learning_rate", type=float, required=True)
-args = parser.parse_args()
-print(f"#metric score={args.learning_rate};", flush=True)
-(pathlib.Path(os.environ["SM_MODEL_DIR"]) / "model.txt").write_text("ok")
-"""
+SCRIPT = fixture_text("sagemaker/response_shapes_train.py")
 METRICS = [{"Name": "score", "Regex": "#metric score=([-+0-9.eE]+);"}]
 
 # Members of the request's own structures that AWS fills in when the request leaves them out.

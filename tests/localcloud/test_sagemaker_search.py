@@ -12,6 +12,7 @@ import pytest
 
 from localcloud.sagemaker.search import median_rule_stops
 from localcloud.sagemaker.server import SageMakerServer
+from tests.support.fixtures import fixture_text
 from tests.support.polling import wait_until
 from tests.support.sagemaker import ROLE_ARN, client, local_s3, tar_gz
 
@@ -19,19 +20,7 @@ BUCKET = "search"
 
 # One objective report per epoch, far enough apart for the tuner's poll to see each one. The
 # checkpoint folder is the one CheckpointConfig.LocalPath maps to; a file seeded in S3 must be there.
-TRIAL_SCRIPT = r"""
-import argparse, os, pathlib, time
-parser = argparse.ArgumentParser()
-parser.add_argument("--quality", type=float, required=True)
-args = parser.parse_args()
-checkpoints = pathlib.Path(os.environ["SAGEMAKER_BASE_DIR"]) / "checkpoints"
-if checkpoints.is_dir():
-    print(f"#metric seeded={int((checkpoints / 'seed.txt').is_file())};", flush=True)
-    (checkpoints / (os.environ["TRAINING_JOB_NAME"] + ".ckpt")).write_text(str(args.quality))
-for epoch in range(1, 5):
-    print(f"#metric epoch={epoch}; acc={args.quality + epoch / 100};", flush=True)
-    time.sleep(0.6)
-"""
+TRIAL_SCRIPT = fixture_text("sagemaker/search_trial.py")
 
 
 @pytest.fixture(scope="module")

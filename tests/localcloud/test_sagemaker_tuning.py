@@ -14,6 +14,7 @@ import pytest
 
 from localcloud.sagemaker.search import BayesianSearch, RandomSearch
 from localcloud.sagemaker.server import SageMakerServer
+from tests.support.fixtures import fixture_text
 from tests.support.polling import wait_until
 from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3, tar_gz
 
@@ -23,39 +24,7 @@ BUCKET = "tuning"
 # drops a marker in a shared folder and holds until a second trial is running too (or `hold` runs
 # out), sampling how many markers exist: the peak and the start/end stamps come back as metrics, so
 # the test measures how many trials really ran at once.
-TRIAL_SCRIPT = r"""
-import argparse, math, os, pathlib, time
-parser = argparse.ArgumentParser()
-parser.add_argument("--learning_rate", type=float, required=True)
-parser.add_argument("--batch_size", type=int, required=True)
-parser.add_argument("--optimizer", choices=["sgd", "adam"], required=True)
-parser.add_argument("--fail", default="false")
-parser.add_argument("--hold", type=float, default=1.0)
-parser.add_argument("--rendezvous", default="")
-args = parser.parse_args()
-print(f"#metric t:start={time.time()};", flush=True)
-peak = 1
-if args.rendezvous:
-    marker = pathlib.Path(args.rendezvous) / os.environ["TRAINING_JOB_NAME"]
-    marker.touch()
-    deadline, paired_at = time.time() + args.hold, None
-    while time.time() < deadline and (paired_at is None or time.time() < paired_at + 1.0):
-        running = len(list(pathlib.Path(args.rendezvous).iterdir()))
-        peak = max(peak, running)
-        if running >= 2 and paired_at is None:
-            paired_at = time.time()
-        time.sleep(0.05)
-    marker.unlink()
-else:
-    time.sleep(args.hold)
-print(f"#metric peak={peak};", flush=True)
-if args.fail.lower() == "true":
-    raise SystemExit("trial failed on purpose")
-bonus = 0.01 if args.optimizer == "adam" else 0
-score = -abs(math.log10(args.learning_rate) + 2) + args.batch_size / 1000 + bonus
-print(f"#metric score={score};", flush=True)
-print(f"#metric t:end={time.time()};", flush=True)
-"""
+TRIAL_SCRIPT = fixture_text("sagemaker/tuning_trial.py")
 
 RANGES = {
     "ContinuousParameterRanges": [
