@@ -31,6 +31,8 @@ from localcloud.sagemaker.server import SageMakerServer
 from tests.support.fixtures import fixture_text
 from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3, tar_gz_directory
 
+pytestmark = pytest.mark.slow  # starts TorchServe
+
 BUCKET = "models"
 CLASSES = ("a", "b", "c")
 

@@ -22,6 +22,8 @@ from tests.support.fixtures import fixture_text
 from tests.support.sagemaker import ROLE_ARN, client, local_s3, tar_gz, training_job_request
 from tests.support.shapes import missing_members
 
+pytestmark = pytest.mark.slow  # a training job and a tuning job through the training toolkit
+
 BUCKET = "shapes"
 SCRIPT = fixture_text("sagemaker/response_shapes_train.py")
 METRICS = [{"Name": "score", "Regex": "#metric score=([-+0-9.eE]+);"}]

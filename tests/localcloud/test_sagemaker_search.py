@@ -16,6 +16,8 @@ from tests.support.fixtures import fixture_text
 from tests.support.polling import wait_until
 from tests.support.sagemaker import ROLE_ARN, client, local_s3, tar_gz
 
+pytestmark = pytest.mark.slow  # trials through the training toolkit
+
 BUCKET = "search"
 
 # One objective report per epoch, far enough apart for the tuner's poll to see each one. The

@@ -18,6 +18,8 @@ from tests.support.fixtures import fixture_text
 from tests.support.polling import wait_until
 from tests.support.sagemaker import EventLog, client, local_s3, tar_gz, training_job_request
 
+pytestmark = pytest.mark.slow  # training jobs through the training toolkit
+
 BUCKET = "jobs"
 
 # A real entry point: reads what the toolkit gives it, prints metric lines, writes model/output files.

@@ -18,6 +18,8 @@ from tests.support.fixtures import fixture_text
 from tests.support.polling import wait_until
 from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3, tar_gz
 
+pytestmark = pytest.mark.slow  # trials through the training toolkit
+
 BUCKET = "tuning"
 
 # Objective = a known function of the hyperparameters, so the best trial is checkable. Each trial

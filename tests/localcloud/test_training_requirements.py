@@ -23,6 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "functions"))
 from pipeline.source_dir import PROFILED, pack  # noqa: E402  (the Lambda's own packer)
 
+pytestmark = pytest.mark.slow  # training jobs through the training toolkit (and its pip)
+
 BUCKET = "jobs"
 
 # Imports what only the job's requirements bring (smdebug, numpy<2.3 for its writer) and what only the
