@@ -15,7 +15,7 @@ from dogclf.contract import MIN_RULE_STEPS, RULE_NAMES
 from dogclf.debugger import hook_config
 from dogclf.debugger.hook_config import debug_hook_config, save_plan
 
-DEMO_PY = trainhelpers.REPO / "localcloud" / "demo_run.py"  # where DemoSettings lives
+DEMO_PY = trainhelpers.REPO / "localcloud" / "demo" / "run.py"  # where DemoSettings lives
 
 
 def _collections(config: dict) -> dict[str, dict[str, str]]:
