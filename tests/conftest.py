@@ -45,8 +45,8 @@ APP = Suite(
     "application",
     tuple(
         p
-        for p in TESTS.iterdir()
-        if p.is_dir() and p.name not in ("training", "sdk", "support", "__pycache__")
+        for p in sorted(TESTS.iterdir())
+        if p.is_dir() and p.name not in ("training", "sdk", "support", "fixtures", "__pycache__")
     ),
     ".venv",
     "make test-app",
