@@ -147,11 +147,14 @@ test-sdk: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_SDK2)/.stamp $(TRAINING
 
 # The fast lane: every test not marked `slow` (pyproject.toml: no training, no TorchServe, no training
 # toolkit, no demo), each held to FAST_TIMEOUT seconds, so a test that starts one of those without the
-# mark fails here instead of slowing the lane. Needs no wheels, Java or data packages.
+# mark fails here instead of slowing the lane. Needs no wheels, Java or data packages. The application
+# half is CPU-bound (moto and a fresh import of each handler per test), so it runs on FAST_WORKERS
+# pytest-xdist workers, a test file per worker at a time (--dist loadfile: module fixtures stay shared).
 FAST_TIMEOUT ?= 60
+FAST_WORKERS ?= 2
 FAST_ARGS = -m "not slow" --timeout=$(FAST_TIMEOUT) $(PYTEST_ARGS)
 test-fast-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp
-	$(PY) -m pytest tests --ignore=tests/training --ignore=tests/sdk $(FAST_ARGS)
+	$(PY) -m pytest tests --ignore=tests/training --ignore=tests/sdk -n $(FAST_WORKERS) --dist loadfile $(FAST_ARGS)
 
 test-fast-training: $(VENV_TRAIN)/.stamp
 	$(PY_TRAIN) -m pytest tests/training $(FAST_ARGS)
