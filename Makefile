@@ -119,7 +119,7 @@ typecheck: $(VENV)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SDK2)/.stamp
 	for tests in $(MYPY_APP_TESTS); do MYPYPATH=functions:training $(VENV)/bin/mypy $$tests || exit 1; done
 	# The programs tests hand to the local cloud (tests/fixtures): standalone scripts and handlers whose
 	# imports (torch, the toolkits) live in other environments, so checked without the app's MYPYPATH.
-	$(VENV)/bin/mypy tests/fixtures
+	$(VENV)/bin/mypy tests/fixtures tests/conftest.py
 	MYPYPATH=training $(VENV)/bin/mypy --python-executable $(PY_TRAIN) training tests/training
 	MYPYPATH=training $(VENV)/bin/mypy --python-executable $(VENV_SDK2)/bin/python tests/sdk
 
