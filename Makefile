@@ -16,11 +16,13 @@ PY_CONTAINER := $(VENV_CONTAINER)/bin/python
 PY_TRAIN := $(VENV_TRAIN)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venvs training-wheels java real-data-deps bench-rules demo notebook-kernel test test-training test-app test-sdk lint typecheck template-check checkov sam-build bench clean
+.PHONY: help venvs training-wheels java real-data-deps bench-rules demo notebook-kernel test test-fast test-fast-app \
+	test-fast-training test-training test-app test-sdk lint typecheck template-check checkov sam-build bench clean
 
 help:
 	@echo "make demo    run the whole event-driven pipeline locally (no AWS, no Docker)"
 	@echo "make test    lint, template checks, and every test suite"
+	@echo "make test-fast  the tests not marked slow (no training, TorchServe, toolkit or demo)"
 	@echo "make bench   the benchmarks in bench/ (make bench-rules: the Debugger rules on real photos)"
 	@echo "make clean   remove build outputs and local cloud state (keeps the venvs)"
 
@@ -137,11 +139,14 @@ lint: $(VENV)/.stamp typecheck
 # that torch's and smdebug's types resolve; tests/sdk against .venv-sdk2 (SageMaker SDK v2). Test
 # helpers are top-level modules (pytest puts each test folder on the path), so a second conftest.py
 # would be a second module named conftest: tests/template and tests/sdk3, which have their own, run apart.
-MYPY_APP := functions localcloud cli bench tools tests/functions tests/localcloud tests/e2e
+MYPY_APP := functions localcloud cli bench tools tests/functions tests/localcloud tests/cli tests/e2e
 typecheck: $(VENV)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SDK2)/.stamp
 	$(VENV)/bin/mypy $(MYPY_APP)
 	$(VENV)/bin/mypy tests/template
 	$(VENV)/bin/mypy tests/sdk3
+	# The programs tests hand to the local cloud (tests/fixtures): standalone scripts and handlers whose
+	# imports (torch, the toolkits) live in other environments.
+	$(VENV)/bin/mypy tests/fixtures tests/conftest.py
 	$(VENV)/bin/mypy --python-executable $(PY_TRAIN) training tests/training
 	$(VENV)/bin/mypy --python-executable $(VENV_SDK2)/bin/python tests/sdk
 
@@ -158,6 +163,8 @@ checkov: $(VENV_CHECKOV)/.stamp
 	if ! grep -q "Failed checks: " <<<"$$out" || grep -q "Parsing errors: [1-9]" <<<"$$out"; then \
 		echo "checkov did not scan template.yaml" >&2; exit 1; fi; exit $$status
 
+# Three suites, one per interpreter (tests/conftest.py says which runs where). pytest-timeout is on
+# (pyproject.toml: timeout); PYTEST_ARGS adds to every suite, e.g. PYTEST_ARGS="-k gate --timeout=0".
 test-training: $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java real-data-deps
 	$(PY_TRAIN) -m pytest tests/training $(PYTEST_ARGS)
 
@@ -169,7 +176,31 @@ test-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(TRAININ
 test-sdk: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_SDK2)/.stamp $(TRAINING_WHEELS) java
 	$(VENV_SDK2)/bin/python -m pytest tests/sdk $(PYTEST_ARGS)
 
-test: lint template-check test-training test-app test-sdk
+# The fast lane: every test not marked `slow` (pyproject.toml: no training, no TorchServe, no training
+# toolkit, no demo), each held to FAST_TIMEOUT seconds, so a test that starts one of those without the
+# mark fails here instead of slowing the lane. Needs no wheels, Java or data packages. The application
+# half is CPU-bound (moto and a fresh import of each handler per test), so it runs on FAST_WORKERS
+# pytest-xdist workers, a test file per worker at a time (--dist loadfile: module fixtures stay shared).
+FAST_TIMEOUT ?= 60
+FAST_WORKERS ?= 2
+FAST_ARGS = -m "not slow" --timeout=$(FAST_TIMEOUT) $(PYTEST_ARGS)
+test-fast-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp
+	$(PY) -m pytest tests --ignore=tests/training --ignore=tests/sdk -n $(FAST_WORKERS) --dist loadfile $(FAST_ARGS)
+
+test-fast-training: $(VENV_TRAIN)/.stamp
+	$(PY_TRAIN) -m pytest tests/training $(FAST_ARGS)
+
+# The two halves side by side; --output-sync keeps each one's report in one piece.
+test-fast:
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-fast-app test-fast-training
+
+# Everything CI checks. The suites spend most of their time waiting on subprocesses (training jobs,
+# TorchServe, Lambda workers: test-app used about 270 CPU-seconds of a 26-minute run on a loaded
+# 2-core machine), so TEST_JOBS of them run side by side, the longest first; each report is printed
+# whole when its target ends (--output-sync). TEST_JOBS=1 runs them one by one.
+TEST_JOBS ?= 3
+test:
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-app test-training lint template-check test-sdk
 
 # sam build for the python3.13 runtime needs that interpreter first on PATH.
 sam-build: $(VENV_SAM)/.stamp $(TRAINING_WHEELS)

@@ -2,9 +2,13 @@
 
 import time
 
+import pytest
+
 from localcloud.demo.main import run_demo
 from localcloud.demo.run import DemoSettings
 from localcloud.demo.summary import EXIT_PIPELINE_FAILED, EXIT_TIMEOUT
+
+pytestmark = pytest.mark.slow  # runs the demo
 
 
 def test_a_corrupt_upload_stops_the_demo_with_the_reason(tmp_path):

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from botocore.stub import Stubber
 from fn_support import (
     FakeAws,
     FakeLambdaContext,
@@ -31,6 +32,31 @@ def lambda_context() -> FakeLambdaContext:
 @pytest.fixture
 def aws(_function_environment: None) -> Iterator[FakeAws]:
     yield from fake_aws()
+
+
+def _stubbed(service: str) -> Iterator[Stubber]:
+    """A Stubber on the functions' own client for ``service`` (pipeline.adapters.aws.client: one per
+    service per process, so the handler under test uses this one). Nothing is queued: a call the test
+    did not queue fails, and a queued response the code never asked for fails the test at teardown."""
+    from pipeline.adapters.aws import client
+
+    stubber = Stubber(client(service))
+    with stubber:
+        yield stubber
+    stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def sagemaker(aws: FakeAws) -> Iterator[Stubber]:
+    """SageMaker where moto falls short (update_endpoint, a chosen BestTrainingJob) or a request must be
+    exact; the rest of AWS stays moto (``aws``)."""
+    yield from _stubbed("sagemaker")
+
+
+@pytest.fixture
+def runtime(aws: FakeAws) -> Iterator[Stubber]:
+    """SageMaker Runtime: moto has no model behind invoke_endpoint."""
+    yield from _stubbed("sagemaker-runtime")
 
 
 @pytest.fixture

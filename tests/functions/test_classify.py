@@ -8,10 +8,8 @@ import json
 
 import pytest
 from botocore.response import StreamingBody
-from botocore.stub import Stubber
 from fn_support import ENV, load_event, s3_event, tiny_jpeg
 
-from pipeline.adapters.aws import client
 from pipeline.classify import ClassifyError, result_key
 
 
@@ -43,22 +41,6 @@ ENDPOINT_RESPONSE = {
 def body(document: dict) -> StreamingBody:
     raw = json.dumps(document).encode()
     return StreamingBody(io.BytesIO(raw), len(raw))
-
-
-@pytest.fixture
-def runtime(aws):
-    stubber = Stubber(client("sagemaker-runtime"))
-    with stubber:
-        yield stubber
-    stubber.assert_no_pending_responses()
-
-
-@pytest.fixture
-def control(aws):
-    stubber = Stubber(client("sagemaker"))
-    with stubber:
-        yield stubber
-    stubber.assert_no_pending_responses()
 
 
 def result(aws, key: str) -> dict:

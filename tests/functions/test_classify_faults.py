@@ -15,7 +15,6 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from fn_support import ENV, s3_event, tiny_jpeg
 
-from pipeline.adapters.aws import client
 from pipeline.classify import EndpointBusyError, result_key
 
 BUCKET = ENV["INFERENCE_BUCKET"]
@@ -42,22 +41,6 @@ def sleeps(monkeypatch) -> list[float]:
     delays: list[float] = []
     monkeypatch.setattr(time, "sleep", delays.append)
     return delays
-
-
-@pytest.fixture
-def runtime(aws):
-    stubber = Stubber(client("sagemaker-runtime"))
-    with stubber:
-        yield stubber
-    stubber.assert_no_pending_responses()
-
-
-@pytest.fixture
-def control(aws):
-    stubber = Stubber(client("sagemaker"))
-    with stubber:
-        yield stubber
-    stubber.assert_no_pending_responses()
 
 
 def put_image(aws, key: str = "input/dog.jpg", data: bytes | None = None) -> str:
@@ -162,7 +145,7 @@ def test_a_model_4xx_is_a_permanent_failed_result(classify, aws, runtime, sleeps
     assert results(aws) == [result_key(key)]
 
 
-def test_an_updating_endpoint_is_waited_for(classify, aws, runtime, control, sleeps, lambda_context):
+def test_an_updating_endpoint_is_waited_for(classify, aws, runtime, sagemaker, sleeps, lambda_context):
     key = put_image(aws)
     runtime.add_client_error(
         "invoke_endpoint",
@@ -170,20 +153,20 @@ def test_an_updating_endpoint_is_waited_for(classify, aws, runtime, control, sle
         f"Endpoint {ENDPOINT} is not in service",
         http_status_code=400,
     )
-    endpoint_status(control, "Updating")
+    endpoint_status(sagemaker, "Updating")
     runtime.add_response("invoke_endpoint", {"Body": body()})
     assert classify.handler({"bucket": BUCKET, "key": key}, lambda_context)["status"] == "ok"
     assert sleeps == [1.0]
 
 
 def test_a_validation_error_on_an_in_service_endpoint_is_permanent(
-    classify, aws, runtime, control, sleeps, lambda_context
+    classify, aws, runtime, sagemaker, sleeps, lambda_context
 ):
     key = put_image(aws)
     runtime.add_client_error(
         "invoke_endpoint", "ValidationException", "bad content type", http_status_code=400
     )
-    endpoint_status(control, "InService")
+    endpoint_status(sagemaker, "InService")
     record = classify.handler({"bucket": BUCKET, "key": key}, lambda_context)
     assert record["error"]["kind"] == "bad-request" and sleeps == []
 

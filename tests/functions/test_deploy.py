@@ -15,7 +15,6 @@ from botocore.stub import Stubber
 from fn_support import ENV, load_event
 
 from pipeline import deploy_stage as deploy_module
-from pipeline.adapters.aws import client
 from pipeline.adapters.endpoint_state import EndpointStateStore
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
@@ -121,14 +120,6 @@ def event(status: str = "Completed") -> dict:
 
 def decision_document(aws) -> dict:
     return json.loads(aws.s3.get_object(Bucket=ARTIFACTS, Key=f"decisions/{JOB}.json")["Body"].read())
-
-
-@pytest.fixture
-def sagemaker(aws):
-    stubber = Stubber(client("sagemaker"))
-    with stubber:
-        yield stubber
-    stubber.assert_no_pending_responses()
 
 
 def expect_model_and_config(stubber: Stubber, description: dict, settings) -> None:

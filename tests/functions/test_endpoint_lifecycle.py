@@ -23,7 +23,6 @@ from fn_support import ENV, load_event
 from pipeline import endpoint_lifecycle as lc
 from pipeline import lifecycle_decisions as decide
 from pipeline import lifecycle_state as lstate
-from pipeline.adapters.aws import client
 from pipeline.adapters.endpoint_state import EndpointStateStore
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
@@ -49,14 +48,6 @@ UPDATE_REQUEST_B = {
     "EndpointName": ENDPOINT,
     "EndpointConfigName": f"{B}-cfg",
 }  # serverless: no DeploymentConfig
-
-
-@pytest.fixture
-def sagemaker(aws):
-    stubber = Stubber(client("sagemaker"))
-    with stubber:
-        yield stubber
-    stubber.assert_no_pending_responses()
 
 
 @pytest.fixture

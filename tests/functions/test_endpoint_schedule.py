@@ -35,8 +35,9 @@ from test_endpoint_lifecycle import (
 from pipeline import lifecycle_state as lstate
 from pipeline.endpoint_schedule import needs_reconcile, on_schedule
 
-# The shared harness's fixtures (a Stubber for SageMaker, the injected clock, the lifecycle factory).
-sagemaker, clock, lifecycle = harness.sagemaker, harness.clock, harness.lifecycle
+# The shared harness's fixtures (the injected clock, the lifecycle factory); `sagemaker` (a Stubber) is
+# conftest.py's.
+clock, lifecycle = harness.clock, harness.lifecycle
 
 SCHEDULED_EVENT = {  # AWS's "Scheduled Event" (EventBridge event reference)
     "version": "0",

@@ -16,12 +16,11 @@ from typing import Any
 import boto3
 import botocore.session
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 from botocore.validate import validate_parameters
 from fn_support import ENV, REGION, load_event, s3_event
 
 from dogclf import contract
-from pipeline.adapters.aws import client
 from pipeline.settings import get_settings
 
 DATASETS = ENV["DATASET_BUCKET"]
@@ -147,14 +146,6 @@ def features_completed(aws):
     from pipeline.handlers import features_completed
 
     return features_completed
-
-
-@pytest.fixture
-def sagemaker(aws):
-    stubber = Stubber(client("sagemaker"))
-    with stubber:
-        yield stubber
-    stubber.assert_no_pending_responses()
 
 
 def test_pinned_features_request_is_valid_create_training_job_input() -> None:

@@ -17,11 +17,10 @@ from typing import Any
 import botocore.session
 import pytest
 from botocore.exceptions import ClientError
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 from botocore.validate import validate_parameters
 from fn_support import ENV, load_event
 
-from pipeline.adapters.aws import client
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
@@ -294,14 +293,6 @@ def event(status: str = "Completed") -> dict:
 
 def in_mode(mode: str):
     return get_settings().model_copy(update={"debugger_mode": mode})
-
-
-@pytest.fixture
-def sagemaker(aws):
-    stubber = Stubber(client("sagemaker"))
-    with stubber:
-        yield stubber
-    stubber.assert_no_pending_responses()
 
 
 @pytest.mark.parametrize("pinned", [PINNED_IN_SCRIPT_REQUEST, PINNED_BUILTIN_REQUEST])

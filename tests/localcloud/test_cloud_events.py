@@ -2,131 +2,16 @@
 handler-written objects notifying in turn, URL-encoded keys, and the on-failure queue."""
 
 import json
-import textwrap
-import time
 
 import pytest
 
 from localcloud.cloud import LocalCloud, LocalCloudConfig
+from tests.support.fixtures import fixture_text
+from tests.support.polling import wait_until
 
-TEMPLATE = textwrap.dedent(
-    """
-    Transform: AWS::Serverless-2016-10-31
-    Parameters:
-      Prefix: {Type: String, Default: job}
-    Globals:
-      Function:
-        CodeUri: code/
-        Runtime: python3.13
-        Timeout: 20
-        Environment:
-          Variables:
-            BUCKET: !Ref Data
-            LAYER_DIR: /opt/extra
-            PREFIX: !Ref Prefix
-    Resources:
-      Data:
-        Type: AWS::S3::Bucket
-        Properties:
-          BucketName: !Sub "${AWS::StackName}-data-${AWS::AccountId}"
-      Failed:
-        Type: AWS::SQS::Queue
-      Table:
-        Type: AWS::DynamoDB::Table
-        Properties:
-          BillingMode: PAY_PER_REQUEST
-          AttributeDefinitions: [{AttributeName: id, AttributeType: S}]
-          KeySchema: [{AttributeName: id, KeyType: HASH}]
-      Layer:
-        Type: AWS::Serverless::LayerVersion
-        Properties:
-          ContentUri: layer/
-      Ingest:
-        Type: AWS::Serverless::Function
-        Properties:
-          Handler: app.ingest
-          Policies: [S3CrudPolicy: {BucketName: !Ref Data}]
-          Layers: [!Ref Layer]
-          Events:
-            Zip:
-              Type: S3
-              Properties:
-                Bucket: !Ref Data
-                Events: s3:ObjectCreated:*
-                Filter:
-                  S3Key:
-                    Rules:
-                      - {Name: prefix, Value: uploads/}
-                      - {Name: Suffix, Value: .zip}
-      Ready:
-        Type: AWS::Serverless::Function
-        Properties:
-          Handler: app.ready
-          Policies: [S3CrudPolicy: {BucketName: !Ref Data}]
-          Events:
-            Manifest:
-              Type: S3
-              Properties:
-                Bucket: !Ref Data
-                Events: [s3:ObjectCreated:*]
-                Filter:
-                  S3Key:
-                    Rules: [{Name: prefix, Value: datasets/}, {Name: suffix, Value: /manifest.json}]
-      OnJob:
-        Type: AWS::Serverless::Function
-        Properties:
-          Handler: app.on_job
-          Policies: [S3CrudPolicy: {BucketName: !Ref Data}]
-          EventInvokeConfig:
-            MaximumRetryAttempts: 2
-            DestinationConfig:
-              OnFailure: {Type: SQS, Destination: !GetAtt Failed.Arn}
-          Events:
-            Done:
-              Type: EventBridgeRule
-              Properties:
-                Pattern:
-                  source: [aws.sagemaker]
-                  detail-type: [SageMaker Training Job State Change]
-                  detail:
-                    TrainingJobStatus: [Completed, Failed]
-                    TrainingJobName: [{prefix: !Sub "${Prefix}-train-"}]
-    Outputs:
-      BucketName: {Value: !Ref Data}
-      FailedUrl: {Value: !Ref Failed}
-    """
-)
+TEMPLATE = fixture_text("lambdas/cloud_events_template.yaml")
 
-APP = textwrap.dedent(
-    """
-    import json, os, urllib.parse
-    import boto3
-
-    s3 = boto3.client("s3")  # endpoint from AWS_ENDPOINT_URL_S3, like the real handlers
-
-    def ingest(event, context):
-        record = event["Records"][0]
-        key = urllib.parse.unquote_plus(record["s3"]["object"]["key"])
-        name = key.split("/")[-1]
-        s3.put_object(Bucket=os.environ["BUCKET"], Key=f"seen/{name}.json", Body=json.dumps({
-            "raw_key": record["s3"]["object"]["key"],
-            "layer_dir": os.environ["LAYER_DIR"],
-            "event_name": record["eventName"],
-            "function": context.function_name,
-        }))
-        # A handler's own write notifies like any upload: this triggers Ready.
-        s3.put_object(Bucket=os.environ["BUCKET"], Key=f"datasets/{name}/manifest.json", Body=b"{}")
-
-    def ready(event, context):
-        key = urllib.parse.unquote_plus(event["Records"][0]["s3"]["object"]["key"])
-        s3.put_object(Bucket=os.environ["BUCKET"], Key="ready/" + key.replace("/", "_"), Body=b"ok")
-
-    def on_job(event, context):
-        if event["detail"]["TrainingJobStatus"] == "Failed":
-            raise RuntimeError("job failed: " + event["detail"]["TrainingJobName"])
-        s3.put_object(Bucket=os.environ["BUCKET"], Key="jobs/" + event["detail"]["TrainingJobName"], Body=b"")
-    """
-)
+APP = fixture_text("lambdas/cloud_events_app.py")
 
 
 @pytest.fixture(scope="module")
@@ -148,13 +33,13 @@ def cloud(tmp_path_factory):
 
 
 def wait_for_key(s3, bucket, key, timeout_s=30.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        listed = s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", [])
-        if any(item["Key"] == key for item in listed):
-            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        time.sleep(0.1)
-    raise AssertionError(f"s3://{bucket}/{key} never appeared")
+    wait_until(
+        lambda: s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", []),
+        lambda listed: any(item["Key"] == key for item in listed),
+        timeout_s=timeout_s,
+        what=f"s3://{bucket}/{key} exists",
+    )
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 def test_resources_exist_with_resolved_names(cloud):

@@ -1,4 +1,5 @@
-"""The local S3 event poller's errors reach the demo's failure summary (issue 8, "Why" 9)."""
+"""The local S3 event poller's errors reach the demo's failure summary (a poller that fails must not
+leave the demo waiting for an event that never comes)."""
 
 from __future__ import annotations
 

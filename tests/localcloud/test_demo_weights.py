@@ -1,6 +1,7 @@
-"""The demo's --weights (issue 9, Deliver 6): ImageNet when torchvision's file is cached (or, for an
-explicit --weights imagenet, downloadable), else a plain fallback or a clear stop. Never the network:
-every download here goes to a server on 127.0.0.1 or to a stand-in that fails."""
+"""The demo's --weights (so that the demo's model starts from ImageNet features, as the cloud's does):
+ImageNet when torchvision's file is cached (or, for an explicit --weights imagenet, downloadable), else
+a plain fallback or a clear stop. Never the network: every download here goes to a server on 127.0.0.1
+or to a stand-in that fails."""
 
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.settings import Settings
+from tests.support.polling import wait_until
 from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,13 +93,13 @@ def lifecycle(cloud: dict[str, Any]) -> lc.EndpointLifecycle:
 
 
 def endpoint_events(cloud: dict[str, Any], count: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 60
-    while True:
+    def delivered() -> list[dict[str, Any]]:
         cloud["server"].wait_for_events()
-        seen = cloud["events"].of("SageMaker Endpoint State Change", "EndpointName", ENDPOINT)
-        if len(seen) >= count or time.monotonic() > deadline:
-            return seen
-        time.sleep(0.2)
+        return cloud["events"].of("SageMaker Endpoint State Change", "EndpointName", ENDPOINT)
+
+    return wait_until(
+        delivered, lambda seen: len(seen) >= count, timeout_s=60, what=f"{count} endpoint events"
+    )
 
 
 def subjects(cloud: dict[str, Any]) -> list[str]:

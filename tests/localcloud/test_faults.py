@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import textwrap
 import threading
 import uuid
 
@@ -21,6 +20,7 @@ from localcloud.faults.s3_proxy import S3FaultProxy
 from localcloud.faults.spec import FaultInjector, FaultSpec, LambdaKill, TrainingJobFault
 from localcloud.lambdas.runner import FunctionSpec, LambdaRunner, base_lambda_environment
 from localcloud.stack.resources import EventBridgeSubscription
+from tests.support.fixtures import fixture_text
 from tools.sample_data import write_sample_zip
 
 
@@ -134,18 +134,7 @@ def test_s3_proxy_stalls_past_the_read_timeout(moto_url):
     assert s3_client(moto_url).list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
 
 
-HANDLERS = textwrap.dedent(
-    """
-    import os, time
-
-    def slow(event, context):
-        marker = os.path.join(os.environ["MARKER_DIR"], "attempts")
-        attempts = (int(open(marker).read()) if os.path.exists(marker) else 0) + 1
-        open(marker, "w").write(str(attempts))
-        time.sleep(1.0)
-        return {"attempt": attempts, "id": event.get("id")}
-    """
-)
+HANDLERS = fixture_text("lambdas/faults_handlers.py")
 
 
 def make_spec(tmp_path, name: str = "fn-slow") -> FunctionSpec:

@@ -15,8 +15,9 @@ from localcloud.environment.containerenv import REPO_ROOT
 
 DOC = REPO_ROOT / "docs" / "local.md"
 SECTION = "## Fidelity to AWS"
-# The behaviours issue 10 asks the table to cover, by the area names the table uses ("Template": the
-# local cloud is built from the CloudFormation AWS's SAM transform makes of template.yaml).
+# The behaviours the table must cover (every part of AWS the local cloud stands in for), by the area
+# names the table uses ("Template": the local cloud is built from the CloudFormation AWS's SAM
+# transform makes of template.yaml).
 AREAS = {
     "Template",
     "S3 notifications",
@@ -26,7 +27,7 @@ AREAS = {
     "Tuning",
     "Endpoints",
     "Error shapes",
-    # Issue 16: what AWS's own clients (SDK v2, AWS CLI) read and send.
+    # What AWS's own clients (SDK v2, AWS CLI) read and send.
     "Response shapes",
     "AWS clients",
 }

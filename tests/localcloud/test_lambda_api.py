@@ -2,40 +2,16 @@
 Event (async, with the runner's retries), DryRun and an unknown function."""
 
 import json
-import textwrap
 
 import pytest
 from botocore.exceptions import ClientError
 
 from localcloud.cloud import LocalCloud, LocalCloudConfig
+from tests.support.fixtures import fixture_text
 
-TEMPLATE = textwrap.dedent(
-    """
-    Transform: AWS::Serverless-2016-10-31
-    Resources:
-      Data:
-        Type: AWS::S3::Bucket
-        Properties: {BucketName: api-data}
-      Echo:
-        Type: AWS::Serverless::Function
-        Properties:
-          {CodeUri: code/, Handler: app.echo, Runtime: python3.13, Timeout: 20,
-           Policies: [S3WritePolicy: {BucketName: api-data}]}
-    """
-)
+TEMPLATE = fixture_text("lambdas/invoke_api_template.yaml")
 
-APP = textwrap.dedent(
-    """
-    import boto3
-
-    def echo(event, context):
-        if event.get("fail"):
-            raise ValueError("asked to fail")
-        if "mark" in event:
-            boto3.client("s3").put_object(Bucket="api-data", Key=event["mark"], Body=b"")
-        return {"got": event, "function": context.function_name}
-    """
-)
+APP = fixture_text("lambdas/invoke_api_app.py")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The Lambda runner: environment, context, retries, timeouts and the on-failure record."""
 
 import json
-import textwrap
 import time
 
 import pytest
@@ -13,55 +12,9 @@ from localcloud.lambdas.runner import (
     LambdaRunner,
     base_lambda_environment,
 )
+from tests.support.fixtures import fixture_text
 
-HANDLERS = textwrap.dedent(
-    """
-    import os, time
-    IMPORTED_WITH = os.environ.get("GREETING")  # read at import time, like real handlers
-
-    def echo(event, context):
-        return {
-            "event": event,
-            "greeting": IMPORTED_WITH,
-            "function_name": context.function_name,
-            "arn": context.invoked_function_arn,
-            "memory": context.memory_limit_in_mb,
-            "request_id": context.aws_request_id,
-            "remaining_ms": context.get_remaining_time_in_millis(),
-        }
-
-    def noisy(event, context):
-        print("this goes to the log, not into the protocol")
-        return "fine"
-
-    def fail(event, context):
-        raise ValueError("bad input: " + str(event.get("n")))
-
-    def fail_twice(event, context):
-        marker = os.path.join(os.environ["MARKER_DIR"], "attempts")
-        attempts = (int(open(marker).read()) if os.path.exists(marker) else 0) + 1
-        open(marker, "w").write(str(attempts))
-        if attempts < 3:
-            raise RuntimeError(f"attempt {attempts} fails")
-        return attempts
-
-    def sleep(event, context):
-        time.sleep(30)
-
-    def crowd(event, context):
-        # How many invocations were inside at once: wait (bounded) until `enough` are.
-        inside = os.path.join(os.environ["MARKER_DIR"], "inside")
-        os.makedirs(inside, exist_ok=True)
-        mine = os.path.join(inside, context.aws_request_id)
-        open(mine, "w").close()
-        deadline, seen = time.monotonic() + event["wait_s"], 1
-        while seen < event["enough"] and time.monotonic() < deadline:
-            seen = max(seen, len(os.listdir(inside)))
-            time.sleep(0.02)
-        os.remove(mine)
-        return seen
-    """
-)
+HANDLERS = fixture_text("lambdas/runner_handlers.py")
 
 
 @pytest.fixture

@@ -6,57 +6,16 @@ Invocations are counted twice, independently: in the Lambda runner's invocation 
 function's own side effect (one object per request id)."""
 
 import json
-import textwrap
 
 import pytest
 from boto3.s3.transfer import TransferConfig
 
 from localcloud.cloud import LocalCloud, LocalCloudConfig
+from tests.support.fixtures import fixture_text
 
-TEMPLATE = textwrap.dedent(
-    """
-    Transform: AWS::Serverless-2016-10-31
-    Resources:
-      Data:
-        Type: AWS::S3::Bucket
-        Properties:
-          BucketName: !Sub "${AWS::StackName}-data"
-      Seen:
-        Type: AWS::Serverless::Function
-        Properties:
-          CodeUri: code/
-          Handler: app.seen
-          Policies: [S3CrudPolicy: {BucketName: !Ref Data}]
-          Runtime: python3.13
-          Timeout: 20
-          Environment: {Variables: {BUCKET: !Ref Data}}
-          Events:
-            Zip:
-              Type: S3
-              Properties:
-                Bucket: !Ref Data
-                Events: s3:ObjectCreated:*
-                Filter: {S3Key: {Rules: [{Name: prefix, Value: uploads/}]}}
-    """
-)
+TEMPLATE = fixture_text("events/multipart_template.yaml")
 
-APP = textwrap.dedent(
-    """
-    import json, os, urllib.parse
-    import boto3
-
-    s3 = boto3.client("s3")
-
-    def seen(event, context):
-        record = event["Records"][0]
-        key = urllib.parse.unquote_plus(record["s3"]["object"]["key"])
-        s3.put_object(
-            Bucket=os.environ["BUCKET"],
-            Key=f"seen/{key}/{context.aws_request_id}.json",
-            Body=json.dumps({"event_name": record["eventName"]}),
-        )
-    """
-)
+APP = fixture_text("events/multipart_app.py")
 
 MB = 1024 * 1024
 

@@ -28,28 +28,17 @@ from PIL import Image
 
 from localcloud.environment.containerenv import REPO_ROOT, base_python
 from localcloud.sagemaker.server import SageMakerServer
+from tests.support.fixtures import fixture_text
 from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3, tar_gz_directory
+
+pytestmark = pytest.mark.slow  # starts TorchServe
 
 BUCKET = "models"
 CLASSES = ("a", "b", "c")
 
 # Writes a model dir the way training's save_artifacts does (model.pth, classes.json,
 # model_meta.json, code/ with inference.py and dogclf/), without training: weights are random.
-BUILD_MODEL = r"""
-import json, sys, torch
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])  # the base interpreter (the image) has no dogclf: training/ from argv
-from dogclf.artifacts import copy_serving_code
-from dogclf.model import build_for_inference
-out, classes = Path(sys.argv[2]), json.loads(sys.argv[3])
-out.mkdir(parents=True)
-torch.manual_seed(0)
-torch.save(build_for_inference(len(classes)).state_dict(), out / "model.pth")
-(out / "classes.json").write_text(json.dumps(classes))
-meta = {"arch": "resnet18", "image_size": 32, "num_classes": len(classes)}
-(out / "model_meta.json").write_text(json.dumps(meta))
-copy_serving_code(out / "code")
-"""
+BUILD_MODEL = fixture_text("sagemaker/build_model.py")
 
 
 def build_model(directory: Path, classes: list[str]) -> Path:
@@ -447,17 +436,7 @@ def test_model_with_requirements_is_served_from_an_overlay_never_the_base(cloud:
     assert base.returncode != 0  # the base environment is untouched
 
 
-INSTALL_IN_BASE = r"""
-import sys
-from pathlib import Path
-from localcloud.modelserver.launcher import install_overrides
-from sagemaker_inference import model_server
-install_overrides(Path(sys.argv[1]))
-try:
-    model_server._install_requirements()
-except Exception as error:
-    print(type(error).__name__, error)
-"""
+INSTALL_IN_BASE = fixture_text("sagemaker/install_in_base.py")
 
 
 def test_launcher_refuses_requirements_in_the_base_environment(tmp_path: Path) -> None:
@@ -476,14 +455,7 @@ def test_launcher_refuses_requirements_in_the_base_environment(tmp_path: Path) -
     assert "LauncherError" in result.stdout and "never pip-installed into" in result.stdout, result.stderr
 
 
-GENERATE_CONFIG = r"""
-import sys
-from pathlib import Path
-from localcloud.modelserver.launcher import install_overrides
-from sagemaker_pytorch_serving_container import torchserve, handler_service
-print(install_overrides(Path(sys.argv[1])))
-print(torchserve._generate_ts_config_properties(handler_service.__file__), end="")
-"""
+GENERATE_CONFIG = fixture_text("sagemaker/generate_config.py")
 
 
 def test_launcher_config_is_the_toolkits_own_bound_to_loopback(tmp_path: Path) -> None:

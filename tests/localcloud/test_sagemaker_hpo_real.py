@@ -7,13 +7,13 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 
 from localcloud.environment.containerenv import REPO_ROOT
 from localcloud.sagemaker.server import SageMakerServer
+from tests.support.polling import wait_until
 from tests.support.sagemaker import ROLE_ARN, client, local_s3
 
 TRAINING_DIR = REPO_ROOT / "training"
@@ -117,12 +117,13 @@ def test_tuning_job_runs_hpo_py_and_best_model_serves(tmp_path: Path) -> None:
                     "StoppingCondition": {"MaxRuntimeInSeconds": 600},
                 },
             )
-            deadline = time.monotonic() + 300
-            while (desc := sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName="dogs-hpo"))[
-                "HyperParameterTuningJobStatus"
-            ] == "InProgress":
-                assert time.monotonic() < deadline
-                time.sleep(1)
+            desc = wait_until(
+                lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName="dogs-hpo"),
+                lambda d: d["HyperParameterTuningJobStatus"] != "InProgress",
+                timeout_s=300,
+                interval_s=0.5,
+                what="tuning job 'dogs-hpo' ended",
+            )
             trials = sm.list_training_jobs_for_hyper_parameter_tuning_job(
                 HyperParameterTuningJobName="dogs-hpo"
             )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
@@ -15,6 +14,7 @@ import pytest
 from botocore.config import Config
 
 from localcloud.sagemaker.server import SageMakerServer
+from tests.support.polling import wait_until
 from tests.support.sagemaker import CREDENTIALS, client, local_s3, training_job_request
 
 BUCKET = "protocol"
@@ -118,10 +118,12 @@ def test_duplicate_names_and_unsupported_shapes(sm: Any) -> None:
     multi["ResourceConfig"]["InstanceCount"] = 2
     assert "single-instance" in error_of(sm.create_training_job, **multi)["Message"]
     # The first job fails cleanly: its source dir does not exist in S3.
-    deadline = time.monotonic() + 60
-    while (desc := sm.describe_training_job(TrainingJobName="twice"))["TrainingJobStatus"] == "InProgress":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    desc = wait_until(
+        lambda: sm.describe_training_job(TrainingJobName="twice"),
+        lambda d: d["TrainingJobStatus"] != "InProgress",
+        timeout_s=60,
+        what="training job 'twice' ended",
+    )
     assert desc["TrainingJobStatus"] == "Failed"
     assert desc["FailureReason"].startswith("ClientError: could not download source dir")
 

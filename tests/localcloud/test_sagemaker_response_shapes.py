@@ -3,7 +3,7 @@ and it accepts every request shape the API accepts for what it emulates.
 
 Each answer is walked against botocore's output shape (tests/support/shapes.py). What AWS leaves out
 in the state at hand is listed below with the reason; anything else missing fails with its path. The
-cases came from the SageMaker Python SDK v2 (issue 16): ``HyperparameterTuner.fit`` sends
+cases came from running the SageMaker Python SDK v2 against the emulator: ``HyperparameterTuner.fit`` sends
 ``HyperParameterTuningResourceConfig`` instead of ``ResourceConfig``, and ``attach`` reads
 ``OutputDataConfig.KmsKeyId`` from DescribeTrainingJob unconditionally.
 """
@@ -18,18 +18,14 @@ import pytest
 
 from localcloud.sagemaker.server import SageMakerServer
 from tests.localcloud.test_sagemaker_tuning import wait_tuning
+from tests.support.fixtures import fixture_text
 from tests.support.sagemaker import ROLE_ARN, client, local_s3, tar_gz, training_job_request
 from tests.support.shapes import missing_members
 
+pytestmark = pytest.mark.slow  # a training job and a tuning job through the training toolkit
+
 BUCKET = "shapes"
-SCRIPT = r"""
-import argparse, os, pathlib
-parser = argparse.ArgumentParser()
-parser.add_argument("--learning_rate", type=float, required=True)
-args = parser.parse_args()
-print(f"#metric score={args.learning_rate};", flush=True)
-(pathlib.Path(os.environ["SM_MODEL_DIR"]) / "model.txt").write_text("ok")
-"""
+SCRIPT = fixture_text("sagemaker/response_shapes_train.py")
 METRICS = [{"Name": "score", "Regex": "#metric score=([-+0-9.eE]+);"}]
 
 # Members of the request's own structures that AWS fills in when the request leaves them out.
@@ -270,7 +266,8 @@ def test_tuning_resource_configs_the_api_refuses_are_refused(
 
 
 def test_the_walker_reports_a_member_the_answer_leaves_out() -> None:
-    """The check itself can fail: an answer without KmsKeyId (the emulator before issue 16) is caught."""
+    """The check itself can fail: an answer without KmsKeyId (as the emulator answered before the SDK v2
+    suite) is caught."""
     answer = {"OutputDataConfig": {"S3OutputPath": "s3://b/p"}}
     missing = missing_members("sagemaker", "DescribeTrainingJob", answer, {}, ECHOED)
     assert "OutputDataConfig.KmsKeyId at DescribeTrainingJob.OutputDataConfig" in missing

@@ -4,7 +4,6 @@ on-demand with its CheckpointConfig synced both ways. Trials are real training j
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,25 +12,17 @@ import pytest
 
 from localcloud.sagemaker.search import median_rule_stops
 from localcloud.sagemaker.server import SageMakerServer
+from tests.support.fixtures import fixture_text
+from tests.support.polling import wait_until
 from tests.support.sagemaker import ROLE_ARN, client, local_s3, tar_gz
+
+pytestmark = pytest.mark.slow  # trials through the training toolkit
 
 BUCKET = "search"
 
 # One objective report per epoch, far enough apart for the tuner's poll to see each one. The
 # checkpoint folder is the one CheckpointConfig.LocalPath maps to; a file seeded in S3 must be there.
-TRIAL_SCRIPT = r"""
-import argparse, os, pathlib, time
-parser = argparse.ArgumentParser()
-parser.add_argument("--quality", type=float, required=True)
-args = parser.parse_args()
-checkpoints = pathlib.Path(os.environ["SAGEMAKER_BASE_DIR"]) / "checkpoints"
-if checkpoints.is_dir():
-    print(f"#metric seeded={int((checkpoints / 'seed.txt').is_file())};", flush=True)
-    (checkpoints / (os.environ["TRAINING_JOB_NAME"] + ".ckpt")).write_text(str(args.quality))
-for epoch in range(1, 5):
-    print(f"#metric epoch={epoch}; acc={args.quality + epoch / 100};", flush=True)
-    time.sleep(0.6)
-"""
+TRIAL_SCRIPT = fixture_text("sagemaker/search_trial.py")
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +80,13 @@ def run_tuning(sm: Any, body: dict[str, Any], timeout: float = 240) -> dict[str,
     """Create, wait for the end; {quality: {"status", "epochs", "seeded"}} per trial."""
     name = body["HyperParameterTuningJobName"]
     sm.create_hyper_parameter_tuning_job(**body)
-    deadline = time.monotonic() + timeout
-    while sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)[
-        "HyperParameterTuningJobStatus"
-    ] not in ("Completed", "Failed", "Stopped"):
-        assert time.monotonic() < deadline, f"{name} still running after {timeout} s"
-        time.sleep(0.3)
+    wait_until(
+        lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+        lambda d: d["HyperParameterTuningJobStatus"] in ("Completed", "Failed", "Stopped"),
+        timeout_s=timeout,
+        interval_s=0.2,
+        what=f"tuning job {name} ended",
+    )
     trials = {}
     summaries = sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
     for summary in summaries["TrainingJobSummaries"]:

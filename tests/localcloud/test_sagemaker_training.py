@@ -6,7 +6,6 @@ import io
 import json
 import pathlib
 import tarfile
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,49 +14,16 @@ import pytest
 
 from localcloud.sagemaker.registry import DEBUGGER_ACCESS_ENV
 from localcloud.sagemaker.server import SageMakerServer
+from tests.support.fixtures import fixture_text
+from tests.support.polling import wait_until
 from tests.support.sagemaker import EventLog, client, local_s3, tar_gz, training_job_request
+
+pytestmark = pytest.mark.slow  # training jobs through the training toolkit
 
 BUCKET = "jobs"
 
 # A real entry point: reads what the toolkit gives it, prints metric lines, writes model/output files.
-TRAIN_SCRIPT = r"""
-import argparse, json, os, pathlib, sys, time
-parser = argparse.ArgumentParser()
-parser.add_argument("--learning_rate", type=float, required=True)
-parser.add_argument("--epochs", type=int, default=1)
-parser.add_argument("--label", type=str, default="x")
-parser.add_argument("--fail", type=str, default="false")
-parser.add_argument("--sleep", type=float, default=0.0)
-args = parser.parse_args()
-train_dir = pathlib.Path(os.environ["SM_CHANNEL_TRAIN"])
-for epoch in range(args.epochs):
-    print(f"epoch {epoch} #metric valid:accuracy={args.learning_rate * (epoch + 1)};", flush=True)
-    print(f"#metric valid:loss={1.0 / (epoch + 1)};", flush=True)
-time.sleep(args.sleep)
-if args.fail.lower() == "true":  # the toolkit passes JSON true as "True"
-    raise RuntimeError("synthetic failure: the loss diverged")
-model_dir = pathlib.Path(os.environ["SM_MODEL_DIR"])
-(model_dir / "model.json").write_text(json.dumps({
-    "argv": sys.argv[1:],
-    "channel_files": sorted(p.relative_to(train_dir).as_posix() for p in train_dir.rglob("*") if p.is_file()),
-    "sm_hps": json.loads(os.environ["SM_HPS"]),
-    "sm_channels": json.loads(os.environ["SM_CHANNELS"]),
-    "num_threads": os.environ.get("OMP_NUM_THREADS"),
-    "job_name": os.environ.get("TRAINING_JOB_NAME"),
-    "debug_config": os.environ.get("SMDEBUG_CONFIG_FILE_PATH"),
-}))
-out = pathlib.Path(os.environ["SM_OUTPUT_DATA_DIR"])
-(out / "metrics.json").write_text(json.dumps({"valid:accuracy": args.learning_rate}))
-(out / "rule_verdicts.json").write_text(json.dumps({"rules": [
-    {"RuleConfigurationName": "LossNotDecreasing", "RuleEvaluationStatus": "NoIssuesFound",
-     "StatusDetails": "loss fell", "Step": 3, "StepsEvaluated": 24},
-    {"RuleConfigurationName": "Overtraining", "RuleEvaluationStatus": "IssuesFound",
-     "StatusDetails": "valid loss rose", "Step": 20, "StepsEvaluated": 24},
-    {"RuleConfigurationName": "ProfilerReport", "RuleEvaluationStatus": "IssuesFound",
-     "StatusDetails": "2 of 9 profiler rules triggered", "Step": None,
-     "IssuesFound": ["StepOutlier", "CPUBottleneck"]},
-]}))
-"""
+TRAIN_SCRIPT = fixture_text("sagemaker/training_train.py")
 
 METRICS = [
     {"Name": "valid:accuracy", "Regex": "#metric valid:accuracy=([-+0-9.eE]+);"},
@@ -259,10 +225,12 @@ def test_missing_channel_data_fails_the_job_with_a_client_error(cloud: dict[str,
 def test_stop_training_job_ends_stopped(cloud: dict[str, Any]) -> None:
     sm = cloud["sm"]
     sm.create_training_job(**request("slow-job", hyperparameters={"sleep": "60"}))
-    deadline = time.monotonic() + 60
-    while sm.describe_training_job(TrainingJobName="slow-job")["SecondaryStatus"] != "Training":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_until(
+        lambda: sm.describe_training_job(TrainingJobName="slow-job")["SecondaryStatus"],
+        lambda status: status == "Training",
+        timeout_s=60,
+        what="slow-job's SecondaryStatus is Training",
+    )
     sm.stop_training_job(TrainingJobName="slow-job")
     desc = wait_done(sm, "slow-job")
     assert desc["TrainingJobStatus"] == "Stopped"

@@ -14,7 +14,11 @@ import pytest
 
 from localcloud.sagemaker.search import BayesianSearch, RandomSearch
 from localcloud.sagemaker.server import SageMakerServer
+from tests.support.fixtures import fixture_text
+from tests.support.polling import wait_until
 from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3, tar_gz
+
+pytestmark = pytest.mark.slow  # trials through the training toolkit
 
 BUCKET = "tuning"
 
@@ -22,39 +26,7 @@ BUCKET = "tuning"
 # drops a marker in a shared folder and holds until a second trial is running too (or `hold` runs
 # out), sampling how many markers exist: the peak and the start/end stamps come back as metrics, so
 # the test measures how many trials really ran at once.
-TRIAL_SCRIPT = r"""
-import argparse, math, os, pathlib, time
-parser = argparse.ArgumentParser()
-parser.add_argument("--learning_rate", type=float, required=True)
-parser.add_argument("--batch_size", type=int, required=True)
-parser.add_argument("--optimizer", choices=["sgd", "adam"], required=True)
-parser.add_argument("--fail", default="false")
-parser.add_argument("--hold", type=float, default=1.0)
-parser.add_argument("--rendezvous", default="")
-args = parser.parse_args()
-print(f"#metric t:start={time.time()};", flush=True)
-peak = 1
-if args.rendezvous:
-    marker = pathlib.Path(args.rendezvous) / os.environ["TRAINING_JOB_NAME"]
-    marker.touch()
-    deadline, paired_at = time.time() + args.hold, None
-    while time.time() < deadline and (paired_at is None or time.time() < paired_at + 1.0):
-        running = len(list(pathlib.Path(args.rendezvous).iterdir()))
-        peak = max(peak, running)
-        if running >= 2 and paired_at is None:
-            paired_at = time.time()
-        time.sleep(0.05)
-    marker.unlink()
-else:
-    time.sleep(args.hold)
-print(f"#metric peak={peak};", flush=True)
-if args.fail.lower() == "true":
-    raise SystemExit("trial failed on purpose")
-bonus = 0.01 if args.optimizer == "adam" else 0
-score = -abs(math.log10(args.learning_rate) + 2) + args.batch_size / 1000 + bonus
-print(f"#metric score={score};", flush=True)
-print(f"#metric t:end={time.time()};", flush=True)
-"""
+TRIAL_SCRIPT = fixture_text("sagemaker/tuning_trial.py")
 
 RANGES = {
     "ContinuousParameterRanges": [
@@ -130,15 +102,14 @@ def tuning_request(
 
 
 def wait_tuning(sm: Any, name: str, timeout: float = 240) -> dict[str, Any]:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        desc = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-        if desc["HyperParameterTuningJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return desc
-        assert time.monotonic() < deadline, desc
-        time.sleep(0.5)
+    desc: dict[str, Any] = wait_until(
+        lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+        lambda d: d["HyperParameterTuningJobStatus"] in ("Completed", "Failed", "Stopped"),
+        timeout_s=timeout,
+        interval_s=0.2,
+        what=f"tuning job {name} ended",
+    )
+    return desc
 
 
 def trials(sm: Any, name: str) -> list[dict[str, Any]]:
@@ -229,16 +200,11 @@ def test_tuning_fails_when_every_trial_fails(cloud: dict[str, Any]) -> None:
 
 
 def test_stop_tuning_job_stops_running_trials(cloud: dict[str, Any]) -> None:
-    import time
-
     sm = cloud["sm"]
     sm.create_hyper_parameter_tuning_job(
         **tuning_request("tune-stop", "Random", "Maximize", 4, 2, static={"hold": "60"})
     )
-    deadline = time.monotonic() + 60
-    while len(trials(sm, "tune-stop")) < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
+    wait_until(lambda: trials(sm, "tune-stop"), lambda seen: len(seen) >= 2, timeout_s=60, what="two trials")
     sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="tune-stop")
     desc = wait_tuning(sm, "tune-stop", timeout=60)
     assert desc["HyperParameterTuningJobStatus"] == "Stopped"

@@ -1,4 +1,5 @@
-"""Scheduled rules in the local cloud (issue 15, Why 3): the template's reconcile schedule reaches the
+"""Scheduled rules in the local cloud (an endpoint whose state events never come is still reconciled):
+the template's reconcile schedule reaches the
 endpoint-state function, and each tick is the "Scheduled Event" AWS sends."""
 
 from __future__ import annotations

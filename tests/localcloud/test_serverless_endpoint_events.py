@@ -1,4 +1,4 @@
-"""The emulator's switch for serverless endpoint state events (issue 15, Why 3).
+"""The emulator's switch for serverless endpoint state events (whether the pipeline may count on them).
 
 AWS documents "SageMaker Endpoint State Change" for real-time endpoints and nothing for serverless
 ones, so by default the emulator sends none for a serverless endpoint (the strict side) and always

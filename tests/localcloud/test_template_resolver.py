@@ -1,73 +1,13 @@
 """The template reader: AWS's SAM transform, then intrinsic tags, parameters, conditions and local names."""
 
-import textwrap
-
 import pytest
 
 from localcloud.environment.containerenv import REPO_ROOT
 from localcloud.stack.resources import function_wiring
 from localcloud.stack.template import TemplateError, TemplateResolver, load_template
+from tests.support.fixtures import fixture_text
 
-TEMPLATE = textwrap.dedent(
-    """
-    Transform: AWS::Serverless-2016-10-31
-    Parameters:
-      Prefix: {Type: String, Default: dogclf, AllowedPattern: "^[a-z]+$"}
-      Count: {Type: Number, Default: 4, MinValue: 1, MaxValue: 10}
-      Mode: {Type: String, Default: serverless, AllowedValues: [serverless, instance]}
-      Sizes: {Type: CommaDelimitedList, Default: "32,64"}
-      Email: {Type: String, Default: ""}
-    Mappings:
-      Regions:
-        us-east-1: {Short: use1}
-        eu-west-1: {Short: euw1}
-    Conditions:
-      IsInstance: !Equals [!Ref Mode, instance]
-      HasEmail: !Not [!Equals [!Ref Email, ""]]
-      Both: !And [!Condition IsInstance, !Condition HasEmail]
-    Resources:
-      Bucket:
-        Type: AWS::S3::Bucket
-        Properties:
-          BucketName: !Sub "${AWS::StackName}-data-${AWS::AccountId}-${AWS::Region}"
-      Unnamed:
-        Type: AWS::S3::Bucket
-      Queue:
-        Type: AWS::SQS::Queue
-      Topic:
-        Type: AWS::SNS::Topic
-      Table:
-        Type: AWS::DynamoDB::Table
-        Properties:
-          KeySchema: [{AttributeName: id, KeyType: HASH}]
-      OnlyWithEmail:
-        Type: AWS::SNS::Subscription
-        Condition: HasEmail
-        Properties: {Endpoint: !Ref Email}
-      Fn:
-        Type: AWS::Serverless::Function
-        Properties:
-          Handler: app.handler
-          Runtime: python3.13
-          CodeUri: src/
-          Environment:
-            Variables:
-              BUCKET: !Ref Bucket
-              BUCKET_ARN: !GetAtt Bucket.Arn
-              QUEUE_ARN: !GetAtt [Queue, Arn]
-              TOPIC: !Ref Topic
-              TABLE: !Ref Table
-              ENDPOINT: !Sub "${Prefix}-endpoint"
-              ESCAPED: !Sub "${!NotResolved}-${Bucket.Arn}"
-              VARS: !Sub ["${A}-${B}", {A: !Ref Prefix, B: !Select [1, !Ref Sizes]}]
-              JOINED: !Join [",", [!Ref Prefix, !Ref "AWS::Partition", !Ref "AWS::URLSuffix"]]
-              SPLIT: !Select [0, !Split ["-", !Ref Prefix]]
-              MODE: !If [IsInstance, instance-mode, !Ref "AWS::NoValue"]
-              SHORT: !FindInMap [Regions, !Ref "AWS::Region", Short]
-              BOTH: !If [Both, "yes", "no"]
-              ROLE: !GetAtt FnRole.Arn
-    """
-)
+TEMPLATE = fixture_text("stack/resolver_template.yaml")
 
 
 @pytest.fixture

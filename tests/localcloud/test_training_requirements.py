@@ -15,31 +15,21 @@ import botocore.exceptions
 import pytest
 
 from localcloud.sagemaker.server import SageMakerServer
+from tests.support.fixtures import fixture_text
 from tests.support.sagemaker import client, local_s3, tar_gz, training_job_request
 
 REPO = Path(__file__).resolve().parents[2]
 from pipeline.source_dir import PROFILED, pack  # noqa: E402  (the Lambda's own packer)
 
+pytestmark = pytest.mark.slow  # training jobs through the training toolkit (and its pip)
+
 BUCKET = "jobs"
 
 # Imports what only the job's requirements bring (smdebug, numpy<2.3 for its writer) and what only the
 # image has (the toolkit, torch), and says which numpy and smdebug it got.
-NEEDS_SMDEBUG = r"""
-import importlib.util, os, pathlib
-import numpy, smdebug, torch, sagemaker_training.encoders
-import scipy.special  # the image's scipy must work with the overlay's numpy (numpy<2 breaks it)
-assert scipy.special.expit(0.0) == 0.5
-numpy.zeros(2).tostring()  # what smdebug's writer calls; gone in numpy 2.3
-pathlib.Path(os.environ["SM_MODEL_DIR"], "versions.txt").write_text(
-    f"smdebug={smdebug.__version__} numpy={numpy.__version__}"
-)
-"""
+NEEDS_SMDEBUG = fixture_text("sagemaker/needs_smdebug_train.py")
 
-BARE = r"""
-import importlib.util, os, pathlib
-assert importlib.util.find_spec("smdebug") is None, "smdebug must not be in the image's environment"
-pathlib.Path(os.environ["SM_MODEL_DIR"], "ok.txt").write_text("bare")
-"""
+BARE = fixture_text("sagemaker/bare_train.py")
 
 
 def _profiled_requirements_and_wheels() -> dict[str, bytes]:

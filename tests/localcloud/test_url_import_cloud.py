@@ -4,7 +4,6 @@ the function through the local Lambda Invoke API, the function streams a zip fro
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -13,6 +12,7 @@ from cli.main import main
 from localcloud.cloud import LocalCloud, LocalCloudConfig
 from localcloud.environment.containerenv import REPO_ROOT
 from localcloud.state import write_state_file
+from tests.support.polling import wait_until
 from tools.sample_data import write_sample_zip
 
 
@@ -61,15 +61,19 @@ def cloud(tmp_path_factory):
 
 
 def wait_for_subject(cloud, starts_with, timeout_s=120.0):
-    deadline = time.monotonic() + timeout_s
     seen = []
-    while time.monotonic() < deadline:
-        for note in cloud.read_notifications():
-            seen.append(note)
-            if note["subject"].startswith(starts_with):
-                return note, seen
-        time.sleep(0.2)
-    raise AssertionError(f"no {starts_with!r} notification in {timeout_s} s; saw {seen}")
+
+    def matching():
+        seen.extend(cloud.read_notifications())
+        return next((note for note in seen if note["subject"].startswith(starts_with)), None), list(seen)
+
+    note, _ = wait_until(
+        matching,
+        lambda found: found[0] is not None,
+        timeout_s=timeout_s,
+        what=f"a {starts_with!r} notification",
+    )
+    return note, seen[: seen.index(note) + 1]
 
 
 def test_cli_import_url_feeds_ingest_through_one_s3_event(cloud, zip_server, tmp_path, monkeypatch, capsys):

@@ -24,25 +24,10 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-
-def _sagemaker_major() -> int | None:
-    try:
-        return int(metadata.version("sagemaker").split(".")[0])
-    except (metadata.PackageNotFoundError, ValueError):
-        return None
-
-
-# The suite is SDK v2's: under another interpreter (.venv has SDK v3, `make test-app` runs all of
-# tests/ with it) it is not collected. `make test-sdk` runs it with .venv-sdk2, where pytest fails
-# with "no tests ran" if the SDK is missing.
-if _sagemaker_major() != 2:
-    collect_ignore_glob = ["test_*.py"]
 
 REPO = Path(__file__).resolve().parents[2]
 CLOUD_PYTHON = REPO / ".venv" / "bin" / "python"

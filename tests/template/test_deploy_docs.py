@@ -1,4 +1,4 @@
-"""docs/deploy.md's commands (issue 15, Why 5): a synchronous `aws lambda invoke` of the URL import
+"""docs/deploy.md's commands work as written: a synchronous `aws lambda invoke` of the URL import
 must neither time out at the CLI's 60 s read timeout nor be retried by the CLI while the first run
 still imports (each run would upload its own version, a new dataset)."""
 

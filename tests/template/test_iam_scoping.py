@@ -1,4 +1,5 @@
-"""Least privilege and quotas in template.yaml (issue 15, Why 4, 10 and 11): what each role may do is
+"""Least privilege and quotas in template.yaml (each function's role reaches only its own resources and
+actions; the account's quotas are parameters): what each role may do is
 checked against where the code reads and writes, not against a copy of the template."""
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def test_the_endpoint_function_has_a_reconcile_schedule(template):
 
 
 def test_instance_type_parameters_allow_exactly_the_image_allow_list(template):
-    """Issue 15, Why 8: `sam deploy` refuses a type no PyTorch image here runs on (Graviton, Neuron)."""
+    """`sam deploy` refuses an instance type no PyTorch image here runs on (Graviton, Neuron), instead of
+    a job that fails at start."""
     from pipeline.image_uris import INSTANCE_TYPE_PATTERN
 
     for name in (

@@ -301,7 +301,7 @@ def test_reliability_wiring(template):
         "TuningCompletedFunction",
         "TrainingCompletedFunction",
     ):
-        # Powertools idempotency's four item calls on the table, and nothing wider (issue 15, Why 11).
+        # Powertools idempotency's four item calls on the table, and nothing wider (least privilege).
         tables = allowed(template, name)
         for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
             assert tables[action] == [{"Fn::GetAtt": ["IdempotencyTable", "Arn"]}], (name, action)

@@ -320,7 +320,8 @@ def test_a_features_key_that_is_not_its_inputs_key_fails(tmp_path, shards, weigh
 
 
 def test_the_key_is_checked_against_the_content_id_when_there_is_one(tmp_path, shards, weights_file):
-    """Issue 15, Why 6: the pipeline keys features on the images' content id, not the upload's id."""
+    """A re-upload of the same images reuses their features: the pipeline keys features on the images'
+    content id, not the upload's id."""
     content = "sha256:" + "ab" * 32
     by_dataset = _features_hps(weights_file, content_id=content)  # the key of the dataset id: refused
     result = run_script("features.py", tmp_path / "one", by_dataset, shards)

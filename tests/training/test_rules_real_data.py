@@ -24,6 +24,8 @@ from trainhelpers import PYTHON, REPO, TRAINING_DIR
 from dogclf import contract
 from tools import real_data
 
+pytestmark = pytest.mark.slow  # six training runs of train_model.py
+
 IMAGE_SIZE = 32
 BASE = {"weights": "none", "image_size": IMAGE_SIZE, "batch_size": 16, "num_workers": 0, "seed": 0}
 BAD_INIT_ENTRY = REPO / "bench" / "calibration_entry.py"

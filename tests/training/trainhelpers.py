@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dogclf.debugger.hook_config import debug_hook_config
+from tests.support.fixtures import fixture_text
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINING_DIR = REPO / "training"
@@ -23,12 +24,7 @@ TRAINING_DIR = REPO / "training"
 PYTHON = sys.executable
 SCRIPT_TIMEOUT_S = 300
 # The toolkit resolves its paths from SAGEMAKER_BASE_DIR at import time, so ask it in a fresh process.
-_TOOLKIT_PROBE = """
-import json
-from sagemaker_training import environment
-env = environment.Environment()
-print(json.dumps({"env": env.to_env_vars(), "argv": env.to_cmd_args()}))
-"""
+_TOOLKIT_PROBE = fixture_text("training/toolkit_probe.py")
 
 
 @dataclass
