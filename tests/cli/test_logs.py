@@ -3,6 +3,7 @@ handler's lines, END, REPORT), clear errors, and ``--follow`` until a job has en
 
 from __future__ import annotations
 
+import contextlib
 import json
 import textwrap
 import time
@@ -66,6 +67,16 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCloud
         yield running, write_state_file(running, config.state_dir)
 
 
+@contextlib.contextmanager
+def cli_environment(monkeypatch: pytest.MonkeyPatch, state_file: Path) -> Iterator[None]:
+    """The CLI exports the state file's environment into this process (os.environ.update): set the same
+    variables through monkeypatch first, so they are undone after the test and never reach the next."""
+    with monkeypatch.context() as patch:
+        for name, value in json.loads(state_file.read_text())["environment"].items():
+            patch.setenv(name, value)
+        yield
+
+
 def test_the_functions_log_by_its_logical_id(
     cloud: tuple[LocalCloud, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,7 +94,7 @@ def test_the_functions_log_by_its_logical_id(
     groups = local.client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]
     assert [group["logGroupName"] for group in groups] == [f"/aws/lambda/{name}"]
 
-    with monkeypatch.context():  # the CLI exports the state file's environment into this process
+    with cli_environment(monkeypatch, state_file):
         assert main(["--state-file", str(state_file), "logs", "function", "Talker"]) == 0
     lines = capsys.readouterr().out.splitlines()
     messages = [line.split(" ", 2)[2] for line in lines]
@@ -99,7 +110,7 @@ def test_a_group_nothing_wrote_is_a_clear_error(
     cloud: tuple[LocalCloud, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, state_file = cloud
-    with monkeypatch.context():
+    with cli_environment(monkeypatch, state_file):
         assert main(["--state-file", str(state_file), "logs", "endpoint", "no-such-endpoint"]) == 1
     assert "no log group /aws/sagemaker/Endpoints/no-such-endpoint" in capsys.readouterr().err
 
