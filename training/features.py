@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # dogclf/ sits next to
 import torch
 import torchvision
 
-from dogclf import backbone_speed, contract, distributed, engine, feature_files, presets, sm_env
+from dogclf import backbone_speed, contract, distributed, engine, feature_files, feature_pass, presets, sm_env
 from dogclf import data as data_module
 from dogclf import precision as precision_module
 from dogclf.failure import run_main
@@ -144,24 +144,21 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(len(index.classes), args.weights).to(context.device)
     feature_files.write_head_init(model_dir, model.head)
     backbone_speed.to_fast_layout(model)
-    rows: dict[str, int] = {}
+    progress = {split: Progress(split, len(index.samples[split])) for split in SPLITS}
     extract_started = time.perf_counter()
-    for split in SPLITS:
-        dataset = data_module.ImageListDataset(index.samples[split], presets.eval_preset(args.image_size))
-        loader = engine.image_loader(dataset, args, context, shuffle=False, seed=args.seed)
-        extracted = engine.extract_features(
-            model,
-            loader,
-            split=split,
-            context=context,
-            tracker=tracker,
-            callbacks=engine.Callbacks(),
-            precision=precision,
-            progress=Progress(split, len(dataset)),
-            fast_layout=True,
-        )
-        tracker.check(split, len(dataset))
-        features, targets = extracted.tensors
+    extracted = feature_pass.extract_splits(
+        model,
+        index.samples,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        context=context,
+        tracker=tracker,
+        precision=precision,
+        progress=lambda split, images: progress[split](images),
+    )
+    rows: dict[str, int] = {}
+    for split, (features, targets) in extracted.items():
         feature_files.write_split(model_dir, split, features, targets)
         rows[split] = len(targets)
     extract_seconds = time.perf_counter() - extract_started
