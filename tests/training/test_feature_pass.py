@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -57,8 +58,8 @@ def _open(path: str) -> Image.Image:
         return image.convert("RGB")
 
 
-@pytest.mark.parametrize("num_workers", [0, 1])
-def test_one_pass_over_all_splits_gives_each_split_its_own_rows(tmp_path, num_workers):
+@pytest.mark.parametrize(("num_workers", "worker_nice"), [(0, 0), (2, 19)])
+def test_one_pass_over_all_splits_gives_each_split_its_own_rows(tmp_path, num_workers, worker_nice):
     """Batches of 4 straddle the splits (6 + 5 + 3 images) and valid holds an undecodable image:
     every split's rows equal a per-split pass through the eval preset, the bad image is skipped
     and counted in valid only, and progress adds up per split."""
@@ -75,6 +76,7 @@ def test_one_pass_over_all_splits_gives_each_split_its_own_rows(tmp_path, num_wo
         num_workers=num_workers,
         context=CPU,
         tracker=tracker,
+        worker_nice=worker_nice,
         progress=lambda split, images: seen.__setitem__(split, seen.get(split, 0) + images),
     )
     assert seen == {"train": 6, "valid": 5, "test": 3}
@@ -103,3 +105,31 @@ def test_a_split_with_too_many_bad_images_fails_naming_that_split(tmp_path):
             context=CPU,
             tracker=data_module.BadImageTracker(max_fraction=0.1),
         )
+
+
+def test_the_workers_decode_at_the_raised_niceness(tmp_path, monkeypatch):
+    """worker_nice reaches the processes that decode (an assertion in a worker fails the pass)."""
+    expected = min(os.nice(0) + 7, 19)
+    original = presets.EvalCropPreset.__call__
+
+    def checked(self, image):
+        assert os.nice(0) == expected, f"decoding at niceness {os.nice(0)}, not {expected}"
+        return original(self, image)
+
+    monkeypatch.setattr(presets.EvalCropPreset, "__call__", checked)
+    samples = _samples(tmp_path, {"train": 2, "valid": 1, "test": 1}, corrupt={})
+    extracted = feature_pass.extract_splits(
+        build_model(3, "none"),
+        samples,
+        image_size=32,
+        batch_size=2,
+        num_workers=1,
+        context=CPU,
+        tracker=data_module.BadImageTracker(max_fraction=0.0),
+        worker_nice=7,
+    )
+    assert {split: len(targets) for split, (_, targets) in extracted.items()} == {
+        "train": 2,
+        "valid": 1,
+        "test": 1,
+    }

@@ -16,6 +16,8 @@ convolutions run in (presets.normalize_batch), bit for bit what the per-image ev
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -59,6 +61,7 @@ def extract_splits(
     tracker: data_module.BadImageTracker,
     precision: precision_module.Precision = precision_module.FP32,
     progress: Callable[[str, int], None] | None = None,
+    worker_nice: int = 0,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """(features, targets) of every split in ``samples``, in sample order, undecodable images skipped
     (added to ``tracker``, checked as each split completes). ``progress(split, images)`` follows each
@@ -76,6 +79,7 @@ def extract_splits(
         num_workers=num_workers,
         pin_memory=context.device.type == "cuda",
         collate_fn=collate_uint8,
+        worker_init_fn=functools.partial(_lower_priority, worker_nice) if worker_nice else None,
     )
     model.eval()
     start = 0
@@ -100,6 +104,10 @@ def extract_splits(
                     tracker.check(split, rows[split].total)
             start += size
         return {split: _stacked(rows[split], context.device) for split in order}
+
+
+def _lower_priority(niceness: int, _worker_id: int) -> None:
+    os.nice(niceness)
 
 
 def _runs(labels: list[str]) -> Iterator[tuple[str, int, int]]:
