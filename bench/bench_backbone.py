@@ -17,7 +17,8 @@ image has it). For each image size:
 The machine may be shared: the load average before and after is printed; compare ratios measured in
 one run only. ``--omp-threads N`` runs the job with OMP_NUM_THREADS=N in its environment, as the
 local twin launches it (localcloud/sagemaker/runners/training.py), to show that features.py uses the
-instance anyway.
+instance anyway. ``--job-args '--num_workers 2 --worker_nice 0'`` passes other hyperparameters to the
+job (to compare loader settings against the same ceiling).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def dataset(root: Path, images: int) -> Path:
     )
 
 
-def features_job(data: Path, size: int, out: Path, omp_threads: int | None) -> dict:
+def features_job(data: Path, size: int, out: Path, omp_threads: int | None, job_args: list[str]) -> dict:
     env = dict(os.environ)
     if omp_threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(omp_threads)
@@ -99,6 +100,7 @@ def features_job(data: Path, size: int, out: Path, omp_threads: int | None) -> d
         str(size),
         "--model_dir",
         str(out),
+        *job_args,
     ]
     completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
@@ -114,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=256, help="images in the features job's dataset")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--omp-threads", type=int, default=None, help="OMP_NUM_THREADS for the job")
+    parser.add_argument(
+        "--job-args", default="", help="extra features.py hyperparameters, e.g. '--num_workers 2'"
+    )
     args = parser.parse_args(argv)
     print(f"load average before: {os.getloadavg()}; {os.cpu_count()} CPUs; torch {torch.__version__}")
     torch.set_num_threads(os.cpu_count() or 1)
@@ -123,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         for size in args.sizes:
             default = ceiling(size, args.batch, channels_last=False)
             before = ceiling(size, args.batch, channels_last=True)
-            meta = features_job(data, size, Path(tmp) / f"features-{size}", args.omp_threads)
+            meta = features_job(
+                data, size, Path(tmp) / f"features-{size}", args.omp_threads, args.job_args.split()
+            )
             after = ceiling(size, args.batch, channels_last=True)  # the load may drift during the job
             fast = (before + after) / 2
             job = float(meta["images_per_second"])
@@ -137,13 +144,15 @@ def main(argv: list[str] | None = None) -> int:
                     "ratio": round(job / max(default, fast), 3),
                     "job_threads": meta.get("num_threads"),
                     "job_workers": meta.get("num_workers"),
+                    "job_worker_nice": meta.get("worker_nice"),
                 }
             )
             row = rows[-1]
             print(
                 f"{size:>4} px: ceiling {default:6.1f} images/s (default), {fast:6.1f} (channels_last, "
                 f"{before:.1f} before / {after:.1f} after the job); features job {job:6.1f} images/s "
-                f"({row['job_threads']} threads, {row['job_workers']} workers, "
+                f"({row['job_threads']} threads, {row['job_workers']} workers "
+                f"at nice +{row['job_worker_nice']}, "
                 f"{sum(meta['counts'].values())} images) = {row['ratio']:.0%} of the ceiling",
                 flush=True,
             )

@@ -2,19 +2,22 @@
 script mode, the pipeline's features job; contract.FEATURES_PROGRAM).
 
 Inputs are the image channels hpo.py reads (train/valid/test, or one ``training`` channel; folders or
-tar shards). Each split goes through loop.extract_features with the eval preset (deterministic), in
-the engine's device precision, with the model's own ``features()``. Into SM_MODEL_DIR (SageMaker tars
+tar shards). Every split goes through dogclf/feature_pass.py (one loader over train, valid and test;
+the eval preset, deterministic, bit for bit), in the engine's device precision, with the model's own
+``features()``. Into SM_MODEL_DIR (SageMaker tars
 it to model.tar.gz) go one contract.FEATURES_SPLIT_FILE per split and contract.FEATURES_META_FILE;
 the format is in dogclf/feature_files.py. Tuning trials read that archive as their ``features``
 channel (hpo.py, dogclf/head_trial.py) and train the head only.
 
 Throughput (dogclf/backbone_speed.py, measured by bench/bench_backbone.py): the backbone runs in the
 channels_last memory format with all the instance's CPUs as intra-op threads (--num_threads 0), while
---num_workers DataLoader workers decode and resize the next batches.
+--num_workers DataLoader workers (default: the CPUs less one, at most 4) decode and resize the next
+batches at the lowest priority (--worker_nice 19): they take the cores in the forward's gaps instead of
+preempting one of its threads mid-convolution, which leaves the others spinning at the next barrier.
 
 Hyperparameters: --weights (imagenet | none | <path>), --image_size, --batch_size (extraction batch),
---num_workers, --num_threads (0: the instance's CPUs), --seed (the trials' --seed: the random init of
---weights none and the saved initial head), --dataset_id, --features_key,
+--num_workers, --worker_nice, --num_threads (0: the instance's CPUs), --seed (the trials' --seed: the
+random init of --weights none and the saved initial head), --dataset_id, --features_key,
 --framework_version (recorded; with all three plus weights and image size, the key is checked against
 contract.features_key), --max_bad_image_fraction. Undecodable images are skipped and counted as in
 hpo.py; too many, a bad layout or unavailable weights fail through dogclf/failure.py (exit code 2 and
@@ -34,7 +37,17 @@ from typing import Any
 import torch
 import torchvision
 
-from dogclf import backbone_speed, contract, distributed, feature_files, flags, loaders, loop, presets, sm_env
+from dogclf import (
+    backbone_speed,
+    contract,
+    distributed,
+    feature_files,
+    feature_pass,
+    flags,
+    loaders,
+    presets,
+    sm_env,
+)
 from dogclf import data as data_module
 from dogclf import precision as precision_module
 from dogclf.failure import run_main
@@ -51,6 +64,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     hp.add_argument("--image_size", type=int, default=224)
     hp.add_argument("--batch_size", type=int, default=64, help="images per backbone pass")
     hp.add_argument("--num_workers", type=int, default=min(4, max(0, sm_env.num_cpus() - 1)))
+    hp.add_argument(
+        "--worker_nice", type=int, default=19, help="niceness added to the loader workers (0: none)"
+    )
     hp.add_argument(
         "--num_threads", type=int, default=0, help="intra-op threads of the forward; 0: the instance's CPUs"
     )
@@ -142,24 +158,22 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(len(index.classes), args.weights).to(context.device)
     feature_files.write_head_init(model_dir, model.head)
     backbone_speed.to_fast_layout(model)
-    rows: dict[str, int] = {}
+    progress = {split: Progress(split, len(index.samples[split])) for split in SPLITS}
     extract_started = time.perf_counter()
-    for split in SPLITS:
-        dataset = data_module.ImageListDataset(index.samples[split], presets.eval_preset(args.image_size))
-        loader = loaders.image_loader(dataset, args, context, shuffle=False, seed=args.seed)
-        extracted = loop.extract_features(
-            model,
-            loader,
-            split=split,
-            context=context,
-            tracker=tracker,
-            callbacks=loop.Callbacks(),
-            precision=precision,
-            progress=Progress(split, len(dataset)),
-            fast_layout=True,
-        )
-        tracker.check(split, len(dataset))
-        features, targets = extracted.tensors
+    extracted = feature_pass.extract_splits(
+        model,
+        index.samples,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        context=context,
+        tracker=tracker,
+        precision=precision,
+        progress=lambda split, images: progress[split](images),
+        worker_nice=args.worker_nice,
+    )
+    rows: dict[str, int] = {}
+    for split, (features, targets) in extracted.items():
         feature_files.write_split(model_dir, split, features, targets)
         rows[split] = len(targets)
     extract_seconds = time.perf_counter() - extract_started
@@ -208,6 +222,7 @@ def _meta(
         "precision": precision,
         "num_threads": torch.get_num_threads(),
         "num_workers": args.num_workers,
+        "worker_nice": args.worker_nice,
     }
 
 

@@ -23,8 +23,9 @@ def use_instance_threads(requested: int = 0) -> int:
     """Intra-op threads for the forward pass: ``requested``, or (0) the instance's CPUs (SM_NUM_CPUS).
 
     The DataLoader's workers decode on the same cores, but decoding is a small fraction of the
-    forward's cost at 224 px, and a thread short of the cores leaves them idle while the main
-    process waits for the forward (bench_backbone.py measures both)."""
+    forward's cost at 224 px (under a tenth of its CPU time), and a thread short of the cores leaves
+    them idle while the main process waits for the forward; the features job lowers its workers'
+    priority instead (feature_pass.py; bench_backbone.py measures both)."""
     threads = requested if requested > 0 else sm_env.num_cpus()
     torch.set_num_threads(max(1, threads))
     return torch.get_num_threads()

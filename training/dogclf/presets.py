@@ -9,6 +9,9 @@ torchvision is imported when a preset is built, not with this module: a trial fr
 
 from __future__ import annotations
 
+import numpy as np
+import torch
+
 from dogclf.contract import eval_resize_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -66,6 +69,44 @@ class ClassificationPresetEval:
 
     def __call__(self, image):
         return self.transforms(image)
+
+
+class EvalCropPreset:
+    """The eval preset's geometry alone, for jobs that normalize whole batches (the features job):
+    PIL image -> the resized, centre-cropped image as a uint8 ``(H, W, 3)`` tensor.
+
+    ``normalize_batch`` of a stack of these equals ClassificationPresetEval bit for bit (the same
+    resampling, then the same float32 operations in the same order: /255, -mean, /std), while the
+    worker that decodes ships a quarter of the bytes and does no float work per image.
+    """
+
+    def __init__(self, *, crop_size: int, resize_size: int | None = None) -> None:
+        self.crop_size = crop_size
+        self.decode_size = resize_size or resize_size_for(crop_size)
+
+    def __call__(self, image) -> torch.Tensor:
+        from torchvision.transforms import functional
+
+        image = functional.center_crop(functional.resize(image, self.decode_size), self.crop_size)
+        return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))
+
+
+def normalize_batch(
+    images: torch.Tensor,
+    *,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+) -> torch.Tensor:
+    """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` normalized as ToTensor + Normalize do.
+
+    The result is channels_last in memory (a view of the NHWC batch, converted in place of a copy):
+    the layout backbone_speed runs the convolutions in."""
+    batch = images.permute(0, 3, 1, 2).to(torch.float32).div_(255)  # ToTensor: x / 255
+    mean_t, std_t = (
+        torch.as_tensor(values, dtype=batch.dtype, device=batch.device).view(1, -1, 1, 1)
+        for values in (mean, std)
+    )
+    return batch.sub_(mean_t).div_(std_t)
 
 
 def train_preset(image_size: int, augment: bool):
