@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,13 +25,10 @@ from typing import Any
 
 import boto3
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from localcloud.lambdas.runner import FunctionSpec, LambdaRunner, base_lambda_environment  # noqa: E402
-from localcloud.logs.shipper import CLIENT_CONFIG, LogShipper  # noqa: E402
-from localcloud.sagemaker.server import SageMakerServer  # noqa: E402
-from tests.support.sagemaker import client, local_s3, tar_gz, training_job_request  # noqa: E402
+from localcloud.lambdas.runner import FunctionSpec, LambdaRunner, base_lambda_environment
+from localcloud.logs.shipper import CLIENT_CONFIG, LogShipper
+from localcloud.sagemaker.server import SageMakerServer
+from tests.support.sagemaker import client, local_s3, tar_gz, training_job_request
 
 BUCKET = "bench-logs"
 SCRIPT = """

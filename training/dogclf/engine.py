@@ -10,7 +10,7 @@ cached 512-d features for every epoch. ``--augment true`` switches back to a ful
 batch per epoch (random crops/flips change the features). train_model.py, the profiled job, turns
 the cache off: the profiler must measure the real workload and the Debugger hook see the backbone.
 
-Features once per dataset: features.py (its own training job) runs ``extract_features`` over every
+Features once per dataset: features.py (its own training job) runs dogclf/feature_pass.py over every
 split once and saves the result (dogclf/feature_files.py). A tuning trial given that artifact as the
 ``features`` channel (``--features_dir``) never builds the backbone: hpo.py hands it to
 dogclf/head_trial.py, which feeds the saved features to the same ``fit`` (feature loaders, metric
