@@ -37,10 +37,12 @@ if _sagemaker_major() != 3:
 
 
 # SDK v3 checks the execution role client-side before a job or model (sagemaker/core/helper/
-# iam_role_resolver.py: iam:SimulatePrincipalPolicy, then the role's trust policy). The local cloud's
-# IAM (moto) does not implement SimulatePrincipalPolicy (an HTML 500, which the SDK cannot parse), so
-# the suite turns that check off with the SDK's own switch, the one setting beyond the endpoints;
-# docs/local.md's fidelity table lists it.
+# iam_role_resolver.py: iam:SimulatePrincipalPolicy, then the role's trust policy). The local cloud
+# answers SimulatePrincipalPolicy with IAM on (localcloud/iam/simulate.py), but this suite's cloud runs
+# with IAM off (tests/sdk/conftest.py), and the stack's own execution role fails the SDK's training
+# check (it has no ec2:* VPC actions and a namespace-conditioned cloudwatch:PutMetricData), on AWS as
+# locally; so the suite turns the check off with the SDK's own switch, the one setting beyond the
+# endpoints. docs/local.md's fidelity table lists it.
 SKIP_ROLE_CHECK = {"SAGEMAKER_VALIDATE_ROLE": "false"}
 
 
