@@ -16,7 +16,7 @@ PY_CONTAINER := $(VENV_CONTAINER)/bin/python
 PY_TRAIN := $(VENV_TRAIN)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venvs training-wheels java real-data-deps bench-rules demo notebook-kernel test test-fast test-fast-app \
+.PHONY: help venvs training-wheels java real-data-deps aws-cli-v2 bench-rules demo notebook-kernel test test-fast test-fast-app \
 	test-fast-training test-training test-app test-sdk lint typecheck template-check checkov sam-build bench clean
 
 help:
@@ -79,6 +79,13 @@ training-wheels: $(TRAINING_WHEELS)
 java:
 	command -v java >/dev/null || (apt-get update && apt-get install -y --no-install-recommends default-jre-headless)
 
+# `aws logs tail` exists only in the AWS CLI v2 (PyPI's awscli, in .venv-sdk2, is v1): Debian's
+# awscli package is the v2 CLI (bookworm: 2.9.19), at /usr/bin/aws (installed as root, as `java` is).
+# tests/sdk/test_aws_cli.py calls it by that path, so .venv-sdk2's v1 `aws` cannot shadow it.
+aws-cli-v2:
+	/usr/bin/aws --version 2>&1 | grep -q '^aws-cli/2\.' || \
+		(apt-get update && apt-get install -y --no-install-recommends awscli)
+
 # Real photos for the Debugger rules' calibration (bench/bench_rule_calibration.py) and tests/training's
 # real-data rule tests: Debian's Fashion-MNIST package (installed as root, as `java` is) ...
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
@@ -120,7 +127,7 @@ notebook-kernel: $(VENV_SDK2)/.stamp
 	$(VENV_SDK2)/bin/python -m ipykernel install --user --name dogclf-sdk2 --display-name "Python 3 (.venv-sdk2)"
 
 venvs: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(VENV_SAM)/.stamp $(VENV_CHECKOV)/.stamp \
-		$(VENV_DATA)/.stamp $(VENV_SDK2)/.stamp $(TRAINING_WHEELS) java real-data-deps
+		$(VENV_DATA)/.stamp $(VENV_SDK2)/.stamp $(TRAINING_WHEELS) java real-data-deps aws-cli-v2
 
 # GNU make exits 2 for any failed recipe, whatever its code: `make demo` alone cannot tell a rejected
 # model (2) from a pipeline failure (1), the timeout (3) or missing ImageNet weights (4). The recipe
@@ -173,7 +180,7 @@ test-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(TRAININ
 
 # AWS's own clients against `python -m localcloud` (which runs with .venv): see tests/sdk/conftest.py. It
 # also runs notebooks/walkthrough.ipynb top to bottom (its executed copy: build/notebooks/).
-test-sdk: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_SDK2)/.stamp $(TRAINING_WHEELS) java
+test-sdk: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_SDK2)/.stamp $(TRAINING_WHEELS) java aws-cli-v2
 	$(VENV_SDK2)/bin/python -m pytest tests/sdk $(PYTEST_ARGS)
 
 # The fast lane: every test not marked `slow` (pyproject.toml: no training, no TorchServe, no training

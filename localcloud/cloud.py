@@ -153,6 +153,8 @@ class LocalCloud:
         if self.config.iam:
             functions_s3 = self._s3_fault_proxy.url if self._s3_fault_proxy else moto_url
             self.iam = IamEnforcement(self.resolver, moto_url, functions_s3).start()
+            self.endpoints["iam"] = self.iam.api.url  # SimulatePrincipalPolicy over the roles' policies
+            self.iam.create_roles(self.client("iam"))
         if self.config.start_sagemaker:
             self._start_sagemaker(moto_url)
         create_resources(self.resolver, self.client, self.config.region)

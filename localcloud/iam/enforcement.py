@@ -4,15 +4,19 @@ Two proxies (``localcloud.iam.proxy``) with the same roles: one for the Lambda f
 calls go on through the fault-injection proxy when faults are on, their SageMaker calls to the
 emulator, everything else to moto) and one for the SageMaker emulator's own S3 calls as execution
 roles (straight to moto: injected S3 faults are for the functions). Lambda's Invoke API is not
-behind a proxy: the functions do not call it.
+behind a proxy: the functions do not call it. And the account's IAM endpoint (``localcloud.iam.simulate``):
+the policy simulator over the same roles, moto for the rest of IAM, where the roles are created.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import Any
 
 from localcloud.iam.proxy import Denial, IamProxy
 from localcloud.iam.roles import AccountRoles
+from localcloud.iam.simulate import IamApiFront
 from localcloud.lambdas.runner import FunctionSpec
 from localcloud.stack.template import TemplateResolver
 
@@ -25,15 +29,25 @@ class IamEnforcement:
         self.roles = AccountRoles.from_template(resolver)
         self.functions = IamProxy(self.roles, {"*": moto_url, "s3": functions_s3_url})
         self.jobs = IamProxy(self.roles, {"*": moto_url})
+        self.api = IamApiFront(self.roles, moto_url)
 
     def start(self) -> IamEnforcement:
         self.functions.start()
         self.jobs.start()
+        self.api.start()
         return self
 
     def stop(self) -> None:
         self.functions.stop()
         self.jobs.stop()
+        self.api.stop()
+
+    def create_roles(self, iam: Any) -> None:
+        """Create the template's roles in moto's IAM with their trust policies, as the stack does, so
+        that ``GetRole`` answers for them (SDK v3 reads the trust policy with it). Their permissions
+        are the evaluator's (``self.roles``): moto is not asked to decide anything."""
+        for role in self.roles.by_name.values():
+            iam.create_role(RoleName=role.name, AssumeRolePolicyDocument=json.dumps(role.trust_policy))
 
     @property
     def denials(self) -> list[Denial]:

@@ -124,3 +124,20 @@ def evaluate(documents: Iterable[Mapping[str, Any]], check: Check) -> Decision:
             if statement.get("Effect") == "Allow" and applies is True:
                 allowed = True
     return Decision.ALLOWED if allowed else Decision.IMPLICIT_DENY
+
+
+def missing_context_keys(documents: Iterable[Mapping[str, Any]], check: Check) -> list[str]:
+    """The condition keys of the statements that match the check's action and resource, which the
+    check's context does not supply (what IAM's policy simulator reports as ``MissingContextValues``)."""
+    supplied = {key.lower() for key in check.context}
+    missing: dict[str, str] = {}
+    for document in documents:
+        for statement in _as_list(document.get("Statement", [])):
+            bare = {k: v for k, v in statement.items() if k != "Condition"}
+            if _applies(bare, check) is not True:
+                continue
+            for keys in (statement.get("Condition") or {}).values():
+                for key in keys or {}:
+                    if key.lower() not in supplied:
+                        missing.setdefault(key.lower(), key)
+    return list(missing.values())

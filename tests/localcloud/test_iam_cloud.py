@@ -263,6 +263,38 @@ def _training_job(name: str, role_arn: str, channel: str) -> dict:
     }
 
 
+def test_the_iam_endpoint_answers_sdk_v3s_role_check_from_the_roles_policies(
+    cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SageMaker SDK v3 checks a role with SimulatePrincipalPolicy and GetRole before a job
+    (sagemaker/core/helper/iam_role_resolver.py): the cloud's IAM endpoint answers both, so the
+    SDK's verdict is the local evaluator's over the template's policies. (It runs before the switch
+    test: a second LocalCloud in one process resets moto, the roles it created included.)"""
+    from types import SimpleNamespace
+
+    import boto3
+    from sagemaker.core.helper.iam_role_resolver import RoleValidationError, resolve_and_validate_role
+
+    for key, value in cloud.environment().items():
+        monkeypatch.setenv(key, value)  # what a user exports (AWS_ENDPOINT_URL_IAM among them)
+    role_arn = cloud.resolver.resources["ExecutionRole"].attributes["Arn"]
+    iam = boto3.client("iam")
+    simulated = iam.simulate_principal_policy(
+        PolicySourceArn=role_arn,
+        ActionNames=["s3:GetObject"],
+        ResourceArns=["arn:aws:s3:::iam-data/allowed/a", "arn:aws:s3:::iam-data/secret/b"],
+    )["EvaluationResults"]
+    assert [result["EvalDecision"] for result in simulated] == ["allowed", "implicitDeny"]
+    trust = iam.get_role(RoleName=role_arn.rsplit("/", 1)[1])["Role"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+
+    # The role lacks ecr:GetAuthorizationToken, which the SDK requires of a serving role: refused
+    # before any SageMaker call, as on AWS.
+    session = SimpleNamespace(boto_session=boto3.Session())
+    with pytest.raises(RoleValidationError, match="ecr:GetAuthorizationToken"):
+        resolve_and_validate_role(role_arn, role_type="serving", sagemaker_session=session)
+
+
 def test_the_switch_turns_enforcement_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOCALCLOUD_IAM", "off")
     config = LocalCloudConfig(

@@ -14,7 +14,9 @@ The only settings the clients get are the ones a user of a local endpoint sets:
   would send a request to an AWS address.
 
 The cloud runs with ``LOCALCLOUD_DEBUGGER_ACCESS=open`` (an account whose Debugger API is open; a new
-account's is closed, and then the SDK gets AWS's refusal).
+account's is closed, and then the SDK gets AWS's refusal) and with IAM enforced, as by default: the flows
+pass the stack's execution role (its ``SageMakerExecutionRoleArn`` output) and keep every object in
+the stack's artifacts bucket under the prefix that role may write (tests/sdk/settings.py).
 """
 
 from __future__ import annotations
@@ -51,11 +53,6 @@ class LocalCloudProcess:
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VIRTUAL_ENV"))},
             "LOCALCLOUD_DEBUGGER_ACCESS": "open",
-            # The notebook flow passes a role and a bucket of its own (notebook.ROLE, BUCKET), which
-            # the stack's execution role does not cover: with IAM enforced (localcloud.iam) SageMaker
-            # would refuse the role, as AWS does. Moving the flow onto the stack's role and buckets is
-            # the follow-up (docs/local.md, "IAM").
-            "LOCALCLOUD_IAM": "off",
             "PYTHONUNBUFFERED": "1",
         }
         self.process = subprocess.Popen(
@@ -147,36 +144,54 @@ def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def session(user_environment: dict[str, str]) -> Any:
-    """A user's session: boto3 picks the endpoints up from the environment; the bucket is named."""
-    import boto3
-    import sagemaker
+def execution_role(local_cloud: dict[str, Any]) -> str:
+    """The stack's SageMaker execution role, from its outputs in the state file, as a notebook reads it."""
+    from tests.sdk.settings import EXECUTION_ROLE_OUTPUT
 
-    from tests.sdk.notebook import BUCKET
-
-    boto_session = boto3.Session(region_name=user_environment["AWS_REGION"])
-    return sagemaker.Session(boto_session=boto_session, default_bucket=BUCKET)
+    return str(local_cloud["outputs"][EXECUTION_ROLE_OUTPUT])
 
 
 @pytest.fixture(scope="session")
-def training_uri(session: Any, sample_data: Path) -> str:
-    from tests.sdk.notebook import BUCKET
+def artifacts_bucket(local_cloud: dict[str, Any]) -> str:
+    from tests.sdk.settings import ARTIFACTS_BUCKET_OUTPUT
 
-    assert session.default_bucket() == BUCKET  # created on first use, as on AWS
+    return str(local_cloud["outputs"][ARTIFACTS_BUCKET_OUTPUT])
+
+
+@pytest.fixture(scope="session")
+def session(user_environment: dict[str, str], artifacts_bucket: str) -> Any:
+    """A user's session: boto3 picks the endpoints up from the environment; the stack's artifacts
+    bucket is named, with the prefix under which its execution role may write (settings.JOB_PREFIX)."""
+    import boto3
+    import sagemaker
+
+    from tests.sdk.settings import JOB_PREFIX
+
+    boto_session = boto3.Session(region_name=user_environment["AWS_REGION"])
+    return sagemaker.Session(
+        boto_session=boto_session, default_bucket=artifacts_bucket, default_bucket_prefix=JOB_PREFIX
+    )
+
+
+@pytest.fixture(scope="session")
+def training_uri(session: Any, sample_data: Path, artifacts_bucket: str) -> str:
+    from tests.sdk.settings import JOB_PREFIX
+
+    assert session.default_bucket() == artifacts_bucket
     uri = session.upload_data(str(sample_data), key_prefix="sdk-notebook/data")
-    assert uri == f"s3://{BUCKET}/sdk-notebook/data"
+    assert uri == f"s3://{artifacts_bucket}/{JOB_PREFIX}/sdk-notebook/data"
     return str(uri)
 
 
 @pytest.fixture(scope="session")
-def tuner(session: Any, training_uri: str) -> Any:
+def tuner(session: Any, training_uri: str, execution_role: str) -> Any:
     """hpo.py under a HyperparameterTuner with the SDK's default request shape; one trial."""
     from sagemaker.tuner import ContinuousParameter, HyperparameterTuner
 
     from tests.sdk.notebook import pytorch_estimator
     from tests.sdk.settings import HYPERPARAMETERS, OBJECTIVE
 
-    estimator = pytorch_estimator(session, "hpo.py", hyperparameters=HYPERPARAMETERS)
+    estimator = pytorch_estimator(session, execution_role, "hpo.py", hyperparameters=HYPERPARAMETERS)
     tuner = HyperparameterTuner(
         estimator,
         objective_metric_name=OBJECTIVE["Name"],

@@ -19,11 +19,9 @@ from pipeline.source_dir import PROFILED, write_tree  # noqa: E402
 from tests.sdk.settings import (  # noqa: E402
     FRAMEWORK,
     PY_VERSION,
-    ROLE,
     TRAINING_INSTANCE,
 )
 
-BUCKET = "sdk-notebook-bucket"
 # The seed's DebuggerHookConfig(hook_parameters=...).
 SEED_HOOK_PARAMETERS: dict[str, Any] = {"train.save_interval": "100", "eval.save_interval": "10"}
 
@@ -56,11 +54,11 @@ def seed_rules() -> list[Any]:
     ]
 
 
-def pytorch_estimator(session: sagemaker.Session, entry_point: str, **options: Any) -> PyTorch:
+def pytorch_estimator(session: sagemaker.Session, role: str, entry_point: str, **options: Any) -> PyTorch:
     return PyTorch(
         entry_point=entry_point,
         source_dir=source_dir(),
-        role=ROLE,
+        role=role,
         framework_version=FRAMEWORK,
         py_version=PY_VERSION,
         instance_count=1,

@@ -9,8 +9,13 @@ from typing import Any
 from PIL import Image
 
 FRAMEWORK, PY_VERSION = "2.6.0", "py312"
-# The local cloud's account (localcloud.shared.ACCOUNT_ID); the role is the user's to name.
-ROLE = "arn:aws:iam::123456789012:role/SdkNotebookRole"
+# What a notebook user takes from the stack's outputs (the local cloud's state file; DescribeStacks on
+# AWS): the SageMaker execution role, and the artifacts bucket, where that role may read everything but
+# write job outputs only under training/ and a few other prefixes (template.yaml, SageMakerExecutionRole,
+# WriteJobOutputs). The sessions put every object under JOB_PREFIX (the SDK's default_bucket_prefix).
+EXECUTION_ROLE_OUTPUT = "SageMakerExecutionRoleArn"
+ARTIFACTS_BUCKET_OUTPUT = "ArtifactsBucketName"
+JOB_PREFIX = "training"
 OBJECTIVE: dict[str, Any] = {"Name": "valid:accuracy", "Regex": "#metric valid:accuracy=([-+0-9.eE]+);"}
 HYPERPARAMETERS: dict[str, Any] = {
     "weights": "none",

@@ -29,7 +29,6 @@ from sagemaker.serializers import IdentitySerializer, JSONSerializer
 from sagemaker.tuner import HyperparameterTuner
 
 from tests.sdk.notebook import (
-    BUCKET,
     SEED_HOOK_PARAMETERS,
     pytorch_estimator,
     seed_profiler_config,
@@ -39,9 +38,9 @@ from tests.sdk.notebook import (
 from tests.sdk.settings import (
     FRAMEWORK,
     HYPERPARAMETERS,
+    JOB_PREFIX,
     OBJECTIVE,
     PY_VERSION,
-    ROLE,
     TRAINING_INSTANCE,
     jpeg,
 )
@@ -58,9 +57,11 @@ def test_tuner_fit_with_its_default_request_shape_completes(tuner: Hyperparamete
     assert description["TrainingJobStatusCounters"]["Completed"] == 1
 
 
-def test_best_estimator_and_attach_read_the_job_back(tuner: HyperparameterTuner) -> None:
+def test_best_estimator_and_attach_read_the_job_back(
+    tuner: HyperparameterTuner, artifacts_bucket: str
+) -> None:
     best = tuner.best_estimator()
-    assert best.model_data.startswith(f"s3://{BUCKET}/")
+    assert best.model_data.startswith(f"s3://{artifacts_bucket}/{JOB_PREFIX}/")
     assert best.output_kms_key == ""  # DescribeTrainingJob's OutputDataConfig.KmsKeyId, unset
     attached = PyTorch.attach(best.latest_training_job.name, sagemaker_session=tuner.sagemaker_session)
     assert attached.model_data == best.model_data
@@ -87,9 +88,10 @@ def test_logs_for_job_prints_the_trials_lines_from_cloudwatch_logs(
 
 
 @pytest.fixture(scope="module")
-def profiled(session: sagemaker.Session, training_uri: str) -> PyTorch:
+def profiled(session: sagemaker.Session, training_uri: str, execution_role: str) -> PyTorch:
     estimator = pytorch_estimator(
         session,
+        execution_role,
         "train_model.py",
         hyperparameters={**HYPERPARAMETERS, "learning_rate": 0.003},
         rules=seed_rules(),
@@ -129,12 +131,12 @@ def test_profiled_job_with_the_seeds_rules_and_profiler_completes(profiled: PyTo
 
 
 @pytest.fixture(scope="module")
-def predictor(session: sagemaker.Session, tuner: HyperparameterTuner) -> Iterator[Any]:
+def predictor(session: sagemaker.Session, tuner: HyperparameterTuner, execution_role: str) -> Iterator[Any]:
     """The seed's deploy: the best model with the training code as its code (code/requirements.txt
     included, installed from its shipped wheels)."""
     model = PyTorchModel(
         model_data=tuner.best_estimator().model_data,
-        role=ROLE,
+        role=execution_role,
         entry_point="inference.py",
         source_dir=source_dir(),
         framework_version=FRAMEWORK,

@@ -15,14 +15,12 @@ from sagemaker.core.helper.session_helper import Session
 from sagemaker.core.training.configs import Compute, SourceCode
 from sagemaker.train.model_trainer import ModelTrainer
 
-from tests.sdk.settings import FRAMEWORK, HYPERPARAMETERS, PY_VERSION, ROLE, TRAINING_INSTANCE
+from tests.sdk.settings import FRAMEWORK, HYPERPARAMETERS, PY_VERSION, TRAINING_INSTANCE
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINING_DIR = REPO / "training"
 sys.path.insert(0, str(REPO / "functions"))  # pipeline.source_dir: the Lambda's own source dir layout
 from pipeline.source_dir import PLAIN, write_tree  # noqa: E402
-
-BUCKET = "sdk3-notebook-bucket"
 
 
 @functools.cache
@@ -48,13 +46,13 @@ def image_uri(session: Session, scope: str) -> str:
     )
 
 
-def model_trainer(session: Session, entry_script: str, **options: Any) -> ModelTrainer:
+def model_trainer(session: Session, role: str, entry_script: str, **options: Any) -> ModelTrainer:
     return ModelTrainer(
         training_image=image_uri(session, "training"),
         source_code=SourceCode(source_dir=source_dir(), entry_script=entry_script),
         compute=Compute(instance_type=TRAINING_INSTANCE, instance_count=1),
         hyperparameters=dict(HYPERPARAMETERS),
-        role=ROLE,
+        role=role,
         sagemaker_session=session,
         base_job_name=f"sdk3-{entry_script.removesuffix('.py')}",
         **options,

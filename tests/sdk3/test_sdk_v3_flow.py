@@ -23,16 +23,16 @@ from sagemaker.core.shapes import ContainerDefinition, ProductionVariant
 from sagemaker.core.training.configs import InputData
 from sagemaker.train.tuner import HyperparameterTuner
 
-from tests.sdk.settings import OBJECTIVE, ROLE, jpeg
-from tests.sdk3.notebook import BUCKET, image_uri, model_trainer
+from tests.sdk.settings import JOB_PREFIX, OBJECTIVE, jpeg
+from tests.sdk3.notebook import image_uri, model_trainer
 
 pytestmark = pytest.mark.slow
 
 
 def test_model_trainer_runs_hpo_py_with_its_own_container_entrypoint(
-    session: Session, training_uri: str
+    session: Session, training_uri: str, execution_role: str, artifacts_bucket: str
 ) -> None:
-    trainer = model_trainer(session, "hpo.py")
+    trainer = model_trainer(session, execution_role, "hpo.py")
     trainer.train(
         input_data_config=[InputData(channel_name="training", data_source=training_uri)], logs=False
     )
@@ -42,14 +42,14 @@ def test_model_trainer_runs_hpo_py_with_its_own_container_entrypoint(
     assert job.training_job_status == "Completed", job.failure_reason
     # The SDK's own command, not the image's entry: what made the job run its driver scripts.
     assert job.algorithm_specification.container_entrypoint == ["/bin/bash"]
-    assert job.model_artifacts.s3_model_artifacts.startswith(f"s3://{BUCKET}/")
+    assert job.model_artifacts.s3_model_artifacts.startswith(f"s3://{artifacts_bucket}/{JOB_PREFIX}/")
     assert job.output_data_config.kms_key_id == ""  # DescribeTrainingJob returns it empty when unset
 
 
 @pytest.fixture(scope="module")
-def tuner(session: Session, training_uri: str) -> HyperparameterTuner:
+def tuner(session: Session, training_uri: str, execution_role: str) -> HyperparameterTuner:
     tuner = HyperparameterTuner(
-        model_trainer=model_trainer(session, "hpo.py"),
+        model_trainer=model_trainer(session, execution_role, "hpo.py"),
         objective_metric_name=OBJECTIVE["Name"],
         hyperparameter_ranges={"learning_rate": ContinuousParameter(0.001, 0.01)},
         metric_definitions=[OBJECTIVE],
@@ -74,7 +74,7 @@ def test_tuner_completes_and_names_its_best_job(session: Session, tuner: Hyperpa
 
 
 @pytest.fixture(scope="module")
-def endpoint(session: Session, tuner: HyperparameterTuner) -> Iterator[Endpoint]:
+def endpoint(session: Session, tuner: HyperparameterTuner, execution_role: str) -> Iterator[Endpoint]:
     """The best trial's model behind Model/EndpointConfig/Endpoint, its code the trial's source dir
     (``sagemaker_submit_directory``), as the SDK's framework models deploy a trained job."""
     boto_session = session.boto_session
@@ -92,7 +92,7 @@ def endpoint(session: Session, tuner: HyperparameterTuner) -> Iterator[Endpoint]
                 "SAGEMAKER_REGION": session.boto_region_name,
             },
         ),
-        execution_role_arn=ROLE,
+        execution_role_arn=execution_role,
         session=boto_session,
     )
     config = EndpointConfig.create(
