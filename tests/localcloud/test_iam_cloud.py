@@ -277,6 +277,7 @@ def test_the_iam_endpoint_answers_sdk_v3s_role_check_from_the_roles_policies(
 
     for key, value in cloud.environment().items():
         monkeypatch.setenv(key, value)  # what a user exports (AWS_ENDPOINT_URL_IAM among them)
+    assert cloud.resolver is not None
     role_arn = cloud.resolver.resources["ExecutionRole"].attributes["Arn"]
     iam = boto3.client("iam")
     simulated = iam.simulate_principal_policy(
