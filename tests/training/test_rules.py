@@ -253,6 +253,18 @@ def test_loss_not_decreasing_on_flat_losses(tmp_path, values):
     assert verdict.RuleEvaluationStatus == rules.ISSUES_FOUND, verdict
 
 
+def test_loss_not_decreasing_quiet_on_a_plateau_far_below_the_start(tmp_path):
+    """Weight decay levels a converged loss off above 0: flat at 3% of the start is the optimum reached
+    (the demo's head: 0.0308 then 0.0307 from about 1.1), while flat at 50% of it (the test above)
+    still fires, and a loss that climbs back out of the band is judged again."""
+    settled = list(np.linspace(1.1, 0.0308, 10)) + [0.0308, 0.0307] * 12
+    trial = _loss_trial(tmp_path / "settled", [(modes.TRAIN, settled)])
+    assert _verdict(trial, "LossNotDecreasing").RuleEvaluationStatus == rules.NO_ISSUES_FOUND
+    climbing = _loss_trial(tmp_path / "climbing", [(modes.TRAIN, [*settled, *np.linspace(0.04, 0.9, 20)])])
+    verdict = _verdict(climbing, "LossNotDecreasing")
+    assert verdict.RuleEvaluationStatus == rules.ISSUES_FOUND and "rose" in verdict.StatusDetails
+
+
 def test_loss_not_decreasing_quiet_while_the_loss_falls(tmp_path):
     trial = _loss_trial(tmp_path / "falling", [(modes.TRAIN, list(np.linspace(2.0, 0.5, 25)))])
     verdict = _verdict(trial, "LossNotDecreasing")

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from smdebug.core.modes import ModeKeys
 
 from dogclf.debugger.rule_base import (
+    CONVERGED_FRACTION_OF_START,
     CONVERGED_LOSS,
     FALLBACK_WINDOW,
     LossRun,
@@ -203,8 +204,11 @@ class LossNotDecreasing(TrialRule):
         previous_label, previous = self._means[-2]
         lowest_label, lowest = min(self._means[:-1], key=lambda item: item[1])
         self.checks += 1
-        if max(loss, previous) < self.converged_loss:
-            return False  # converged: a flat loss near 0 is the goal, not a fault
+        # Converged: a flat loss near 0, or far below where it started, is the goal, not a fault. A
+        # loss that climbs back out of that band is judged again.
+        start = self._means[0][1]
+        if max(loss, previous) < max(self.converged_loss, CONVERGED_FRACTION_OF_START * start):
+            return False
         limit = lowest * (1 + self.increase_threshold_percent / 100)
         change = 100 * (loss - previous) / max(previous, 1e-12)
         self.judged(
