@@ -1,9 +1,9 @@
 """The frozen ResNet18's ceiling on this machine next to the features job's throughput, in one run.
 
-    .venv-container/bin/python bench/bench_backbone.py [--sizes 64 128 224] [--images 256]
+    .venv-training/bin/python bench/bench_backbone.py [--sizes 64 128 224] [--images 256]
 
-Run with the container environment's Python (.venv-container or .venv-training: torch as the training
-image has it). For each image size:
+Run with the training environment's Python (torch as the training image has it, and dogclf installed
+editable; .venv-container mirrors the image and has no project installed). For each image size:
 
 - ceiling: images/s of the bare backbone forward (ResNet18 without fc, random init, eval), batched
   (--batch 64, as features.py), in ``torch.inference_mode()``, on preprocessed tensors (no decoding),
