@@ -24,14 +24,7 @@ def cmd_status(args: argparse.Namespace, target: Target) -> int:
         "endpoint": None,
         "last_decision": None,
     }
-    features = sm.list_training_jobs(
-        NameContains=f"{prefix}{contract.FEATURES_INFIX}",
-        SortBy="CreationTime",
-        SortOrder="Descending",
-        MaxResults=args.limit,
-    )
-    for job in features.get("TrainingJobSummaries", []):
-        status["features_jobs"].append({"name": job["TrainingJobName"], "status": job["TrainingJobStatus"]})
+    status["features_jobs"] = newest_training_jobs(sm, f"{prefix}{contract.FEATURES_INFIX}", args.limit)
     tuning = sm.list_hyper_parameter_tuning_jobs(
         NameContains=f"{prefix}{contract.TUNING_INFIX}",
         SortBy="CreationTime",
@@ -46,14 +39,7 @@ def cmd_status(args: argparse.Namespace, target: Target) -> int:
                 "trials": job.get("TrainingJobStatusCounters", {}),
             }
         )
-    training = sm.list_training_jobs(
-        NameContains=f"{prefix}{contract.TRAINING_INFIX}",
-        SortBy="CreationTime",
-        SortOrder="Descending",
-        MaxResults=args.limit,
-    )
-    for job in training.get("TrainingJobSummaries", []):
-        status["training_jobs"].append({"name": job["TrainingJobName"], "status": job["TrainingJobStatus"]})
+    status["training_jobs"] = newest_training_jobs(sm, f"{prefix}{contract.TRAINING_INFIX}", args.limit)
     if target.endpoint:
         try:
             endpoint = sm.describe_endpoint(EndpointName=target.endpoint)
@@ -71,6 +57,17 @@ def cmd_status(args: argparse.Namespace, target: Target) -> int:
         return 0
     print_status(status)
     return 0
+
+
+def newest_training_jobs(sm: Any, name_contains: str, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` training jobs whose names contain ``name_contains``: name and status."""
+    jobs = sm.list_training_jobs(
+        NameContains=name_contains, SortBy="CreationTime", SortOrder="Descending", MaxResults=limit
+    )
+    return [
+        {"name": job["TrainingJobName"], "status": job["TrainingJobStatus"]}
+        for job in jobs.get("TrainingJobSummaries", [])
+    ]
 
 
 def print_status(status: dict[str, Any]) -> None:
