@@ -101,7 +101,7 @@ def put_verdicts(aws, name: str) -> None:
 
 
 def expect_gate_pass(aws, sagemaker: Stubber, name: str) -> None:
-    """DescribeTrainingJob, then CreateModel and CreateEndpointConfig (pinned in test_deploy.py)."""
+    """DescribeTrainingJob, then CreateModel and CreateEndpointConfig (pinned in test_deploy_stage.py)."""
     put_verdicts(aws, name)
     sagemaker.add_response("describe_training_job", job_description(name), {"TrainingJobName": name})
     sagemaker.add_response(

@@ -55,7 +55,7 @@ if _sagemaker_major() != 3:
 # local cloud answers both (localcloud/iam/simulate.py), and the check refuses the stack's execution
 # role for training, as IAM's simulator on AWS would: the SDK requires ec2:* VPC actions the role does
 # not have and cloudwatch:PutMetricData, which the role allows only under a cloudwatch:namespace
-# condition the check gives no value for (tests/localcloud/test_iam_cloud.py shows the refusal). Until
+# condition the check gives no value for (tests/localcloud/iam/test_iam_cloud.py shows the refusal). Until
 # the template grants those (a decision about the role, docs/local.md's fidelity table), the suite
 # turns the check off with the SDK's own switch, the one setting beyond the endpoints.
 SKIP_ROLE_CHECK = {"SAGEMAKER_VALIDATE_ROLE": "false"}

@@ -2,7 +2,7 @@
 
 The model is built without training (random weights, 32 px, 3 classes) in the layout save_artifacts
 writes, packed and unpacked like model.tar.gz; the handlers come from the unpacked code/.
-The same cases through TorchServe itself: tests/localcloud/test_sagemaker_endpoints.py.
+The same cases through TorchServe itself: tests/localcloud/sagemaker/test_endpoints.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 DescribeModel/DescribeEndpointConfig/DescribeEndpoint and ListModels/ListEndpointConfigs/ListEndpoints
 are walked against botocore's output shapes (tests/support/shapes.py), as
-test_sagemaker_response_shapes.py does for training and tuning: what AWS leaves out for these
+test_response_shapes.py does for training and tuning: what AWS leaves out for these
 resources is listed with the reason, anything else missing fails with its path. The endpoint is a
 real one (TorchServe serving a small dogclf model), described InService.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from localcloud.sagemaker.server import SageMakerServer
-from tests.localcloud.test_sagemaker_endpoints import build_model, wait_in_service
+from tests.localcloud.sagemaker.test_endpoints import build_model, wait_in_service
 from tests.support.sagemaker import ROLE_ARN, client, local_s3, tar_gz_directory
 from tests.support.shapes import missing_members
 

@@ -29,7 +29,7 @@ from pipeline.settings import Settings
 from tests.support.polling import wait_until
 from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 BUCKET, TABLE, ENDPOINT = "artifacts", "state", "dogclf-endpoint"
 JOB = "dogclf-train-aaaaaaaaaaaa"
 

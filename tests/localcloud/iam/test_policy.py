@@ -14,7 +14,7 @@ from localcloud.iam.roles import AccountRoles
 from localcloud.shared import ACCOUNT_ID
 from localcloud.stack.template import TemplateResolver, load_template
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 BUCKET = "arn:aws:s3:::data"
 
 

@@ -18,7 +18,7 @@ from localcloud.sagemaker.server import SageMakerServer
 from tests.support.fixtures import fixture_text
 from tests.support.sagemaker import client, local_s3, tar_gz, training_job_request
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 from pipeline.source_dir import PROFILED, pack  # noqa: E402  (the Lambda's own packer)
 
 pytestmark = pytest.mark.slow  # training jobs through the training toolkit (and its pip)

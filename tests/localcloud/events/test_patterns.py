@@ -36,7 +36,7 @@ def _template_rules() -> dict[str, dict]:
         rule.logical_id: rule.properties["EventPattern"]
         for rule in resolver.of_type("AWS::Events::Rule")
         if "EventPattern"
-        in rule.properties  # not the reconcile schedule (tests/localcloud/test_schedules.py)
+        in rule.properties  # not the reconcile schedule (tests/localcloud/events/test_schedules.py)
     }
 
 

@@ -17,7 +17,7 @@ import botocore.exceptions
 import pytest
 
 from localcloud.sagemaker.server import SageMakerServer
-from tests.localcloud.test_sagemaker_tuning import wait_tuning
+from tests.localcloud.sagemaker.test_tuning_jobs import wait_tuning
 from tests.support.fixtures import fixture_text
 from tests.support.sagemaker import ROLE_ARN, client, local_s3, tar_gz, training_job_request
 from tests.support.shapes import missing_members
