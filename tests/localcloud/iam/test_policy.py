@@ -3,10 +3,10 @@ Deny, then Allow, else implicit deny), wildcards, NotAction/NotResource, the con
 locally and the strict side for the others; what IAM action and resource a wire request is."""
 
 import json
-from pathlib import Path
 
 import pytest
 
+from localcloud.environment.containerenv import REPO_ROOT
 from localcloud.iam.actions import WireRequest, checks_for
 from localcloud.iam.policy import Check, Decision, evaluate
 from localcloud.iam.proxy import Denial, error_response
@@ -14,7 +14,6 @@ from localcloud.iam.roles import AccountRoles
 from localcloud.shared import ACCOUNT_ID
 from localcloud.stack.template import TemplateResolver, load_template
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 BUCKET = "arn:aws:s3:::data"
 
 

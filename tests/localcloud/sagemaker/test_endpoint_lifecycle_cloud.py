@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from localcloud.environment.containerenv import REPO_ROOT
 from localcloud.events.patterns import matches_event_pattern
 from localcloud.sagemaker.server import SageMakerServer
 from localcloud.stack.template import TemplateResolver, load_template
@@ -29,7 +30,6 @@ from pipeline.settings import Settings
 from tests.support.polling import wait_until
 from tests.support.sagemaker import ROLE_ARN, EventLog, client, local_s3
 
-REPO = Path(__file__).resolve().parents[3]
 BUCKET, TABLE, ENDPOINT = "artifacts", "state", "dogclf-endpoint"
 JOB = "dogclf-train-aaaaaaaaaaaa"
 
@@ -67,7 +67,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def template_rule(function_id: str, event_name: str) -> dict[str, Any]:
-    resolver = TemplateResolver(load_template(REPO / "template.yaml"), stack_name="dogbreed-local")
+    resolver = TemplateResolver(load_template(REPO_ROOT / "template.yaml"), stack_name="dogbreed-local")
     # The SAM translator names the rule of a function's EventBridgeRule event <Function><Event>.
     return dict(resolver.resources[f"{function_id}{event_name}"].properties["EventPattern"])
 
@@ -80,7 +80,7 @@ def lifecycle(cloud: dict[str, Any]) -> lc.EndpointLifecycle:
         notification_topic_arn=cloud["topic"],
         sagemaker_role_arn=ROLE_ARN,
         endpoint_name=ENDPOINT,
-        training_code_dir=REPO / "training",
+        training_code_dir=REPO_ROOT / "training",
     )
     moto = cloud["moto"]
     return lc.EndpointLifecycle(

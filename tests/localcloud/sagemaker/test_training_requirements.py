@@ -8,18 +8,16 @@ import io
 import tarfile
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
 import pytest
 
+from localcloud.environment.containerenv import REPO_ROOT
 from localcloud.sagemaker.server import SageMakerServer
+from pipeline.source_dir import PROFILED, pack  # the Lambda's own packer
 from tests.support.fixtures import fixture_text
 from tests.support.sagemaker import client, local_s3, tar_gz, training_job_request
-
-REPO = Path(__file__).resolve().parents[3]
-from pipeline.source_dir import PROFILED, pack  # noqa: E402  (the Lambda's own packer)
 
 pytestmark = pytest.mark.slow  # training jobs through the training toolkit (and its pip)
 
@@ -34,7 +32,7 @@ BARE = fixture_text("sagemaker/bare_train.py")
 
 def _profiled_requirements_and_wheels() -> dict[str, bytes]:
     """requirements.txt and wheels/ of the profiled source dir exactly as the Lambda packs it."""
-    archive, _ = pack(REPO / "training", PROFILED)
+    archive, _ = pack(REPO_ROOT / "training", PROFILED)
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         return {
             member.name: tar.extractfile(member).read()  # type: ignore[union-attr]
