@@ -1,6 +1,6 @@
 """Dataset-ready handler with AugmentTrials on (tuning starts on the manifest event, trials read the
 images) against moto: request shape, SDK-style hyperparameters, code upload, duplicates. The default
-path (the features stage first) is in test_features.py."""
+path (the features stage first) is in test_features_stage.py."""
 
 from __future__ import annotations
 
