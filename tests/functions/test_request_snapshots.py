@@ -3,16 +3,21 @@ to regenerate, the update flag rewrites, an invalid request fails botocore's val
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ParamValidationError
 from request_snapshots import (
     REGENERATE,
+    SNAPSHOT_DIR,
     RequestSnapshots,
     load_snapshot,
+    render,
     update_requested,
 )
+
+TESTS = Path(__file__).resolve().parent
 
 # A small valid UpdateEndpoint input is enough for the helper; the file text is
 # written out so the format (sorted keys, indent 2, trailing newline) is checked, not re-derived.
@@ -87,3 +92,15 @@ def test_the_flag_is_the_option_or_the_environment_variable() -> None:
     assert update_requested(False, {"UPDATE_SNAPSHOTS": "1"})
     assert not update_requested(False, {})
     assert not update_requested(False, {"UPDATE_SNAPSHOTS": "0"})
+
+
+def test_every_snapshot_file_is_in_the_stable_format_and_written_by_a_test() -> None:
+    """No orphan files: each snapshot is named by a test module here (whose test writes it)."""
+    files = sorted(SNAPSHOT_DIR.glob("*.json"))
+    assert files
+    sources = "\n".join(
+        path.read_text() for path in TESTS.glob("test_*.py") if path.name != Path(__file__).name
+    )
+    for path in files:
+        assert render(json.loads(path.read_text())) == path.read_text(), path.name
+        assert f'"{path.stem}"' in sources, f"{path.name}: no test names it"
