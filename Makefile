@@ -23,6 +23,7 @@ help:
 	@echo "make demo    run the whole event-driven pipeline locally (no AWS, no Docker)"
 	@echo "make test    lint, template checks, and every test suite"
 	@echo "make test-fast  the tests not marked slow (no training, TorchServe, toolkit or demo)"
+	@echo "make test-fast-app PYTEST_ARGS=--update-snapshots  rewrite the request snapshots (tests/fixtures/requests)"
 	@echo "make bench   the benchmarks in bench/ (make bench-rules: the Debugger rules on real photos)"
 	@echo "make clean   remove build outputs and local cloud state (keeps the venvs)"
 
@@ -171,7 +172,8 @@ checkov: $(VENV_CHECKOV)/.stamp
 		echo "checkov did not scan template.yaml" >&2; exit 1; fi; exit $$status
 
 # Three suites, one per interpreter (tests/conftest.py says which runs where). pytest-timeout is on
-# (pyproject.toml: timeout); PYTEST_ARGS adds to every suite, e.g. PYTEST_ARGS="-k gate --timeout=0".
+# (pyproject.toml: timeout); PYTEST_ARGS adds to every suite, e.g. PYTEST_ARGS="-k gate --timeout=0", or
+# PYTEST_ARGS=--update-snapshots to rewrite the request snapshots (tests/functions/request_snapshots.py).
 test-training: $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java real-data-deps
 	$(PY_TRAIN) -m pytest tests/training $(PYTEST_ARGS)
 

@@ -77,6 +77,17 @@ def _hint(suite: Suite) -> str:
     return f"{suite.name} tests ({folders}) run in {suite.environment}: `{suite.command}`"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Registered here, at the root of tests/, so that every suite's command line accepts it (an option
+    # of a nested conftest is unknown to a run started on `tests`, as make test-fast-app starts it).
+    parser.addoption(
+        "--update-snapshots",
+        action="store_true",
+        help="rewrite the request snapshots (tests/fixtures/requests/*.json) from the requests the code "
+        "builds now, instead of comparing (tests/functions/request_snapshots.py); review their git diff",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """A folder named on the command line that this interpreter cannot run: say which command can."""
     for suite in (TRAINING, SDK, APP):

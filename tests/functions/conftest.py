@@ -15,6 +15,7 @@ from fn_support import (
     sample_zip_bytes,
     set_test_environment,
 )
+from request_snapshots import RequestSnapshots, update_requested
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +23,13 @@ def _function_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Scoped to each test so the rest of the suite (local cloud, e2e) never sees it. Handler
     modules read their settings when imported, so tests import them inside the test or a fixture."""
     set_test_environment(monkeypatch)
+
+
+@pytest.fixture
+def request_snapshot(pytestconfig: pytest.Config) -> RequestSnapshots:
+    """Compares a built request with its snapshot file, or rewrites the file under --update-snapshots
+    (option registered in tests/conftest.py) or UPDATE_SNAPSHOTS=1."""
+    return RequestSnapshots(update=update_requested(bool(pytestconfig.getoption("update_snapshots"))))
 
 
 @pytest.fixture

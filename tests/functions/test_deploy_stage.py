@@ -1,4 +1,10 @@
-"""Training-completed handler: gate and endpoint create/update (Stubber; moto lacks update_endpoint)."""
+"""Training-completed handler: gate and endpoint create/update (Stubber; moto lacks update_endpoint).
+
+The CreateModel and CreateEndpointConfig requests are request snapshots (tests/fixtures/requests/
+create_model.json, create_endpoint_config_{serverless,instance}.json, checked against botocore's service
+model; request_snapshots.py says how to regenerate them) that the Stubber expects; the fields that carry
+their decisions are asserted by name below. UpdateEndpoint's is pinned in test_endpoint_lifecycle.py.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.stub import Stubber
 from fn_support import ENV, load_event
+from request_snapshots import RequestSnapshots, load_snapshot
 
 from pipeline import deploy_stage as deploy_module
 from pipeline.adapters.endpoint_state import EndpointStateStore
@@ -21,7 +28,7 @@ from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.deploy_stage import TrainingFinishedResult, on_training_finished
 from pipeline.endpoint_lifecycle import EndpointLifecycle
-from pipeline.endpoint_requests import endpoint_config_request, model_request, update_endpoint_request
+from pipeline.endpoint_requests import endpoint_config_request, model_request
 from pipeline.settings import Settings, get_settings
 
 
@@ -122,25 +129,72 @@ def decision_document(aws) -> dict:
     return json.loads(aws.s3.get_object(Bucket=ARTIFACTS, Key=f"decisions/{JOB}.json")["Body"].read())
 
 
-def expect_model_and_config(stubber: Stubber, description: dict, settings) -> None:
+MODEL_SNAPSHOT = "create_model"
+CONFIG_SNAPSHOTS = {
+    "serverless": "create_endpoint_config_serverless",
+    "instance": "create_endpoint_config_instance",
+}
+
+
+def in_endpoint_mode(mode: str) -> Settings:
+    return get_settings().model_copy(update={"endpoint_mode": mode})
+
+
+@pytest.mark.parametrize("mode", ["serverless", "instance"])
+def test_the_model_and_endpoint_config_requests_are_their_snapshots(
+    mode: str, request_snapshot: RequestSnapshots
+) -> None:
+    settings, description = in_endpoint_mode(mode), job_description()
+    # One CreateModel for both modes: the instance mode's EndpointInstanceType (ml.m5.large) runs the
+    # same CPU inference image as a serverless endpoint.
+    request_snapshot.check(MODEL_SNAPSHOT, model_request(description, settings), "CreateModel")
+    config = endpoint_config_request(description, settings)
+    request_snapshot.check(CONFIG_SNAPSHOTS[mode], config, "CreateEndpointConfig")
+
+
+def test_the_serverless_endpoint_serves_the_jobs_model_with_the_stacks_memory_and_concurrency() -> None:
+    settings, description = get_settings(), job_description()
+    container = model_request(description, settings)["PrimaryContainer"]
+    assert container["ModelDataUrl"] == f"s3://{ARTIFACTS}/training/{JOB}/output/model.tar.gz"
+    assert (
+        container["Image"] == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312"
+    )
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    config = endpoint_config_request(description, settings)
+    assert config["EndpointConfigName"] == f"{JOB}-cfg"
+    [variant] = config["ProductionVariants"]
+    assert variant["ModelName"] == JOB
+    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 3072, "MaxConcurrency": 5}
+    assert "InstanceType" not in variant
+
+
+def test_an_instance_endpoint_runs_one_instance_of_the_stacks_type() -> None:
+    [variant] = endpoint_config_request(job_description(), in_endpoint_mode("instance"))["ProductionVariants"]
+    assert variant["ModelName"] == JOB
+    assert variant["InstanceType"] == "ml.m5.large" and variant["InitialInstanceCount"] == 1
+    assert "ServerlessConfig" not in variant
+
+
+def expect_model_and_config(stubber: Stubber, mode: str = "serverless") -> None:
+    """CreateModel and CreateEndpointConfig for job_description()'s job, exactly their snapshots."""
     stubber.add_response(
         "create_model",
         {"ModelArn": f"arn:aws:sagemaker:us-east-1:123456789012:model/{JOB}"},
-        model_request(description, settings),
+        load_snapshot(MODEL_SNAPSHOT),
     )
     stubber.add_response(
         "create_endpoint_config",
         {"EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/{JOB}-cfg"},
-        endpoint_config_request(description, settings),
+        load_snapshot(CONFIG_SNAPSHOTS[mode]),
     )
 
 
 def test_passing_job_creates_the_serverless_endpoint(training_completed, aws, sagemaker, lambda_context):
-    settings = get_settings()
     description = job_description()
     put_verdicts(aws)
     sagemaker.add_response("describe_training_job", description, {"TrainingJobName": JOB})
-    expect_model_and_config(sagemaker, description, settings)
+    expect_model_and_config(sagemaker)
     sagemaker.add_client_error(
         "describe_endpoint",
         service_error_code="ValidationException",
@@ -157,24 +211,16 @@ def test_passing_job_creates_the_serverless_endpoint(training_completed, aws, sa
     assert result["deploy"] is True and result["endpoint_action"] == "create requested"
     assert result["endpoint_outcome"] == {"status": "pending", "message": "deploy requested"}
     assert decision_document(aws)["metric_value"] == 0.82
-    variant = endpoint_config_request(description, settings)["ProductionVariants"][0]
-    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 3072, "MaxConcurrency": 5}
-    container = model_request(description, settings)["PrimaryContainer"]
-    assert (
-        container["Image"] == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312"
-    )
-    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
-    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
     [note] = aws.notifications()
     assert note["subject"] == f"Model passed the gate (create requested): {JOB}"
 
 
 def test_instance_endpoint_is_updated_blue_green_with_rollback_alarms(aws, sagemaker):
-    settings = get_settings().model_copy(update={"endpoint_mode": "instance"})
+    settings = in_endpoint_mode("instance")
     description = job_description()
     put_verdicts(aws)
     sagemaker.add_response("describe_training_job", description, {"TrainingJobName": JOB})
-    expect_model_and_config(sagemaker, description, settings)
+    expect_model_and_config(sagemaker, "instance")
     sagemaker.add_response(
         "describe_endpoint",
         {
@@ -187,18 +233,12 @@ def test_instance_endpoint_is_updated_blue_green_with_rollback_alarms(aws, sagem
         },
         {"EndpointName": ENDPOINT},
     )
-    request = update_endpoint_request(f"{JOB}-cfg", settings)
-    sagemaker.add_response("update_endpoint", {"EndpointArn": ENDPOINT_ARN}, request)
+    # The snapshot's blue/green update (test_endpoint_lifecycle.py checks its decisions), to this job's
+    # new config: the config name is this test's decision.
+    update = {**load_snapshot("update_endpoint_instance"), "EndpointConfigName": f"{JOB}-cfg"}
+    sagemaker.add_response("update_endpoint", {"EndpointArn": ENDPOINT_ARN}, update)
     result = finish(JOB, settings)
     assert result["endpoint_action"] == "update requested"
-    deployment = request["DeploymentConfig"]
-    assert deployment["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
-    assert [alarm["AlarmName"] for alarm in deployment["AutoRollbackConfiguration"]["Alarms"]] == [
-        "dogclf-endpoint-5xx",
-        "dogclf-endpoint-latency",
-    ]
-    variant = endpoint_config_request(description, settings)["ProductionVariants"][0]
-    assert variant["InstanceType"] == "ml.m5.large" and "ServerlessConfig" not in variant
 
 
 def test_busy_endpoint_keeps_the_model_pending_instead_of_raising(aws, sagemaker):
@@ -206,7 +246,7 @@ def test_busy_endpoint_keeps_the_model_pending_instead_of_raising(aws, sagemaker
     description = job_description()
     put_verdicts(aws)
     sagemaker.add_response("describe_training_job", description, {"TrainingJobName": JOB})
-    expect_model_and_config(sagemaker, description, settings)
+    expect_model_and_config(sagemaker)
     sagemaker.add_response(
         "describe_endpoint",
         {
@@ -374,11 +414,10 @@ def test_tuner_trial_jobs_are_ignored(aws, sagemaker):
 
 
 def test_duplicate_training_event_deploys_once(training_completed, aws, sagemaker, lambda_context):
-    settings = get_settings()
     description = job_description()
     put_verdicts(aws)
     sagemaker.add_response("describe_training_job", description, {"TrainingJobName": JOB})
-    expect_model_and_config(sagemaker, description, settings)
+    expect_model_and_config(sagemaker)
     sagemaker.add_client_error(
         "describe_endpoint",
         service_error_code="ValidationException",

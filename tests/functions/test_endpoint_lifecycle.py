@@ -1,9 +1,12 @@
 """The endpoint lifecycle, driven by the endpoint's own state-change events: the real outcome of a
 deploy is recorded, and two models passing close together deploy the newest, once.
 
-SageMaker is a botocore Stubber (every new request pinned as a literal dict, which the Stubber checks
-against botocore's model); S3, SNS and the DynamoDB state item are moto. The clock is injected, so the
-request time can be compared with the endpoint's LastModifiedTime without sleeping.
+SageMaker is a botocore Stubber, which checks every request against botocore's model and the expected
+params: small literals where the params are the decision (which endpoint, which config), the request
+snapshot tests/fixtures/requests/update_endpoint_instance.json for the instance mode's blue/green
+UpdateEndpoint (request_snapshots.py says how to regenerate it; its decisions are asserted by name);
+S3, SNS and the DynamoDB state item are moto. The clock is injected, so the request time can be
+compared with the endpoint's LastModifiedTime without sleeping.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from fn_support import ENV, load_event
+from request_snapshots import RequestSnapshots, load_snapshot
 
 from pipeline import endpoint_lifecycle as lc
 from pipeline import lifecycle_decisions as decide
@@ -28,6 +32,7 @@ from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
 from pipeline.adapters.sagemaker import SageMakerJobs
 from pipeline.deploy_stage import TrainingFinishedResult, on_training_finished
+from pipeline.endpoint_requests import update_endpoint_request
 from pipeline.errors import TransientError
 from pipeline.settings import get_settings
 
@@ -101,7 +106,8 @@ def put_verdicts(aws, name: str) -> None:
 
 
 def expect_gate_pass(aws, sagemaker: Stubber, name: str) -> None:
-    """DescribeTrainingJob, then CreateModel and CreateEndpointConfig (pinned in test_deploy_stage.py)."""
+    """DescribeTrainingJob, then CreateModel and CreateEndpointConfig (their requests are snapshots in
+    test_deploy_stage.py)."""
     put_verdicts(aws, name)
     sagemaker.add_response("describe_training_job", job_description(name), {"TrainingJobName": name})
     sagemaker.add_response(
@@ -313,28 +319,36 @@ def test_busy_endpoint_keeps_the_model_pending_and_deploys_it_on_in_service(aws,
     assert load_state().inflight is not None and load_state().pending is None
 
 
+UPDATE_SNAPSHOT = "update_endpoint_instance"  # UpdateEndpoint of an instance endpoint to B's config
+
+
+def test_the_instance_mode_update_request_is_its_snapshot(request_snapshot: RequestSnapshots) -> None:
+    settings = get_settings().model_copy(update={"endpoint_mode": "instance"})
+    request_snapshot.check(UPDATE_SNAPSHOT, update_endpoint_request(f"{B}-cfg", settings), "UpdateEndpoint")
+
+
+def test_an_instance_update_is_blue_green_and_rolls_back_on_the_stacks_alarms() -> None:
+    """The decisions of the instance mode's UpdateEndpoint, by name; a serverless endpoint's update
+    names the new config and nothing else."""
+    settings = get_settings().model_copy(update={"endpoint_mode": "instance"})
+    request = update_endpoint_request(f"{B}-cfg", settings)
+    assert request["EndpointName"] == ENDPOINT and request["EndpointConfigName"] == f"{B}-cfg"
+    policy = request["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
+    assert [
+        alarm["AlarmName"] for alarm in request["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+    ] == [
+        "dogclf-endpoint-5xx",
+        "dogclf-endpoint-latency",
+    ]
+    assert update_endpoint_request(f"{B}-cfg", get_settings()) == UPDATE_REQUEST_B
+
+
 def test_instance_mode_update_carries_the_rollback_alarms(aws, sagemaker, lifecycle):
     seed_state(lstate.LifecycleState(pending=model(B)))
     settings = get_settings().model_copy(update={"endpoint_mode": "instance"})
     expect_describe(sagemaker, "InService", f"{OLD}-cfg")
-    sagemaker.add_response(
-        "update_endpoint",
-        {"EndpointArn": ENDPOINT_ARN},
-        {
-            "EndpointName": "dogclf-endpoint",
-            "EndpointConfigName": f"{B}-cfg",
-            "DeploymentConfig": {
-                "BlueGreenUpdatePolicy": {
-                    "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 300},
-                    "TerminationWaitInSeconds": 600,
-                    "MaximumExecutionTimeoutInSeconds": 3600,
-                },
-                "AutoRollbackConfiguration": {
-                    "Alarms": [{"AlarmName": "dogclf-endpoint-5xx"}, {"AlarmName": "dogclf-endpoint-latency"}]
-                },
-            },
-        },
-    )
+    sagemaker.add_response("update_endpoint", {"EndpointArn": ENDPOINT_ARN}, load_snapshot(UPDATE_SNAPSHOT))
     instance = lifecycle()
     instance.settings = settings
     assert instance.reconcile(deadline=None) == "update requested"

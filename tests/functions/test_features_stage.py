@@ -1,9 +1,11 @@
 """The features stage: the manifest event starts the features job (or reuses its output), its completion
 starts tuning on the one features channel, its failure is recorded and notified.
 
-The CreateTrainingJob request of the features job is pinned as a literal written out by hand and
-checked against botocore's service model; SageMaker is a botocore Stubber where a request must be
-exact (or must not happen), moto where a flow needs a job to exist; S3, DynamoDB and SNS are moto.
+The CreateTrainingJob request of the features job is a request snapshot
+(tests/fixtures/requests/create_training_job_features.json, checked against botocore's service model;
+request_snapshots.py says how to regenerate it), and the fields that carry its decisions are asserted by
+name below. SageMaker is a botocore Stubber where a request must be exact (or must not happen), moto
+where a flow needs a job to exist; S3, DynamoDB and SNS are moto.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ from datetime import datetime
 from typing import Any
 
 import boto3
-import botocore.session
 import pytest
 from botocore.stub import ANY
-from botocore.validate import validate_parameters
 from fn_support import ENV, REGION, load_event, s3_event
+from request_snapshots import RequestSnapshots, load_snapshot
 
 from dogclf import contract
 from pipeline.settings import get_settings
@@ -49,41 +50,9 @@ def image_channel(split: str) -> dict[str, Any]:
     }
 
 
-# The features job for the test environment (PretrainedWeights none, ImageSize 224, the default
-# FeaturesInstanceType ml.m5.xlarge), written out by hand.
-PINNED_FEATURES_REQUEST: dict[str, Any] = {
-    "TrainingJobName": "dogclf-feat-87b6daf086c2",
-    "HyperParameters": {
-        "weights": '"none"',
-        "image_size": "224",
-        "dataset_id": '"dogimages-0123456789ab"',
-        "content_id": '"dogimages-0123456789ab"',  # a manifest without content_id: its dataset id
-        "features_key": '"87b6daf086c2"',
-        "framework_version": '"2.6.0"',
-        "batch_size": "64",
-        "sagemaker_program": '"features.py"',
-        "sagemaker_submit_directory": f'"{SUBMIT_DIRECTORY}"',
-        "sagemaker_container_log_level": "20",
-        "sagemaker_job_name": '"dogclf-feat-87b6daf086c2"',
-        "sagemaker_region": '"us-east-1"',
-        "sagemaker_estimator_class_name": '"PyTorch"',
-        "sagemaker_estimator_module": '"sagemaker.pytorch.estimator"',
-    },
-    "AlgorithmSpecification": {
-        "TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312",
-        "TrainingInputMode": "File",
-    },
-    "RoleArn": "arn:aws:iam::123456789012:role/test-sagemaker",
-    "InputDataConfig": [image_channel("train"), image_channel("valid"), image_channel("test")],
-    "OutputDataConfig": {"S3OutputPath": "s3://test-artifacts/features/87b6daf086c2/"},
-    "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-    "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
-    "Environment": {"USE_SMDEBUG": "0"},
-    "Tags": [
-        {"Key": "dataset-id", "Value": "dogimages-0123456789ab"},
-        {"Key": "features-key", "Value": "87b6daf086c2"},
-    ],
-}
+# The features job's request for the test environment (PretrainedWeights none, ImageSize 224, the
+# default FeaturesInstanceType ml.m5.xlarge), on the source dir SUBMIT_DIRECTORY.
+FEATURES_SNAPSHOT = "create_training_job_features"
 MANIFEST: dict[str, Any] = {
     "dataset_id": DATASET,
     "bucket": DATASETS,
@@ -113,18 +82,19 @@ def features_event(status: str = "Completed", name: str = FEATURES_JOB) -> dict[
 
 def features_description(status: str = "InProgress") -> dict[str, Any]:
     """DescribeTrainingJob's answer for the features job (what AWS returns, not what we sent)."""
+    sent = load_snapshot(FEATURES_SNAPSHOT)  # the job as the manifest handler requests it
     description: dict[str, Any] = {
         "TrainingJobName": FEATURES_JOB,
         "TrainingJobArn": f"{ARN_PREFIX}:training-job/{FEATURES_JOB}",
         "TrainingJobStatus": status,
         "SecondaryStatus": "Training" if status == "InProgress" else status,
-        "HyperParameters": PINNED_FEATURES_REQUEST["HyperParameters"],
-        "AlgorithmSpecification": PINNED_FEATURES_REQUEST["AlgorithmSpecification"],
-        "RoleArn": PINNED_FEATURES_REQUEST["RoleArn"],
-        "InputDataConfig": PINNED_FEATURES_REQUEST["InputDataConfig"],
-        "OutputDataConfig": PINNED_FEATURES_REQUEST["OutputDataConfig"],
-        "ResourceConfig": PINNED_FEATURES_REQUEST["ResourceConfig"],
-        "StoppingCondition": PINNED_FEATURES_REQUEST["StoppingCondition"],
+        "HyperParameters": sent["HyperParameters"],
+        "AlgorithmSpecification": sent["AlgorithmSpecification"],
+        "RoleArn": sent["RoleArn"],
+        "InputDataConfig": sent["InputDataConfig"],
+        "OutputDataConfig": sent["OutputDataConfig"],
+        "ResourceConfig": sent["ResourceConfig"],
+        "StoppingCondition": sent["StoppingCondition"],
         "ModelArtifacts": {"S3ModelArtifacts": f"s3://{ARTIFACTS}/{MODEL_KEY}"},
         "CreationTime": datetime(2026, 11, 29),
     }
@@ -148,23 +118,44 @@ def features_completed(aws):
     return features_completed
 
 
-def test_pinned_features_request_is_valid_create_training_job_input() -> None:
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    validate_parameters(PINNED_FEATURES_REQUEST, model.operation_model("CreateTrainingJob").input_shape)
-
-
-def test_the_features_request_is_the_pinned_one() -> None:
+def built_features_request() -> dict[str, Any]:
     from pipeline.features_stage import build_features_request
 
-    settings = get_settings()
     assert contract.features_key(DATASET, "none", 224, "2.6.0") == KEY
-    assert build_features_request(MANIFEST, settings, SUBMIT_DIRECTORY, KEY) == PINNED_FEATURES_REQUEST
+    return build_features_request(MANIFEST, get_settings(), SUBMIT_DIRECTORY, KEY)
 
 
-def test_manifest_starts_the_pinned_features_job_and_no_tuning(dataset_ready, aws, sagemaker, lambda_context):
+def test_the_features_request_is_its_snapshot(request_snapshot: RequestSnapshots) -> None:
+    request_snapshot.check(FEATURES_SNAPSHOT, built_features_request(), "CreateTrainingJob")
+
+
+def test_the_features_job_computes_the_stacks_features_of_the_three_image_channels() -> None:
+    """The decisions of the features request, by name: which features (weights, size, key), from which
+    images, on which machine and image, written where."""
+    request = built_features_request()
+    hyperparameters = {key: json.loads(value) for key, value in request["HyperParameters"].items()}
+    assert hyperparameters["weights"] == "none" and hyperparameters["image_size"] == 224
+    assert hyperparameters["features_key"] == KEY and hyperparameters["framework_version"] == "2.6.0"
+    assert hyperparameters["sagemaker_program"] == "features.py"
+    assert hyperparameters["sagemaker_submit_directory"] == SUBMIT_DIRECTORY
+    assert request["InputDataConfig"] == [image_channel(split) for split in ("train", "valid", "test")]
+    assert request["OutputDataConfig"] == {"S3OutputPath": f"s3://{ARTIFACTS}/features/{KEY}/"}
+    assert request["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    assert request["AlgorithmSpecification"]["TrainingImage"] == (
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312"
+    )
+    # No Debugger API field: the features job runs in accounts that have no Debugger.
+    assert [field for field in request if field.startswith(("Debug", "Profiler"))] == []
+
+
+def test_manifest_starts_the_features_job_of_the_snapshot_and_no_tuning(
+    dataset_ready, aws, sagemaker, lambda_context
+):
     put_manifest(aws)
-    expected = copy.deepcopy(PINNED_FEATURES_REQUEST)
-    expected["HyperParameters"]["sagemaker_submit_directory"] = ANY  # the code's content hash
+    expected = load_snapshot(FEATURES_SNAPSHOT)
+    # The handler uploads the training code under its content hash (the snapshot's request was built on
+    # SUBMIT_DIRECTORY); the note below checks the uploaded archive instead.
+    expected["HyperParameters"]["sagemaker_submit_directory"] = ANY
     sagemaker.add_response(
         "create_training_job", {"TrainingJobArn": f"{ARN_PREFIX}:training-job/{FEATURES_JOB}"}, expected
     )
@@ -273,8 +264,7 @@ def test_completed_features_start_tuning_on_the_features_channel_only(
 ) -> None:
     """moto SageMaker: the features job exists (as the manifest handler created it), then its event."""
     sm = boto3.client("sagemaker", region_name=REGION)
-    request = copy.deepcopy(PINNED_FEATURES_REQUEST)
-    sm.create_training_job(**request)
+    sm.create_training_job(**load_snapshot(FEATURES_SNAPSHOT))
 
     result = features_completed.handler(features_event("Completed"), lambda_context)
 

@@ -1,7 +1,10 @@
 """Tuning-completed handler: Stubber for SageMaker (moto has a fixed BestTrainingJob), moto for the rest.
 
-The CreateTrainingJob requests of both debugger modes are pinned below as literals written out by hand
-(PINNED_IN_SCRIPT_REQUEST, PINNED_BUILTIN_REQUEST) and checked against botocore's service model.
+The CreateTrainingJob requests of both debugger modes are request snapshots
+(tests/fixtures/requests/create_training_job_profiled_{in_script,builtin}.json, checked against
+botocore's service model; request_snapshots.py says how to regenerate them), and the fields that carry
+their decisions (the Debugger fields of each mode, the best trial's hyperparameters, the instance) are
+asserted by name below.
 """
 
 from __future__ import annotations
@@ -14,12 +17,11 @@ import tarfile
 from datetime import datetime
 from typing import Any
 
-import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import ANY
-from botocore.validate import validate_parameters
 from fn_support import ENV, load_event
+from request_snapshots import RequestSnapshots, load_snapshot
 
 from pipeline.adapters.notify import Notifier
 from pipeline.adapters.s3 import S3Store
@@ -121,147 +123,23 @@ MANIFEST: dict[str, Any] = {
     "channels": {split: f"s3://{DATASETS}/datasets/dogimages-3f1c2a9b7d4e/{split}/" for split in ("train",)},
 }
 
-# 6680 images / batch 64 = 105 steps x 4 epochs = 420 TRAIN steps: gradients every 10th step plus the
-# first 20 (and the fp16 loss scale at the same steps), ReLU-input reductions over the first 20,
-# weight/bias reductions every 42nd, losses always.
-WEIGHT_REDUCTIONS = "mean,std,l2_norm"
-_TRAIN_ONLY = {"eval.end_step": "0", "predict.end_step": "0", "global.end_step": "0"}
-PINNED_HOOK_CONFIG = {
-    "S3OutputPath": "s3://test-artifacts/debug-output/",
-    "HookParameters": {"save_interval": "1"},
-    "CollectionConfigurations": [
-        {"CollectionName": "losses", "CollectionParameters": {"save_interval": "1"}},
-        {
-            "CollectionName": "gradients",
-            "CollectionParameters": {
-                "train.save_interval": "10",
-                "train.save_steps": "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19",
-                **_TRAIN_ONLY,
-            },
-        },
-        {
-            "CollectionName": "grad_scale",
-            "CollectionParameters": {
-                "include_regex": "^grad_scale",
-                "train.save_interval": "10",
-                "train.save_steps": "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19",
-                **_TRAIN_ONLY,
-            },
-        },
-        {
-            "CollectionName": "relu_input",
-            "CollectionParameters": {
-                "include_regex": ".*relu_input",
-                "reductions": "variance,mean",
-                "train.save_interval": "1",
-                "train.end_step": "20",
-                **_TRAIN_ONLY,
-            },
-        },
-        {
-            "CollectionName": "head_activations",
-            "CollectionParameters": {
-                "include_regex": r"^head\.1_(input|output)_0$",
-                "reductions": "variance,mean",
-                "train.save_interval": "1",
-                "train.end_step": "20",
-                **_TRAIN_ONLY,
-            },
-        },
-        {
-            "CollectionName": "weights",
-            "CollectionParameters": {
-                "reductions": "mean,std,l2_norm",
-                "train.save_interval": "42",
-                **_TRAIN_ONLY,
-            },
-        },
-        {
-            "CollectionName": "biases",
-            "CollectionParameters": {
-                "reductions": "mean,std,l2_norm",
-                "train.save_interval": "42",
-                **_TRAIN_ONLY,
-            },
-        },
-    ],
-}
-
-PINNED_IN_SCRIPT_REQUEST = {
-    "TrainingJobName": TRAINING,
-    "HyperParameters": {
-        **STATIC_HYPERPARAMETERS,
-        "learning_rate": "0.0031",
-        "epochs": "4",
-        "batch_size": "64",
-        "sagemaker_program": '"train_model.py"',
-        "sagemaker_job_name": f'"{TRAINING}"',
-    },
-    "AlgorithmSpecification": {
-        "TrainingImage": PROFILED_IMAGE,
-        "TrainingInputMode": "File",
-        "MetricDefinitions": METRIC_DEFINITIONS,
-    },
-    "RoleArn": ROLE,
-    "InputDataConfig": CHANNELS,
-    "OutputDataConfig": {"S3OutputPath": "s3://test-artifacts/training/"},
-    "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-    "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
-    # No DebugHookConfig, no rule configurations, no ProfilerConfig: nothing of the Debugger API.
-    "Tags": [
-        {"Key": "tuning-job", "Value": TUNING},
-        {"Key": "best-trial", "Value": f"{TUNING}-003-a1b2c3d4"},
-    ],
-}
-
-BUILTIN_RULES = (
-    "VanishingGradient",
-    "Overfit",
-    "Overtraining",
-    "PoorWeightInitialization",
-    "LossNotDecreasing",
-)
-RULE_IMAGE = "503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest"
-PINNED_BUILTIN_REQUEST = {
-    **PINNED_IN_SCRIPT_REQUEST,
-    "DebugHookConfig": PINNED_HOOK_CONFIG,
-    "DebugRuleConfigurations": [
-        {
-            "RuleConfigurationName": rule,
-            "RuleEvaluatorImage": RULE_IMAGE,
-            "RuleParameters": {"rule_to_invoke": rule},
-        }
-        for rule in (
-            "VanishingGradient",
-            "Overfit",
-            "Overtraining",
-            "PoorWeightInitialization",
-            "LossNotDecreasing",
-        )
-    ],
-    "ProfilerConfig": {
-        "S3OutputPath": "s3://test-artifacts/profiler-output/",
-        "ProfilingIntervalInMilliseconds": 500,
-    },
-    "ProfilerRuleConfigurations": [
-        {
-            "RuleConfigurationName": "ProfilerReport",
-            "RuleEvaluatorImage": RULE_IMAGE,
-            "RuleParameters": {"rule_to_invoke": "ProfilerReport"},
-        }
-    ],
+# The profiled job's request for tuning_description() and MANIFEST's images, one snapshot per debugger
+# mode. ENV sets DEBUGGER_MODE=builtin, so the handler sends the builtin one.
+SNAPSHOTS = {
+    "in-script": "create_training_job_profiled_in_script",
+    "builtin": "create_training_job_profiled_builtin",
 }
 
 
 PROFILED_SOURCE_DIR = re.compile(r"s3://test-artifacts/code/[0-9a-f]{16}/sourcedir\.tar\.gz")
 
 
-def as_started(pinned: dict[str, Any]) -> dict[str, Any]:
-    """What the handler sends: the pinned request on the profiled source dir, whose hash-named key the
-    test reads back from S3 (profiled_source_dir) rather than computing it."""
-    request = copy.deepcopy(pinned)
-    request["HyperParameters"]["sagemaker_submit_directory"] = ANY
-    return request
+def as_started(request: dict[str, Any]) -> dict[str, Any]:
+    """What the handler sends: the request on the profiled source dir, whose key is named by its content
+    hash; the test reads that key back from S3 (profiled_source_dir) rather than computing it."""
+    started = copy.deepcopy(request)
+    started["HyperParameters"]["sagemaker_submit_directory"] = ANY
+    return started
 
 
 def profiled_source_dir(aws, result: TuningFinishedResult) -> dict[str, bytes]:
@@ -295,26 +173,37 @@ def in_mode(mode: str):
     return get_settings().model_copy(update={"debugger_mode": mode})
 
 
-@pytest.mark.parametrize("pinned", [PINNED_IN_SCRIPT_REQUEST, PINNED_BUILTIN_REQUEST])
-def test_pinned_requests_are_valid_create_training_job_input(pinned: dict) -> None:
-    """The literals themselves follow botocore's CreateTrainingJob model (so the pins mean something)."""
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    validate_parameters(pinned, model.operation_model("CreateTrainingJob").input_shape)
-
-
-@pytest.mark.parametrize(
-    ("mode", "pinned"), [("in-script", PINNED_IN_SCRIPT_REQUEST), ("builtin", PINNED_BUILTIN_REQUEST)]
-)
-def test_request_of_each_debugger_mode_is_the_pinned_one(mode: str, pinned: dict) -> None:
+@pytest.mark.parametrize("mode", ["in-script", "builtin"])
+def test_request_of_each_debugger_mode_is_its_snapshot(mode: str, request_snapshot: RequestSnapshots) -> None:
     request = build_training_request(tuning_description(), in_mode(mode), MANIFEST["images"])
-    assert request == pinned
+    request_snapshot.check(SNAPSHOTS[mode], request, "CreateTrainingJob")
+
+
+@pytest.mark.parametrize("mode", ["in-script", "builtin"])
+def test_the_profiled_job_trains_the_best_trial_on_the_stacks_instance(mode: str) -> None:
+    """The decisions both modes share, by name: the best trial's hyperparameters, train_model.py, the
+    TrainingInstanceType's machine and image, the trials' channels."""
+    request = build_training_request(tuning_description(), in_mode(mode), MANIFEST["images"])
+    assert request["TrainingJobName"] == TRAINING
+    hyperparameters = request["HyperParameters"]
+    assert {key: hyperparameters[key] for key in ("learning_rate", "epochs", "batch_size")} == {
+        "learning_rate": "0.0031",
+        "epochs": "4",
+        "batch_size": "64",
+    }
+    assert hyperparameters["sagemaker_program"] == '"train_model.py"'
+    assert hyperparameters["weights"] == '"none"' and hyperparameters["image_size"] == "224"
+    assert request["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    assert request["AlgorithmSpecification"]["TrainingImage"] == PROFILED_IMAGE
+    assert request["InputDataConfig"] == CHANNELS
+    assert {"Key": "best-trial", "Value": f"{TUNING}-003-a1b2c3d4"} in request["Tags"]
 
 
 def test_in_script_is_the_default_debugger_mode() -> None:
     settings = Settings.from_env({key: value for key, value in ENV.items() if key != "DEBUGGER_MODE"})
     assert settings.debugger_mode == "in-script"
-    assert (
-        build_training_request(tuning_description(), settings, MANIFEST["images"]) == PINNED_IN_SCRIPT_REQUEST
+    assert build_training_request(tuning_description(), settings, MANIFEST["images"]) == load_snapshot(
+        SNAPSHOTS["in-script"]
     )
 
 
@@ -336,7 +225,42 @@ def test_default_profiled_request_uses_no_debugger_api_field() -> None:
     assert [field for field in DEBUGGER_FIELDS if field in request] == []
 
 
-def test_completed_tuning_starts_the_profiled_job_with_the_pinned_request(
+def test_builtin_mode_sends_the_hook_sized_from_the_dataset_and_the_rule_containers() -> None:
+    """The builtin request's Debugger fields, by name: the hook config sized from the manifest's 6680
+    training images (batch 64, 4 epochs: 105 steps an epoch, 420 TRAIN steps), the five rules and
+    ProfilerReport on AWS's rule image, the profiler at 500 ms."""
+    request = build_training_request(tuning_description(), in_mode("builtin"), MANIFEST["images"])
+    assert [field for field in DEBUGGER_FIELDS if field in request] == [
+        "DebugHookConfig",
+        "DebugRuleConfigurations",
+        "ProfilerConfig",
+        "ProfilerRuleConfigurations",
+    ]
+    hook = request["DebugHookConfig"]
+    assert hook["S3OutputPath"] == "s3://test-artifacts/debug-output/"
+    collections = {c["CollectionName"]: c["CollectionParameters"] for c in hook["CollectionConfigurations"]}
+    # Gradients every 10th step plus the first 20, ReLU inputs over the first 20, weights every 42nd.
+    assert collections["gradients"]["train.save_interval"] == "10"
+    assert collections["gradients"]["train.save_steps"] == ",".join(str(step) for step in range(20))
+    assert collections["relu_input"]["train.end_step"] == "20"
+    assert collections["weights"]["train.save_interval"] == "42"
+    assert collections["losses"] == {"save_interval": "1"}
+    rules = request["DebugRuleConfigurations"]
+    assert [rule["RuleConfigurationName"] for rule in rules] == [
+        "VanishingGradient",
+        "Overfit",
+        "Overtraining",
+        "PoorWeightInitialization",
+        "LossNotDecreasing",
+    ]
+    rule_image = "503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest"
+    assert {rule["RuleEvaluatorImage"] for rule in rules} == {rule_image}
+    assert request["ProfilerConfig"]["ProfilingIntervalInMilliseconds"] == 500
+    [report] = request["ProfilerRuleConfigurations"]
+    assert report["RuleConfigurationName"] == "ProfilerReport" and report["RuleEvaluatorImage"] == rule_image
+
+
+def test_completed_tuning_starts_the_profiled_job_of_the_snapshot(
     tuning_completed, aws, sagemaker, lambda_context
 ):
     put_manifest(aws)
@@ -347,7 +271,7 @@ def test_completed_tuning_starts_the_profiled_job_with_the_pinned_request(
     sagemaker.add_response(
         "create_training_job",
         {"TrainingJobArn": f"{ARN_PREFIX}:training-job/{TRAINING}"},
-        as_started(PINNED_BUILTIN_REQUEST),
+        as_started(load_snapshot(SNAPSHOTS["builtin"])),
     )
 
     result = tuning_completed.handler(event(), lambda_context)
@@ -369,7 +293,7 @@ def test_duplicate_tuning_event_starts_nothing_twice(tuning_completed, aws, sage
     sagemaker.add_response(
         "create_training_job",
         {"TrainingJobArn": f"{ARN_PREFIX}:training-job/x"},
-        as_started(PINNED_BUILTIN_REQUEST),
+        as_started(load_snapshot(SNAPSHOTS["builtin"])),
     )
     first = tuning_completed.handler(event(), lambda_context)
     second = tuning_completed.handler(event(), lambda_context)  # Stubber would fail on a second call
@@ -553,7 +477,7 @@ def test_features_trials_give_a_profiled_job_on_the_manifests_image_channels(aws
     sagemaker.add_response(
         "describe_hyper_parameter_tuning_job", description, {"HyperParameterTuningJobName": TUNING}
     )
-    expected: dict[str, Any] = copy.deepcopy(PINNED_BUILTIN_REQUEST)
+    expected = load_snapshot(SNAPSHOTS["builtin"])
     expected["HyperParameters"]["dataset_manifest"] = json.dumps(f"s3://{DATASETS}/{MANIFEST_KEY}")
     assert expected["InputDataConfig"] == CHANNELS  # the image channels, as image trials would give
     expected["InputDataConfig"] = [

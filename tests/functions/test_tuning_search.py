@@ -1,15 +1,15 @@
 """The search the tuning request asks for: early stopping on, a wider default search, managed spot for
 the trials when UseSpotTraining is on, and what the trials train from (the features channel, or the
-images with AugmentTrials). The whole request is pinned as a literal."""
+images with AugmentTrials). The whole request for the stack defaults is a request snapshot
+(tests/fixtures/requests/create_hyper_parameter_tuning_job.json, checked against botocore's service model;
+request_snapshots.py says how to regenerate it); the fields that carry its decisions are asserted by name."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
-import botocore.session
-from botocore.validate import validate_parameters
 from fn_support import TRAINING_DIR
+from request_snapshots import RequestSnapshots, load_snapshot
 
 from pipeline.adapters.training_layer import metric_definitions
 from pipeline.settings import Settings
@@ -94,85 +94,48 @@ def test_the_template_defaults_match_the_settings_defaults() -> None:
         assert parameters[parameter]["Default"] == Settings.model_fields[field].default, parameter
 
 
-# The whole CreateHyperParameterTuningJob request for the stack defaults, written out by hand (the
-# metric regexes are the one shared file's, not repeated here): trials read one object, the features.
-PINNED_TUNING_REQUEST: dict[str, Any] = {
-    "HyperParameterTuningJobName": "dogclf-hpo-b71c56a532fd",
-    "HyperParameterTuningJobConfig": {
-        "Strategy": "Bayesian",
-        "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "valid:accuracy"},
-        "ResourceLimits": {"MaxNumberOfTrainingJobs": 12, "MaxParallelTrainingJobs": 2},
-        "ParameterRanges": {
-            "ContinuousParameterRanges": [
-                {
-                    "Name": "learning_rate",
-                    "MinValue": "0.0001",
-                    "MaxValue": "0.1",
-                    "ScalingType": "Logarithmic",
-                }
-            ],
-            "IntegerParameterRanges": [
-                {"Name": "epochs", "MinValue": "2", "MaxValue": "5", "ScalingType": "Auto"}
-            ],
-            "CategoricalParameterRanges": [{"Name": "batch_size", "Values": ["32", "64", "128"]}],
-        },
-        "TrainingJobEarlyStoppingType": "Auto",
-    },
-    "TrainingJobDefinition": {
-        "Environment": {"USE_SMDEBUG": "0"},
-        "StaticHyperParameters": {
-            "weights": '"imagenet"',
-            "image_size": "224",
-            "dataset_manifest": '"s3://d/datasets/dogs/manifest.json"',
-            "sagemaker_program": '"hpo.py"',
-            "sagemaker_submit_directory": '"s3://arts/code/x/sourcedir.tar.gz"',
-            "sagemaker_container_log_level": "20",
-            "sagemaker_job_name": '"dogclf-hpo-b71c56a532fd"',
-            "sagemaker_region": '"us-east-1"',
-            "sagemaker_estimator_class_name": '"PyTorch"',
-            "sagemaker_estimator_module": '"sagemaker.pytorch.estimator"',
-        },
-        "AlgorithmSpecification": {
-            "TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312",
-            "TrainingInputMode": "File",
-            "MetricDefinitions": json.loads(
-                (TRAINING_DIR / "dogclf" / "metric_definitions.json").read_text()
-            )["MetricDefinitions"],
-        },
-        "RoleArn": "arn:aws:iam::123456789012:role/r",
-        "InputDataConfig": [
-            {
-                "ChannelName": "features",
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": "s3://arts/features/0a1b2c3d4e5f/dogclf-feat-0a1b2c3d4e5f/output/model.tar.gz",
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-            }
-        ],
-        "OutputDataConfig": {"S3OutputPath": "s3://arts/tuning/dogclf-hpo-b71c56a532fd/"},
-        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
-    },
-    "Tags": [{"Key": "dataset-id", "Value": "dogs-0123456789ab"}],
-}
+# The CreateHyperParameterTuningJob request for the stack defaults (BASE): trials read one object, the
+# features.
+SNAPSHOT = "create_hyper_parameter_tuning_job"
 
 
-def test_the_tuning_request_for_the_stack_defaults_is_the_pinned_one() -> None:
-    assert request() == PINNED_TUNING_REQUEST
+def test_the_tuning_request_for_the_stack_defaults_is_its_snapshot(
+    request_snapshot: RequestSnapshots,
+) -> None:
+    request_snapshot.check(SNAPSHOT, request(), "CreateHyperParameterTuningJob")
 
 
-def test_the_pinned_tuning_request_is_valid_create_hyper_parameter_tuning_job_input() -> None:
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    validate_parameters(
-        PINNED_TUNING_REQUEST, model.operation_model("CreateHyperParameterTuningJob").input_shape
-    )
+def test_the_default_search_tunes_three_hyperparameters_for_valid_accuracy_on_the_features() -> None:
+    """The decisions of the tuning request, by name: what is searched and judged, what the trials
+    read and run, on which machine (the settings' defaults)."""
+    built = request()
+    config = built["HyperParameterTuningJobConfig"]
+    metrics = json.loads((TRAINING_DIR / "dogclf" / "metric_definitions.json").read_text())
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "valid:accuracy"}
+    assert config["Strategy"] == "Bayesian"
+    ranges = config["ParameterRanges"]
+    assert [(r["Name"], r["MinValue"], r["MaxValue"]) for r in ranges["ContinuousParameterRanges"]] == [
+        ("learning_rate", "0.0001", "0.1")
+    ]
+    assert [(r["Name"], r["MinValue"], r["MaxValue"]) for r in ranges["IntegerParameterRanges"]] == [
+        ("epochs", "2", "5")
+    ]
+    assert ranges["CategoricalParameterRanges"] == [{"Name": "batch_size", "Values": ["32", "64", "128"]}]
+    definition = built["TrainingJobDefinition"]
+    assert [
+        (c["ChannelName"], c["DataSource"]["S3DataSource"]["S3Uri"]) for c in definition["InputDataConfig"]
+    ] == [("features", FEATURES_URI)]
+    static = {key: json.loads(value) for key, value in definition["StaticHyperParameters"].items()}
+    assert static["sagemaker_program"] == "hpo.py" and "augment" not in static
+    assert static["dataset_manifest"] == MANIFEST_URI
+    assert static["weights"] == "imagenet" and static["image_size"] == 224
+    assert definition["AlgorithmSpecification"]["MetricDefinitions"] == metrics["MetricDefinitions"]
+    assert definition["ResourceConfig"]["InstanceType"] == "ml.m5.large"
+    assert definition["AlgorithmSpecification"]["TrainingImage"].endswith(":2.6.0-cpu-py312")
 
 
 def test_augmented_trials_read_the_image_channels_and_say_augment() -> None:
-    """AugmentTrials: the channels and one static hyperparameter differ from the pinned request."""
+    """AugmentTrials: the channels and one static hyperparameter differ from the snapshot's request."""
     built = request(TuningData.from_images(MANIFEST, MANIFEST_URI, augment=True))
     definition = built["TrainingJobDefinition"]
     assert [
@@ -182,10 +145,12 @@ def test_augmented_trials_read_the_image_channels_and_say_augment() -> None:
         ("valid", "s3://d/datasets/dogs/valid/"),
         ("test", "s3://d/datasets/dogs/test/"),
     ]
-    pinned = PINNED_TUNING_REQUEST["TrainingJobDefinition"]
-    assert definition["StaticHyperParameters"] == {**pinned["StaticHyperParameters"], "augment": "true"}
+    features = load_snapshot(SNAPSHOT)["TrainingJobDefinition"]
+    assert definition["StaticHyperParameters"] == {**features["StaticHyperParameters"], "augment": "true"}
     rest = {k: v for k, v in definition.items() if k not in ("InputDataConfig", "StaticHyperParameters")}
-    assert rest == {k: v for k, v in pinned.items() if k not in ("InputDataConfig", "StaticHyperParameters")}
+    assert rest == {
+        k: v for k, v in features.items() if k not in ("InputDataConfig", "StaticHyperParameters")
+    }
 
 
 def test_a_gpu_tuning_instance_gets_the_gpu_image() -> None:
