@@ -89,10 +89,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """A folder named on the command line that this interpreter cannot run: say which command can."""
+    """A folder named on the command line that this interpreter cannot run: say which command can.
+    Then share botocore's parsed service models across the run's sessions
+    (tests/support/botocore_models.py)."""
     for suite in (TRAINING, SDK, APP):
         if not _runnable(suite) and any(suite.contains(path) for path in _named_paths(config)):
             raise pytest.UsageError(f"this interpreter ({sys.executable}) cannot run them: {_hint(suite)}")
+    from tests.support.botocore_models import share_data_loaders
+
+    share_data_loaders()
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
