@@ -21,6 +21,7 @@ the stack's artifacts bucket under the prefix that role may write (tests/sdk/set
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -112,9 +113,9 @@ def client_env(local_cloud: dict[str, Any], tmp_path_factory: pytest.TempPathFac
     }
 
 
-@pytest.fixture(scope="session")
-def user_environment(client_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """The same variables in this process, for the SDK (a user's notebook kernel has them set)."""
+@contextlib.contextmanager
+def environment_of(client_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """This process's environment replaced by ``client_env`` for the block, then restored."""
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(client_env)
@@ -123,6 +124,13 @@ def user_environment(client_env: dict[str, str]) -> Iterator[dict[str, str]]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def user_environment(client_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The same variables in this process, for the SDK (a user's notebook kernel has them set)."""
+    with environment_of(client_env) as environment:
+        yield environment
 
 
 @pytest.fixture(scope="session")

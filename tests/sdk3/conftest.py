@@ -12,6 +12,7 @@ session is v3's own: ``sagemaker.core.helper.session_helper.Session`` from a ``b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,21 +22,14 @@ import pytest
 from tests.sdk.conftest import (
     artifacts_bucket,
     client_env,
+    environment_of,
     execution_role,
     local_cloud,
     sample_data,
-    user_environment,
 )
 from tests.sdk.settings import JOB_PREFIX
 
-__all__ = [
-    "artifacts_bucket",
-    "client_env",
-    "execution_role",
-    "local_cloud",
-    "sample_data",
-    "user_environment",
-]
+__all__ = ["artifacts_bucket", "client_env", "execution_role", "local_cloud", "sample_data"]
 
 
 def _sagemaker_major() -> int | None:
@@ -61,21 +55,28 @@ if _sagemaker_major() != 3:
 SKIP_ROLE_CHECK = {"SAGEMAKER_VALIDATE_ROLE": "false"}
 
 
-@pytest.fixture(scope="session")
-def session(user_environment: dict[str, str], artifacts_bucket: str) -> Any:
-    import os
+@pytest.fixture(scope="module")
+def user_environment(client_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The client variables in this process for this folder's tests only: make test-app runs other
+    folders after this one in the same process (pytest-xdist workers included), and those must not
+    reach the local cloud through a leftover ``AWS_ENDPOINT_URL_*``. The SDK's role check is off here
+    (SKIP_ROLE_CHECK)."""
+    with environment_of({**client_env, **SKIP_ROLE_CHECK}) as environment:
+        yield environment
 
+
+@pytest.fixture(scope="module")
+def session(user_environment: dict[str, str], artifacts_bucket: str) -> Any:
     import boto3
     from sagemaker.core.helper.session_helper import Session
 
-    os.environ.update(SKIP_ROLE_CHECK)  # user_environment restores the whole environment afterwards
     boto_session = boto3.Session(region_name=user_environment["AWS_REGION"])
     return Session(
         boto_session=boto_session, default_bucket=artifacts_bucket, default_bucket_prefix=JOB_PREFIX
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def training_uri(session: Any, sample_data: Path, artifacts_bucket: str) -> str:
     assert session.default_bucket() == artifacts_bucket
     uri = session.upload_data(str(sample_data), key_prefix="sdk3-notebook/data")
