@@ -174,16 +174,30 @@ checkov: $(VENV_CHECKOV)/.stamp
 # Three suites, one per interpreter (tests/conftest.py says which runs where). pytest-timeout is on
 # (pyproject.toml: timeout); PYTEST_ARGS adds to every suite, e.g. PYTEST_ARGS="-k gate --timeout=0", or
 # PYTEST_ARGS=--update-snapshots to rewrite the request snapshots (tests/functions/request_snapshots.py).
+# The application suite runs on pytest-xdist workers, a test file per worker at a time (--dist loadfile:
+# a module's fixtures, such as its local cloud, are set up once): it waits more than it computes (jobs,
+# TorchServe, Lambda workers: 0.64 of a core on average when run alone, 552 s; 2 workers: 470 s beside
+# the other suites). The training suite computes: two workers on this repository's 2-core machines cost
+# 1.45 times its CPU for 1.2 times its speed and made `make test` slower (715 s against 624 s), so it runs
+# in one process by default (TRAINING_WORKERS=2 where cores are free), one thread per process
+# (OMP_NUM_THREADS=1, as its training subprocesses already run: tests/training/trainhelpers.py), so that
+# in-process torch never spins on a core the other suites need. N=0: one process, no xdist.
+# Under make test the training suite is the longest (361 s alone, 610 s beside the others, which end
+# 140 s before it): the application and SDK suites, which mostly wait, yield the CPU to it (nice).
+YIELD ?= nice -n 10
+APP_WORKERS ?= 2
+TRAINING_WORKERS ?= 0
+xdist = $(if $(filter 0,$(1)),,-n $(1) --dist loadfile)
 test-training: $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java real-data-deps
-	$(PY_TRAIN) -m pytest tests/training $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(PY_TRAIN) -m pytest tests/training $(call xdist,$(TRAINING_WORKERS)) $(PYTEST_ARGS)
 
 test-app: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_TRAIN)/.stamp $(TRAINING_WHEELS) java
-	$(PY) -m pytest tests --ignore=tests/training --ignore=tests/sdk $(PYTEST_ARGS)
+	$(YIELD) $(PY) -m pytest tests --ignore=tests/training --ignore=tests/sdk $(call xdist,$(APP_WORKERS)) $(PYTEST_ARGS)
 
 # AWS's own clients against `python -m localcloud` (which runs with .venv): see tests/sdk/conftest.py. It
 # also runs notebooks/walkthrough.ipynb top to bottom (its executed copy: build/notebooks/).
 test-sdk: $(VENV)/.stamp $(VENV_CONTAINER)/.stamp $(VENV_SDK2)/.stamp $(TRAINING_WHEELS) java aws-cli-v2
-	$(VENV_SDK2)/bin/python -m pytest tests/sdk $(PYTEST_ARGS)
+	$(YIELD) $(VENV_SDK2)/bin/python -m pytest tests/sdk $(PYTEST_ARGS)
 
 # The fast lane: every test not marked `slow` (pyproject.toml: no training, no TorchServe, no training
 # toolkit, no demo), each held to FAST_TIMEOUT seconds, so a test that starts one of those without the
