@@ -196,6 +196,7 @@ def test_duplicate_eventbridge_delivery_is_the_same_event_twice(tmp_path):
         assert runner.wait_idle(60)
     finally:
         runner.close()
+    assert all(record.ok for record in runner.records), [record.payload for record in runner.records]
     ids = [record.payload["id"] for record in runner.records]
     assert len(ids) == 2 and ids[0] == ids[1]  # a duplicate keeps the event id, as EventBridge's do
     assert injector.counts() == {"duplicate_eventbridge": 1}
