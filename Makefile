@@ -217,10 +217,10 @@ test-fast-training: $(VENV_TRAIN)/.stamp
 test-fast:
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-fast-app test-fast-training
 
-# Everything CI checks. The suites spend most of their time waiting on subprocesses (training jobs,
-# TorchServe, Lambda workers: test-app used about 270 CPU-seconds of a 26-minute run on a loaded
-# 2-core machine), so TEST_JOBS of them run side by side, the longest first; each report is printed
-# whole when its target ends (--output-sync). TEST_JOBS=1 runs them one by one.
+# Everything CI checks: TEST_JOBS targets side by side (the environments they need are built first, as
+# their prerequisites), the longest suites first; each report is printed whole when its target ends
+# (--output-sync). On a 2-core machine with warm venvs it took 550 s (the suites' worker and nice
+# settings above say why). TEST_JOBS=1 runs them one by one.
 TEST_JOBS ?= 3
 test:
 	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-app test-training lint template-check test-sdk

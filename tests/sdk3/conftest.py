@@ -5,8 +5,9 @@ Run with ``.venv`` (``make test-app``; requirements-dev.txt pins SDK v3), the in
 cloud itself runs in; SDK v2 (tests/sdk) has ``.venv-sdk2``, since the two SDKs cannot share one.
 The local cloud, the client environment (the
 ``AWS_ENDPOINT_URL_*`` variables and dummy credentials it prints, the SDK's telemetry switched off in its
-own config file) and the sample data are tests/sdk/conftest.py's fixtures, imported here; only the
-session is v3's own: ``sagemaker.core.helper.session_helper.Session`` from a ``boto3.Session``, with
+own config file) and the sample data are tests/sdk/conftest.py's fixtures, imported here. Set in this
+process for this folder's module only (``user_environment``, module-scoped), and the session is v3's
+own: ``sagemaker.core.helper.session_helper.Session`` from a ``boto3.Session``, with
 ``default_bucket`` named so the SDK never asks STS for the account (as in tests/sdk/conftest.py).
 """
 
